@@ -1,0 +1,135 @@
+"""The normalized event: one CloudEvents 1.0 envelope for every provider (SPEC §3)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import msgspec
+
+Integrity = Literal["signed", "headers-only"]
+
+# The normalized status vocabulary of providers.md; anything else is `unknown`.
+STATUSES = frozenset(
+    {
+        "created",
+        "pending",
+        "processing",
+        "partially_paid",
+        "completed",
+        "failed",
+        "declined",
+        "cancelled",
+        "expired",
+        "unknown",
+    }
+)
+
+
+class Money(msgspec.Struct, frozen=True):
+    """An amount in a currency; the amount is an exact decimal string, never a float."""
+
+    currency: str | None
+    amount: str | None
+
+
+class EventData(msgspec.Struct, frozen=True, kw_only=True):
+    """`data` of the CloudEvent: the normalized view plus the provider's whole body."""
+
+    kind: str
+    id: str
+    external_id: str | None = None
+    status: str
+    provider_status: str | None
+    fiat: Money | None = None
+    crypto: Money | None = None
+    payload: Any
+
+
+class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A CloudEvents 1.0 event in JSON format with the gateway's extension attributes."""
+
+    specversion: str = "1.0"
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: str
+    datacontenttype: str = "application/json"
+    provider: str
+    providerevent: str
+    integrity: Integrity
+    partitionkey: str
+    data: EventData
+
+
+def event_id(source: str, *natural_key: object) -> str:
+    """Deterministic event id: the same provider state change always yields the same id."""
+    material = "\x1f".join([source, *("" if p is None else str(p) for p in natural_key)])
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC RFC 3339 with a `Z`, milliseconds only when there are any."""
+    moment = moment.astimezone(UTC)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_epoch(value: int | float | str | Decimal | None, *, millis: bool = False) -> datetime | None:
+    """A provider's epoch timestamp (seconds or milliseconds, number or string) as UTC."""
+    if value is None or value == "":
+        return None
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    if not number.is_finite():
+        return None
+    if millis:
+        number /= 1000
+    try:
+        return datetime.fromtimestamp(float(number), tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def decimal_str(value: object) -> str | None:
+    """An amount as an exact decimal string (numbers arrive as Decimal, never float)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | str):
+        return str(value)
+    if isinstance(value, float):  # only reachable if a caller bypassed the decoders
+        return repr(value)
+    return None
+
+
+# Untyped JSON with floats decoded as Decimal, so amounts in `data.payload` stay exact.
+_PAYLOAD_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def decode_payload(raw: bytes) -> Any:
+    """The provider's body as plain JSON values, floats kept exact as Decimal."""
+    return _PAYLOAD_DECODER.decode(raw)
+
+
+_ENCODER = msgspec.json.Encoder(decimal_format="string")
+
+
+def encode(value: Any) -> bytes:
+    """JSON bytes of an event or any part of it (Decimals as strings)."""
+    return _ENCODER.encode(value)
+
+
+def to_builtins(event: CloudEvent) -> dict[str, Any]:
+    """The event as plain dicts/lists/strings, the form routing and `omit` work on."""
+    result: dict[str, Any] = msgspec.to_builtins(event, builtin_types=(Decimal,))
+    return result
