@@ -73,6 +73,8 @@ def decode_struct(decoder: msgspec.json.Decoder[T], content: bytes) -> T:
         raise PayloadError(message, path=path) from exc
     except msgspec.DecodeError as exc:
         raise PayloadError(f"body is not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, inside strings
+        raise PayloadError("body is not valid UTF-8") from exc
 
 
 def convert_struct(value: Any, type_: type[T]) -> T:
