@@ -1,0 +1,197 @@
+"""W3Block Commerce: HMAC-SHA256 in `x-w3block-commerce-signature` over the body."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from gateway.errors import PayloadError, SignatureError
+from gateway.event import (
+    CloudEvent,
+    EventData,
+    Money,
+    decimal_str,
+    decode_payload,
+    event_id,
+    from_epoch,
+    rfc3339,
+)
+from gateway.providers._common import decode_struct
+from gateway.providers.whitepay import compact_json
+from gateway.types import Secrets
+
+NAME = "w3block"
+MEDIA_TYPES = frozenset({"application/json"})
+
+HEADER = "x-w3block-commerce-signature"
+# Dotted paths into `data.payload` that carry live secrets: logs must redact them and routes
+# may `omit` them (`data.payload.` + path). The Stripe `publicKey` beside it is publishable.
+SECRET_PATHS: tuple[str, ...] = ("data.paymentInfo.clientSecret",)
+
+_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{43}={0,1}")
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """`sources.<name>` keys of a W3Block source."""
+
+    secret: Secrets
+
+
+def _signature(headers: Mapping[str, str]) -> bytes:
+    value = headers.get(HEADER)
+    if value is None:
+        raise SignatureError(f"missing `{HEADER}` header")
+    value = value.strip()
+    # The encoding is undocumented: lowercase hex first, base64 (either alphabet) otherwise.
+    if _HEX_SHA256.fullmatch(value):
+        return bytes.fromhex(value)
+    if _BASE64.fullmatch(value):
+        compact = value.rstrip("=").replace("-", "+").replace("_", "/") + "="
+        try:
+            return base64.b64decode(compact, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise SignatureError(f"`{HEADER}` is neither hex nor base64") from exc
+    raise SignatureError(f"`{HEADER}` is neither hex nor base64 HMAC-SHA256")
+
+
+def _candidates(raw: bytes) -> Iterator[bytes]:
+    yield raw
+    # Only when the raw body failed: a sender that signs `JSON.stringify(body)` but sends
+    # it pretty-printed (or through a proxy that re-serializes it).
+    js = compact_json(raw, "js")
+    if js is not None and js != raw:
+        yield js
+
+
+class W3BlockVerifier:
+    """Checks the signature header against the raw body, then its JS-style compaction."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: list[bytes]) -> None:
+        self._keys = keys
+
+    def verify(self, raw: bytes, headers: Mapping[str, str], now: float) -> bytes:
+        """Return the raw body if any configured `signatureKey` signed it."""
+        received = _signature(headers)
+        for message in _candidates(raw):
+            for key in self._keys:
+                if hmac.compare_digest(hmac.new(key, message, hashlib.sha256).digest(), received):
+                    return raw
+        raise SignatureError("signature does not match")
+
+
+def build_verifier(settings: Settings) -> W3BlockVerifier:
+    """HMAC keys are the UTF-8 bytes of the webhook configuration's `signatureKey`(s)."""
+    return W3BlockVerifier([value.encode("utf-8") for value in settings.secret.reveal()])
+
+
+class W3BlockOrder(msgspec.Struct, frozen=True):
+    """`data` of an order event (the fields the gateway reads; `paymentInfo` deliberately not)."""
+
+    id: str
+    status: str | None = None
+    currencyId: str | None = None
+    currencyAmount: Any = None
+    updatedAt: str | None = None
+
+
+class _Body(msgspec.Struct, frozen=True):
+    data: W3BlockOrder
+    event: str
+    timestamp: int | str | None = None
+
+
+_DECODER = msgspec.json.Decoder(_Body, float_hook=Decimal)
+
+
+class W3BlockEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A decoded W3Block notification and the whole body."""
+
+    event: str
+    order: W3BlockOrder
+    timestamp: int | str | None
+    payload: Any
+
+
+def decode(content: bytes) -> W3BlockEvent:
+    """Decode `{"data": Order, "event": "order.<status>", "timestamp": <epoch ms>}`."""
+    body = decode_struct(_DECODER, content)
+    try:
+        payload = decode_payload(content)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in unread fields
+        raise PayloadError(f"body is not valid JSON: {exc}") from exc
+    return W3BlockEvent(
+        event=body.event, order=body.data, timestamp=body.timestamp, payload=payload
+    )
+
+
+_STATUS = {
+    "created": "created",
+    "pending": "created",
+    "confirming_payment": "pending",
+    "waiting_delivery": "processing",
+    "delivering": "processing",
+    "partially_cancelled": "partially_paid",
+    "concluded": "completed",
+    "failed": "failed",
+    "cancelling": "cancelled",
+    "cancelled": "cancelled",
+    "expired": "expired",
+}
+
+
+def normalize(decoded: W3BlockEvent, source: str, received: datetime) -> CloudEvent:
+    """The CloudEvent of one W3Block notification; `event` (`order.<status>`) decides."""
+    order = decoded.order
+    kind, sep, action = decoded.event.strip().lower().partition(".")
+    if not sep or not kind:  # no `<kind>.<status>` name: fall back to the order's own status
+        kind, action = "order", (order.status or "").lower()
+    status = _STATUS.get(action, "unknown")
+    amount = decimal_str(order.currencyAmount)
+    moment = from_epoch(decoded.timestamp, millis=True) or received
+    return CloudEvent(
+        # `updatedAt` moves with every state change of the order and stays put across
+        # W3Block's retries of one notification.
+        id=event_id(source, order.id, decoded.event, order.status, order.updatedAt),
+        source=f"/webhooks/{source}",
+        type=f"{kind}.{status}",
+        subject=order.id,
+        time=rfc3339(moment),
+        provider=NAME,
+        providerevent=decoded.event,
+        integrity="signed",
+        partitionkey=order.id,
+        data=EventData(
+            kind=kind,
+            id=order.id,
+            status=status,
+            provider_status=order.status,
+            # W3Block names the currency by its id (a UUID), not by an ISO code.
+            fiat=None if amount is None else Money(order.currencyId, amount),
+            payload=decoded.payload,
+        ),
+    )
+
+
+def sign(
+    key: str,
+    body: bytes,
+    now: float,
+    *,
+    url: str | None = None,
+    partner_id: str | None = None,
+) -> tuple[dict[str, str], bytes]:
+    """What W3Block would send: the body and its lowercase hex HMAC-SHA256."""
+    mac = hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return {"content-type": "application/json", HEADER: mac}, body

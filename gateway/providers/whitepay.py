@@ -1,0 +1,335 @@
+"""Whitepay: hex HMAC-SHA256 in `Signature` over the raw body or a compact re-encoding of it."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import msgspec
+
+from gateway.errors import PayloadError, SignatureError
+from gateway.event import (
+    CloudEvent,
+    EventData,
+    Money,
+    decimal_str,
+    decode_payload,
+    event_id,
+    rfc3339,
+)
+from gateway.providers._common import decode_struct
+from gateway.types import Secrets
+
+NAME = "whitepay"
+MEDIA_TYPES = frozenset({"application/json"})
+
+_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """`sources.<name>` keys of a Whitepay source."""
+
+    secret: Secrets
+
+
+# --- compact re-encoding -------------------------------------------------------------------
+# Whitepay's docs sign `JSON.stringify(payload)`, PHP integrations `json_encode($payload)`.
+# Re-encoding token by token (instead of parse + dump) keeps key order, duplicate keys and
+# numbers exactly as written, which is what both languages reproduce for this payload.
+
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[ \t\n\r]+|[^" \t\n\r]+', re.DOTALL)
+_SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# JSON.stringify escapes controls and (ES2019) lone surrogates; leaves `/` and non-ASCII alone.
+_JS_ESCAPE = re.compile('["\\\\\x00-\x1f\ud800-\udfff]')
+# json_encode's defaults: everything non-ASCII as \uXXXX (lowercase hex) and `/` as `\/`.
+_PHP_ESCAPE = re.compile('["\\\\/\x00-\x1f\x80-\U0010ffff]')
+
+
+def _js_char(match: re.Match[str]) -> str:
+    char = match.group()
+    return _SHORT.get(char) or f"\\u{ord(char):04x}"
+
+
+def _php_char(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _SHORT:
+        return _SHORT[char]
+    if char == "/":
+        return "\\/"
+    code = ord(char)
+    if code > 0xFFFF:
+        code -= 0x10000
+        return f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}"
+    return f"\\u{code:04x}"
+
+
+def compact_json(raw: bytes, style: Literal["js", "php"]) -> bytes | None:
+    """`raw` re-encoded as JS `JSON.stringify` or PHP `json_encode` would; None if not JSON."""
+    try:
+        msgspec.json.decode(raw)
+        text = raw.decode("utf-8")
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    escape, pattern = (_js_char, _JS_ESCAPE) if style == "js" else (_php_char, _PHP_ESCAPE)
+    out: list[str] = []
+    for token in _TOKENS.findall(text):
+        if token[0] == '"':
+            # The msgspec validation above guarantees a well-formed string token.
+            value = json.loads(token) if "\\" in token else token[1:-1]
+            out.append('"' + pattern.sub(escape, value) + '"')
+        elif token[0] not in " \t\n\r":
+            out.append(token)
+    # msgspec refuses lone surrogates, so none reach here; `surrogatepass` only makes sure
+    # an encoding error can never escape from `verify`.
+    return "".join(out).encode("utf-8", "surrogatepass")
+
+
+class WhitepayVerifier:
+    """Checks `signature` against the raw body, then the PHP and JS re-encodings."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: list[bytes]) -> None:
+        self._keys = keys
+
+    def verify(self, raw: bytes, headers: Mapping[str, str], now: float) -> bytes:
+        """Return the raw body if any configured secret signed one of its candidates."""
+        header = headers.get("signature")
+        if header is None:
+            raise SignatureError("missing `Signature` header")
+        header = header.strip()
+        if not _HEX_SHA256.fullmatch(header):
+            raise SignatureError("`Signature` is not a hex HMAC-SHA256")
+        received = bytes.fromhex(header)
+        for message in _candidates(raw):
+            for key in self._keys:
+                if hmac.compare_digest(hmac.new(key, message, hashlib.sha256).digest(), received):
+                    return raw
+        raise SignatureError("signature does not match")
+
+
+def _candidates(raw: bytes) -> Iterator[bytes]:
+    yield raw
+    # Only reached when the raw body failed: most senders sign what they send.
+    php = compact_json(raw, "php")
+    if php is None:
+        return
+    if php != raw:
+        yield php
+    js = compact_json(raw, "js")
+    if js is not None and js not in (raw, php):
+        yield js
+
+
+def build_verifier(settings: Settings) -> WhitepayVerifier:
+    """HMAC keys are the UTF-8 bytes of the Webhook Signature Token(s)."""
+    return WhitepayVerifier([value.encode("utf-8") for value in settings.secret.reveal()])
+
+
+class WhitepayOrder(msgspec.Struct, frozen=True):
+    """`order` of an order event (the fields the gateway reads)."""
+
+    id: str
+    currency: str | None = None
+    value: Any = None
+    status: str | None = None
+    external_order_id: str | None = None
+    created_at: str | None = None
+    completed_at: str | None = None
+    received_total: Any = None
+    received_currency: str | None = None
+    is_internal: bool | str | None = None
+
+    @property
+    def internal(self) -> bool:
+        """`is_internal`, which Whitepay sends as a boolean or as the string "true"."""
+        return _truthy(self.is_internal)
+
+
+class WhitepayTransaction(msgspec.Struct, frozen=True):
+    """`transaction` of a transaction, withdrawal or rollback event."""
+
+    id: str
+    order_id: str | None = None
+    external_order_id: str | None = None
+    currency: str | None = None
+    value: Any = None
+    type: str | None = None
+    status: str | None = None
+    hash: str | None = None
+    is_internal: bool | str | None = None
+    created_at: str | None = None
+    completed_at: str | None = None
+
+    @property
+    def tx_hash(self) -> str | None:
+        """The chain hash; Whitepay sends the string "null" when there is none."""
+        return None if self.hash in (None, "", "null") else self.hash
+
+    @property
+    def internal(self) -> bool:
+        """`is_internal`, which Whitepay sends as a boolean or as the string "true"."""
+        return _truthy(self.is_internal)
+
+
+def _truthy(value: bool | str | None) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
+
+
+class _Body(msgspec.Struct, frozen=True):
+    event_type: str
+    order: WhitepayOrder | None = None
+    transaction: WhitepayTransaction | None = None
+
+
+_DECODER = msgspec.json.Decoder(_Body, float_hook=Decimal)
+
+
+class WhitepayEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A decoded Whitepay notification: the event's object and the whole body."""
+
+    event_type: str
+    object: WhitepayOrder | WhitepayTransaction
+    payload: Any
+
+
+def decode(content: bytes) -> WhitepayEvent:
+    """Decode `{"order"|"transaction": {...}, "event_type": "..."}`."""
+    body = decode_struct(_DECODER, content)
+    try:
+        payload = decode_payload(content)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in unread fields
+        raise PayloadError(f"body is not valid JSON: {exc}") from exc
+    kind = body.event_type.partition("::")[0].lower()
+    first, second = (
+        (body.order, body.transaction) if kind == "order" else (body.transaction, body.order)
+    )
+    obj = first or second
+    if obj is None:
+        raise PayloadError("Expected an `order` or a `transaction` object", path="$")
+    return WhitepayEvent(event_type=body.event_type, object=obj, payload=payload)
+
+
+# What the event name says happened; it wins over the body's `status`
+# (`withdrawal::declined` arrives with a CANCELLED transaction).
+_ACTION_STATUS = {
+    "completed": "completed",
+    "complete": "completed",
+    "final_amount_was_received": "completed",
+    "declined": "declined",
+    "decline": "declined",
+    "partially_fulfilled": "partially_paid",
+}
+# The live API's spellings of the same event, so their retries share an id.
+_ACTION_CANONICAL = {"complete": "completed", "decline": "declined"}
+_BODY_STATUS = {
+    "INIT": "created",
+    "OPEN": "created",
+    "COMPLETE": "completed",
+    "COMPLETED": "completed",
+    "PARTIALLY_FULFILLED": "partially_paid",
+    "DECLINED": "declined",
+    "CANCELED": "cancelled",
+    "CANCELLED": "cancelled",
+}
+# ISO 4217 codes; any other currency Whitepay names (USDT, BTC, ...) is a crypto asset.
+_FIAT = frozenset(
+    """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN
+    BWP BYN BYR BZD CAD CDF CHF CLP CNY COP CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR
+    FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR IQD IRR ISK JMD JOD
+    JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP
+    MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON
+    RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND
+    TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW
+    ZWG ZWL""".split()
+)
+
+
+def _time(value: str | None) -> datetime | None:
+    # Whitepay writes `YYYY-MM-DD HH:MM:SS` without a zone, meaning UTC. An unreadable time
+    # only costs precision (the receive time is used), never the event.
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _money(currency: str | None, value: Any) -> Money | None:
+    amount = decimal_str(value)
+    return None if amount is None else Money(currency, amount)
+
+
+def normalize(decoded: WhitepayEvent, source: str, received: datetime) -> CloudEvent:
+    """The CloudEvent of one Whitepay notification; the event name decides the status."""
+    obj = decoded.object
+    kind, sep, action = decoded.event_type.partition("::")
+    kind, action = kind.strip().lower(), action.strip().lower()
+    if not sep or not kind:
+        kind = "order" if isinstance(obj, WhitepayOrder) else "transaction"
+    status = _ACTION_STATUS.get(action) or _BODY_STATUS.get((obj.status or "").upper(), "unknown")
+    legs = [_money(obj.currency, obj.value)]
+    received_total = None
+    if isinstance(obj, WhitepayOrder):
+        received_total = decimal_str(obj.received_total)
+        # An order priced in one currency class and paid in the other has both legs.
+        if (obj.received_currency or "").upper() != (obj.currency or "").upper():
+            legs.append(_money(obj.received_currency, obj.received_total))
+    fiat = crypto = None
+    for leg in legs:
+        if leg is None:
+            continue
+        if (leg.currency or "").upper() in _FIAT:
+            fiat = fiat or leg
+        else:
+            crypto = crypto or leg
+    return CloudEvent(
+        # A second partial payment changes the received total: a new state change.
+        id=event_id(
+            source,
+            kind,
+            obj.id,
+            _ACTION_CANONICAL.get(action, action),
+            obj.status,
+            received_total,
+        ),
+        source=f"/webhooks/{source}",
+        type=f"{kind}.{status}",
+        subject=obj.id,
+        time=rfc3339(_time(obj.completed_at) or received),
+        provider=NAME,
+        providerevent=decoded.event_type,
+        integrity="signed",
+        partitionkey=obj.id,
+        data=EventData(
+            kind=kind,
+            id=obj.id,
+            external_id=obj.external_order_id,
+            status=status,
+            provider_status=obj.status,
+            fiat=fiat,
+            crypto=crypto,
+            payload=decoded.payload,
+        ),
+    )
+
+
+def sign(
+    key: str,
+    body: bytes,
+    now: float,
+    *,
+    url: str | None = None,
+    partner_id: str | None = None,
+) -> tuple[dict[str, str], bytes]:
+    """What Whitepay would send: the body and its lowercase hex HMAC-SHA256."""
+    mac = hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return {"content-type": "application/json", "signature": mac}, body
