@@ -1,0 +1,41 @@
+# The README's two commands: `make dev` and `make test`. Everything else is a helper of those.
+PYTHON ?= python3
+VENV ?= .venv
+PY = $(VENV)/bin/python
+STAMP = $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+
+.PHONY: dev test lint typecheck bench clean install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+-include helm/tools.mk
+
+## make dev: venv + deps, local tansu broker, gateway on 127.0.0.1:8000 with config/dev.yaml
+dev: $(STAMP)
+	$(VENV)/bin/gateway dev --config config/dev.yaml
+
+## make test: venv + deps (+ helm), lint, types, the whole suite incl. real-broker tests
+test: $(STAMP) $(HELM_TOOLS)
+	$(VENV)/bin/ruff check gateway routing tests benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check gateway routing tests benchmarks
+	$(VENV)/bin/ruff format --check gateway routing tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) benchmarks/routing_bench.py
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

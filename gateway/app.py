@@ -1,0 +1,50 @@
+"""`create_app(config)`: the Litestar application, with no import-time side effects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+
+from gateway import __version__
+from gateway.config import Config
+from gateway.destinations.kafka import Producer
+from gateway.http.health import healthz, readyz
+from gateway.http.ingress import receive
+from gateway.http.problems import http_exception_handler, internal_error_handler
+from gateway.observability import REDACTOR, config_secret_values
+from gateway.pipeline import Pipeline
+
+
+def create_app(config: Config, producer: Producer | None = None) -> Litestar:
+    """The gateway's ASGI app; the producer connects in the lifespan (or is given, started)."""
+    producer = producer or Producer(config)
+    REDACTOR.add(config_secret_values(config))
+    pipeline = Pipeline(config, producer)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await producer.start()
+        try:
+            yield
+        finally:
+            await producer.stop()
+
+    app = Litestar(
+        route_handlers=[receive, healthz, readyz],
+        lifespan=[lifespan],
+        exception_handlers={HTTPException: http_exception_handler, Exception: internal_error_handler},
+        openapi_config=OpenAPIConfig(title="Webhook gateway", version=__version__),
+        request_max_body_size=config.server.max_body_bytes + 1,
+        debug=False,
+    )
+    app.state.pipeline = pipeline
+    app.state.producer = producer
+    app.state.config = config
+    return app
+
+

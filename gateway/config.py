@@ -1,0 +1,523 @@
+"""The one YAML config file -> frozen msgspec Structs, validated completely, once, at start-up.
+
+Every problem is collected (not just the first) and reported with the file, the line and
+the path inside the document (`routes[3].match.where[0]`). `${env:NAME}`,
+`${env:NAME:-default}` and `${file:/path}` references are resolved while loading; the values
+they bring in are scrubbed from every message, so a secret never reaches an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+import yaml
+
+from gateway.errors import ConfigError
+from gateway.providers import registry
+from gateway.types import Duration, Secrets, dec_hook
+from routing import Router, RoutingConfigError, compile_routes
+
+PathT = tuple[str | int, ...]
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base for config sections: immutable, and a typo in YAML is an error."""
+
+
+class ServerConfig(_Section):
+    """`server:` settings of the HTTP ingress."""
+
+    max_body_bytes: Positive = 1_048_576
+    dedupe_window: Duration = Duration(86_400)
+    dedupe_max_entries: Positive = 1_000_000
+    handoff_timeout: Duration = Duration(10)
+    retry_after: Duration = Duration(5)
+    trusted_proxies: list[str] = []
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+
+class KafkaConfig(_Section):
+    """`kafka:` producer/consumer settings shared by every Kafka destination and the queue."""
+
+    bootstrap_servers: str = "localhost:9092"
+    client_id: str = "webhook-gateway"
+    acks: Literal["all", -1] = "all"
+    enable_idempotence: bool = True
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
+    linger_ms: NonNegative = 5
+    max_batch_size: Positive = 65_536
+    request_timeout: Duration = Duration(30)
+    metadata_max_age: Duration = Duration(300)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: Secrets | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+    delivery_topic: str = "gateway.deliveries"
+    dead_letter_topic: str = "gateway.dead-letter"
+    consumer_group: str = "webhook-gateway-delivery"
+    create_topics: bool = False
+    topic_partitions: Positive = 3
+    topic_replication: Positive = 1
+
+
+class KafkaDestination(_Section):
+    """A Kafka topic destination (SPEC §5)."""
+
+    topic: str
+    key: str = "partitionkey"
+    mode: Literal["structured", "binary"] = "structured"
+
+
+class Backoff(_Section):
+    """Exponential backoff with full jitter between delivery attempts."""
+
+    initial: Duration = Duration(1)
+    max: Duration = Duration(3600)
+
+
+class WebhookDestination(_Section):
+    """An outbound webhook destination, signed per Standard Webhooks (SPEC §5)."""
+
+    url: str
+    secret: Secrets
+    timeout: Duration = Duration(15)
+    max_attempts: Positive = 12
+    backoff: Backoff = Backoff()
+    concurrency: Positive = 16
+    headers: dict[str, str] = {}
+
+
+class Destination(_Section):
+    """One destination: exactly one of `kafka` or `webhook`."""
+
+    kafka: KafkaDestination | None = None
+    webhook: WebhookDestination | None = None
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Source(msgspec.Struct, frozen=True, kw_only=True):
+    """One configured source: served at `POST /webhooks/<name>`."""
+
+    name: str
+    provider: str
+    settings: Any  # the provider module's own `Settings` Struct
+    allow_ips: tuple[IPNetwork, ...] = ()
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole validated configuration."""
+
+    path: str
+    server: ServerConfig
+    kafka: KafkaConfig
+    sources: dict[str, Source]
+    destinations: dict[str, Destination]
+    router: Router
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+
+    def kafka_destinations(self) -> dict[str, KafkaDestination]:
+        """Destinations of the Kafka kind, by name."""
+        return {n: d.kafka for n, d in self.destinations.items() if d.kafka is not None}
+
+    def webhook_destinations(self) -> dict[str, WebhookDestination]:
+        """Destinations of the webhook kind, by name."""
+        return {n: d.webhook for n, d in self.destinations.items() if d.webhook is not None}
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: YAML nodes -> plain values with a line for every path, references resolved.
+
+_REFERENCE = re.compile(r"\$\{(env|file):([^}]*)\}")
+_TOP_LEVEL = ("server", "kafka", "sources", "destinations", "routes", "unmatched")
+_SOURCE_COMMON = ("provider", "allow_ips")
+
+
+@dataclass
+class _Loaded:
+    """A parsed document with the line of every node and the values references brought in."""
+
+    file: str
+    base_dir: Path = Path(".")
+    lines: dict[PathT, int] = field(default_factory=dict)
+    revealed: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+    def line_of(self, path: PathT) -> int:
+        """The line of the node at `path`, or of its closest ancestor that exists."""
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+    def error(self, path: PathT, message: str) -> None:
+        """Record a problem at `path`, scrubbing any referenced value from the message."""
+        for value in sorted(self.revealed, key=len, reverse=True):
+            if len(value) >= 3:
+                message = message.replace(value, "***")
+        where = format_path(path) or "<document>"
+        self.problems.append(f"{self.file}:{self.line_of(path)}: {where}: {message}")
+
+
+def format_path(path: PathT) -> str:
+    """`("routes", 3, "match")` -> `routes[3].match`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _resolve(text: str, path: PathT, doc: _Loaded) -> str:
+    """Substitute `${env:...}` / `${file:...}` references in one scalar."""
+
+    def substitute(m: re.Match[str]) -> str:
+        kind, arg = m.group(1), m.group(2)
+        if kind == "env":
+            name, sep, default = arg.partition(":-")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                doc.error(path, f"`${{env:{arg}}}` is not a valid environment reference")
+                return ""
+            value = os.environ.get(name)
+            if value is None or (value == "" and sep):
+                if sep:
+                    return default
+                doc.error(path, f"environment variable {name} is not set")
+                return ""
+        else:
+            try:
+                value = (doc.base_dir / arg).read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+                doc.error(path, f"cannot read `${{file:{arg}}}`: {reason}")
+                return ""
+        doc.revealed.add(value)
+        return value
+
+    return _REFERENCE.sub(substitute, text)
+
+
+def _to_python(node: yaml.Node, path: PathT, doc: _Loaded) -> Any:
+    """Build plain values from a composed YAML node, recording lines and resolving references."""
+    doc.lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node)
+            if not isinstance(key, str):
+                doc.error(path, f"keys must be strings, got {key!r}")
+                continue
+            if key in out:
+                doc.error((*path, key), "duplicate key")
+                continue
+            doc.lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = _to_python(value_node, (*path, key), doc)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, (*path, i), doc) for i, item in enumerate(node.value)]
+    assert isinstance(node, yaml.ScalarNode)
+    if node.tag == "tag:yaml.org,2002:str":
+        return _resolve(node.value, path, doc) if "${" in node.value else node.value
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    """A node as the safe loader would construct it (ints, bools, null, strings)."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str":
+        return node.value
+    return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+
+
+def _parse_yaml(text: str, doc: _Loaded) -> Any:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        doc.problems.append(f"{doc.file}:{line}: <document>: invalid YAML: {problem}")
+        return None
+    if root is None:
+        return {}
+    return _to_python(root, (), doc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: convert field by field so that every problem is found in one pass.
+
+_MISSING = object()
+
+
+def _convert(value: Any, type_: Any, path: PathT, doc: _Loaded) -> Any:
+    """Convert `value` to `type_`, recording every problem; returns `_MISSING` on failure."""
+    if isinstance(type_, type) and issubclass(type_, msgspec.Struct):
+        return _convert_struct(value, type_, path, doc)
+    origin = typing.get_origin(type_)
+    args = typing.get_args(type_)
+    if origin is dict and len(args) == 2 and _is_struct(args[1]):
+        if not isinstance(value, dict):
+            doc.error(path, f"expected a mapping, got {_kind(value)}")
+            return _MISSING
+        items = {k: _convert(v, args[1], (*path, k), doc) for k, v in value.items()}
+        return _MISSING if _MISSING in items.values() else items
+    if origin in (types.UnionType, typing.Union) and value is None and type(None) in args:
+        return None
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and _is_struct(inner[0]):
+            return _convert(value, inner[0], path, doc)
+    try:
+        return msgspec.convert(value, type_, dec_hook=dec_hook)
+    except msgspec.ValidationError as exc:
+        message, sub = _split_msgspec_error(str(exc))
+        doc.error((*path, *sub), message)
+        return _MISSING
+
+
+def _convert_struct(value: Any, type_: type[msgspec.Struct], path: PathT, doc: _Loaded) -> Any:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        doc.error(path, f"expected a mapping, got {_kind(value)}")
+        return _MISSING
+    fields = {f.encode_name: f for f in msgspec.structs.fields(type_)}
+    ok = True
+    for key in value:
+        if key not in fields:
+            doc.error((*path, key), f"unknown key `{key}` (expected one of: {', '.join(fields)})")
+            ok = False
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in value:
+            if f.required:
+                doc.error(path, f"missing required key `{name}`")
+                ok = False
+            continue
+        converted = _convert(value[name], f.type, (*path, name), doc)
+        if converted is _MISSING:
+            ok = False
+        else:
+            kwargs[f.name] = converted
+    if not ok:
+        return _MISSING
+    try:
+        return type_(**kwargs)
+    except (TypeError, ValueError) as exc:  # pragma: no cover - fields were validated one by one
+        doc.error(path, str(exc))
+        return _MISSING
+
+
+def _is_struct(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, msgspec.Struct)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+_MSGSPEC_PATH = re.compile(r"^(.*) - at `\$(.*)`$", re.S)
+
+
+def _split_msgspec_error(message: str) -> tuple[str, PathT]:
+    """`Expected int, got str - at `$.a[0]`` -> ("Expected int, got str", ("a", 0))."""
+    m = _MSGSPEC_PATH.match(message)
+    if not m:
+        return message, ()
+    parts: list[str | int] = []
+    for token in re.findall(r"\.([^.\[]+)|\[(\d+)\]|\[('.*?'|\".*?\")\]", m.group(2)):
+        name, index, quoted = token
+        if name:
+            parts.append(name)
+        elif index:
+            parts.append(int(index))
+        else:
+            parts.append(quoted[1:-1])
+    return m.group(1), tuple(parts)
+
+
+def _networks(value: Any, path: PathT, doc: _Loaded) -> tuple[IPNetwork, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        doc.error(path, "expected a list of CIDRs")
+        return ()
+    out: list[IPNetwork] = []
+    for i, item in enumerate(value):
+        try:
+            out.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            doc.error((*path, i), f"`{item}` is not an IP address or CIDR")
+    return tuple(out)
+
+
+def _sources(raw: Any, doc: _Loaded) -> dict[str, Source]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        doc.error(("sources",), f"expected a mapping of source names, got {_kind(raw)}")
+        return {}
+    providers = registry()
+    out: dict[str, Source] = {}
+    for name, body in raw.items():
+        path: PathT = ("sources", name)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            doc.error(path, "source names may hold letters, digits, `_`, `.` and `-` only")
+            continue
+        if not isinstance(body, dict):
+            doc.error(path, f"expected a mapping, got {_kind(body)}")
+            continue
+        provider_name = body.get("provider")
+        module = providers.get(provider_name) if isinstance(provider_name, str) else None
+        if module is None:
+            doc.error(
+                (*path, "provider") if "provider" in body else path,
+                f"`provider` must be one of: {', '.join(sorted(providers))}",
+            )
+            continue
+        allow_ips = _networks(body.get("allow_ips"), (*path, "allow_ips"), doc)
+        rest = {k: v for k, v in body.items() if k not in _SOURCE_COMMON}
+        settings = _convert(rest, module.Settings, path, doc)
+        if settings is _MISSING:
+            continue
+        try:
+            module.build_verifier(settings)
+        except ValueError as exc:
+            doc.error(path, str(exc))
+            continue
+        out[name] = Source(name=name, provider=module.NAME, settings=settings, allow_ips=allow_ips)
+    return out
+
+
+def _destinations(raw: Any, doc: _Loaded) -> dict[str, Destination]:
+    if raw is None:
+        return {}
+    converted = _convert(raw, dict[str, Destination], ("destinations",), doc)
+    if converted is _MISSING:
+        return {}
+    out: dict[str, Destination] = {}
+    for name, dest in converted.items():
+        path: PathT = ("destinations", name)
+        if (dest.kafka is None) == (dest.webhook is None):
+            doc.error(path, "a destination needs exactly one of `kafka` or `webhook`")
+            continue
+        if dest.webhook is not None:
+            _check_webhook(dest.webhook, (*path, "webhook"), doc)
+        out[name] = dest
+    return out
+
+
+def _check_webhook(hook: WebhookDestination, path: PathT, doc: _Loaded) -> None:
+    url = urlsplit(hook.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        doc.error((*path, "url"), "expected an absolute http(s) URL")
+    for i, secret in enumerate(hook.secret.reveal()):
+        body = secret.removeprefix("whsec_")
+        try:
+            if not base64.b64decode(body, validate=True):
+                raise ValueError("empty")
+        except (ValueError, binascii.Error):
+            doc.error((*path, "secret", i), "expected a Standard Webhooks secret `whsec_<base64>`")
+    if hook.backoff.initial > hook.backoff.max:
+        doc.error((*path, "backoff"), "`initial` must not exceed `max`")
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, resolve and validate the config file; raise `ConfigError` with every problem."""
+    file = str(path)
+    # Relative `${file:}` paths are read relative to the config file, not the working dir.
+    doc = _Loaded(file=file, base_dir=Path(file).resolve().parent)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{file}: cannot read config: {exc}"]) from exc
+    return parse_config(text, file, doc)
+
+
+def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) -> Config:
+    """Validate config text (see `load_config`)."""
+    doc = doc or _Loaded(file=file)
+    raw = _parse_yaml(text, doc)
+    if doc.problems:
+        raise ConfigError(doc.problems)
+    if not isinstance(raw, dict):
+        doc.error((), f"expected a mapping at the top level, got {_kind(raw)}")
+        raise ConfigError(doc.problems)
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            doc.error((key,), f"unknown key `{key}` (expected one of: {', '.join(_TOP_LEVEL)})")
+    server = _convert(raw.get("server"), ServerConfig, ("server",), doc)
+    kafka = _convert(raw.get("kafka"), KafkaConfig, ("kafka",), doc)
+    sources = _sources(raw.get("sources"), doc)
+    destinations = _destinations(raw.get("destinations"), doc)
+    if not sources and "sources" not in doc.lines:
+        doc.error(("sources",), "at least one source is required")
+    trusted: tuple[IPNetwork, ...] = ()
+    if server is not _MISSING:
+        trusted = _networks(server.trusted_proxies, ("server", "trusted_proxies"), doc)
+    if kafka is not _MISSING and kafka.sasl_mechanism and kafka.sasl_password is None:
+        doc.error(("kafka",), "`sasl_password` is required with `sasl_mechanism`")
+    router: Router | None = None
+    declared = raw.get("destinations")
+    known = set(declared) if isinstance(declared, dict) else set()
+    try:
+        router = compile_routes(
+            raw.get("routes"),
+            raw.get("unmatched"),
+            known,
+            {name: s.provider for name, s in sources.items()},
+        )
+    except RoutingConfigError as exc:
+        for problem in exc.errors:
+            doc.error(tuple(problem.path), problem.message)
+    if doc.problems or router is None or server is _MISSING or kafka is _MISSING:
+        raise ConfigError(doc.problems)
+    return Config(
+        path=file,
+        server=server,
+        kafka=kafka,
+        sources=sources,
+        destinations=destinations,
+        router=router,
+        trusted_proxies=trusted,
+    )
+
+
+def config_path(explicit: str | None) -> str:
+    """The config file to use: `--config`, else `GATEWAY_CONFIG`, else `config/gateway.yaml`."""
+    return explicit or os.environ.get("GATEWAY_CONFIG") or "config/gateway.yaml"
+
+
+def settings_summary(config: Config) -> Mapping[str, Any]:
+    """A secret-free summary of the config for `gateway check`."""
+    return {
+        "sources": {n: s.provider for n, s in config.sources.items()},
+        "destinations": {
+            n: (f"kafka topic {d.kafka.topic}" if d.kafka else f"webhook {d.webhook.url}")  # type: ignore[union-attr]
+            for n, d in config.destinations.items()
+        },
+        "routes": [r.name for r in config.router.routes],
+        "unmatched": list(config.router.unmatched),
+    }

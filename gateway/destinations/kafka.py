@@ -1,0 +1,185 @@
+"""Kafka: the one long-lived producer per process, and CloudEvents Kafka-binding records."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+
+from gateway.config import Config, KafkaConfig, KafkaDestination
+from gateway.event import encode
+
+log = structlog.get_logger("gateway.kafka")
+
+Header = tuple[str, bytes]
+STRUCTURED_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
+# CloudEvent attributes that travel as `ce_*` headers in binary mode (everything but data).
+_NOT_HEADERS = frozenset({"data", "datacontenttype"})
+
+
+def lookup(event: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path (`data.id`, `partitionkey`), or None when absent."""
+    value: Any = event
+    for part in path.split("."):
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def record(event: Mapping[str, Any], dest: KafkaDestination) -> tuple[bytes | None, bytes, list[Header]]:
+    """Key, value and headers of the record for `event` in the destination's binding mode."""
+    key_value = lookup(event, dest.key)
+    key = None if key_value is None else str(key_value).encode()
+    if dest.mode == "structured":
+        return key, encode(event), [("content-type", STRUCTURED_CONTENT_TYPE)]
+    headers: list[Header] = [
+        (f"ce_{name}", str(value).encode())
+        for name, value in event.items()
+        if name not in _NOT_HEADERS and value is not None
+    ]
+    headers.append(("content-type", str(event.get("datacontenttype", "application/json")).encode()))
+    return key, encode(event.get("data")), headers
+
+
+def _ssl_context(cfg: KafkaConfig) -> ssl.SSLContext | None:
+    if not cfg.security_protocol.endswith("SSL"):
+        return None
+    context = create_ssl_context(
+        cafile=cfg.ssl_cafile, certfile=cfg.ssl_certfile, keyfile=cfg.ssl_keyfile
+    )
+    context.check_hostname = cfg.ssl_check_hostname
+    return context
+
+
+def client_options(cfg: KafkaConfig) -> dict[str, Any]:
+    """Connection settings shared by producers, consumers and the admin client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": cfg.bootstrap_servers,
+        "client_id": cfg.client_id,
+        "security_protocol": cfg.security_protocol,
+        "request_timeout_ms": int(cfg.request_timeout * 1000),
+        "metadata_max_age_ms": int(cfg.metadata_max_age * 1000),
+    }
+    context = _ssl_context(cfg)
+    if context is not None:
+        options["ssl_context"] = context
+    if cfg.sasl_mechanism:
+        options["sasl_mechanism"] = cfg.sasl_mechanism
+        options["sasl_plain_username"] = cfg.sasl_username
+        options["sasl_plain_password"] = cfg.sasl_password.reveal()[0] if cfg.sasl_password else None
+    return options
+
+
+def producer_options(cfg: KafkaConfig) -> dict[str, Any]:
+    """aiokafka producer settings: durable (`acks=all`) and batched."""
+    return {
+        **client_options(cfg),
+        "acks": "all",
+        "enable_idempotence": cfg.enable_idempotence,
+        "compression_type": None if cfg.compression == "none" else cfg.compression,
+        "linger_ms": cfg.linger_ms,
+        "max_batch_size": cfg.max_batch_size,
+    }
+
+
+def topics_of(config: Config) -> list[str]:
+    """Every topic the gateway produces to."""
+    topics = {d.topic for d in config.kafka_destinations().values()}
+    if config.webhook_destinations():
+        topics |= {config.kafka.delivery_topic, config.kafka.dead_letter_topic}
+    return sorted(topics)
+
+
+async def create_topics(cfg: KafkaConfig, topics: Iterable[str]) -> None:
+    """Create missing topics (dev and tests: `kafka.create_topics: true`)."""
+    admin = AIOKafkaAdminClient(**client_options(cfg))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(t, cfg.topic_partitions, cfg.topic_replication)
+            for t in topics
+            if t not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+            log.info("topics_created", topics=[t.name for t in missing])
+    finally:
+        await admin.close()
+
+
+class Producer:
+    """The process's one Kafka producer; connects in the background until the broker answers."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._producer: AIOKafkaProducer | None = None
+        self._connecting: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """True once the producer is connected to the cluster."""
+        return self._producer is not None
+
+    async def start(self, wait: bool = False) -> None:
+        """Start connecting; with `wait`, return only once connected."""
+        self._connecting = asyncio.create_task(self._connect(), name="kafka-connect")
+        if wait:
+            await asyncio.shield(self._connecting)
+
+    async def _connect(self) -> None:
+        cfg = self._config.kafka
+        delay = 0.2
+        while True:
+            try:
+                if cfg.create_topics:
+                    await create_topics(cfg, topics_of(self._config))
+                producer = AIOKafkaProducer(**producer_options(cfg))
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+            except (KafkaError, OSError) as exc:
+                log.warning("kafka_connect_failed", error=type(exc).__name__, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._producer = producer
+            log.info("kafka_connected", bootstrap_servers=cfg.bootstrap_servers)
+            return
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: list[Header] | None = None
+    ) -> Any:
+        """Produce one record and wait for the broker's ack (`acks=all`)."""
+        producer = self._producer
+        if producer is None:
+            raise KafkaError("producer is not connected")
+        return await producer.send_and_wait(topic, value, key=key, headers=headers)
+
+    async def stop(self) -> None:
+        """Flush what is buffered and close (aiokafka's `stop()` flushes)."""
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+            try:
+                await self._connecting
+            except asyncio.CancelledError:
+                pass
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()

@@ -1,0 +1,80 @@
+"""`gateway dev`: a local tansu broker plus the gateway, with signed curl examples."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from pathlib import Path
+
+import structlog
+
+from gateway.broker import Broker, tansu_binary
+
+log = structlog.get_logger("gateway.dev")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def examples(config_file: str, port: int) -> list[tuple[str, str]]:
+    """(source, curl line) for each source of the dev config, signed with the dev keys."""
+    from gateway.cli import _load, signed_curl
+
+    config = _load(config_file)
+    base = Path(config_file).resolve().parent / "dev"
+    out: list[tuple[str, str]] = []
+    for name, source in config.sources.items():
+        sample = base / "samples" / f"{source.provider}.json"
+        private = base / "keys" / f"{name}-private.pem"
+        if private.is_file():
+            key = private.read_text()
+        elif hasattr(source.settings, "secret"):
+            key = source.settings.secret.reveal()[0]
+        else:
+            continue
+        url = getattr(source.settings, "url", None) or f"http://127.0.0.1:{port}/webhooks/{name}"
+        partner = getattr(source.settings, "partner_id", None)
+        out.append((name, signed_curl(source.provider, key, sample.read_bytes(), url, partner)))
+    return out
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    """Start the broker, print examples, serve until Ctrl-C, then stop everything."""
+    import uvicorn
+
+    from gateway.observability import configure_logging
+
+    configure_logging("info", "console")
+    if not _port_free(args.port):
+        raise SystemExit(f"port {args.port} is in use: stop what runs there or pass --port")
+    broker_port = args.broker_port
+    if not _port_free(broker_port):
+        raise SystemExit(f"broker port {broker_port} is in use: stop what runs there or pass --broker-port")
+    broker = Broker(tansu_binary(), broker_port)
+    broker.start()
+    try:
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
+        os.environ["GATEWAY_CONFIG"] = args.config
+        print(f"\nbroker: tansu on {broker.bootstrap} (memory storage: data is gone when it stops)")
+        print(f"gateway: http://127.0.0.1:{args.port}  (config {args.config})\n")
+        print("Signed example requests (FaTPay's is valid for 5 minutes and once: re-run `gateway sign`):\n")
+        for name, curl in examples(args.config, args.port):
+            print(f"# {name}\n{curl}\n")
+        print("Read what lands on Kafka with: .venv/bin/python -m gateway.broker consume payments.orders\n")
+        uvicorn.run(
+            "gateway.cli:app_factory",
+            factory=True,
+            host="127.0.0.1",
+            port=args.port,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        broker.stop()
+    return 0
+

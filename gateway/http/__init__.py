@@ -1,0 +1,1 @@
+"""HTTP: the ingress route, health endpoints, and the one place errors become status codes."""

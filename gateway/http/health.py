@@ -1,0 +1,24 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+
+
+@get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    """Alive while the process can serve."""
+    return {"status": "ok"}
+
+
+@get("/readyz", summary="Config loaded and broker reachable")
+async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """Ready once the config is loaded and the Kafka producer is connected."""
+    producer = request.app.state.producer
+    ready = bool(producer.ready)
+    return Response(
+        {"status": "ready" if ready else "not ready", "kafka": "connected" if ready else "disconnected"},
+        status_code=200 if ready else 503,
+    )

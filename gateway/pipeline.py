@@ -1,0 +1,170 @@
+"""The one flow of a webhook: verify, decode, normalize, dedupe, route, hand off.
+
+Everything a request does after the HTTP layer has read its body is readable top to bottom
+in `Pipeline.accept`. The hand-off is the durability point: the provider gets its 2xx
+only after every Kafka record of the event (its topic records and its outbound-webhook
+delivery tasks) has been acknowledged by the broker with `acks=all`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any, Literal, Protocol
+
+import msgspec
+from aiokafka.errors import KafkaError
+
+from gateway.config import Config, Source
+from gateway.dedupe import SeenIds
+from gateway.destinations import kafka as kafka_records
+from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
+from gateway.errors import UnknownSource, Unavailable
+from gateway.event import CloudEvent, encode, to_builtins
+from gateway.providers import Verifier, registry
+from routing import Routed
+
+Status = Literal["accepted", "duplicate", "unrouted"]
+
+
+class Sender(Protocol):
+    """What the pipeline needs of the Kafka producer."""
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None
+    ) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one accepted (2xx) webhook."""
+
+    status: Status
+    event: CloudEvent
+    routes: tuple[str, ...] = ()
+    destinations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Ingress:
+    """A source ready to take requests: its settings, provider module and verifier."""
+
+    source: Source
+    module: ModuleType
+    verifier: Verifier
+
+
+class Pipeline:
+    """Turns authenticated provider requests into acknowledged, routed events."""
+
+    def __init__(self, config: Config, sender: Sender) -> None:
+        self.config = config
+        self._sender = sender
+        providers = registry()
+        self._sources = {
+            name: _Ingress(s, providers[s.provider], providers[s.provider].build_verifier(s.settings))
+            for name, s in config.sources.items()
+        }
+        self._kafka = config.kafka_destinations()
+        self._seen = SeenIds(config.server.dedupe_window, config.server.dedupe_max_entries)
+        self._in_flight: dict[str, asyncio.Future[Outcome]] = {}
+
+    def source(self, name: str) -> Source:
+        """The configured source, or `UnknownSource` (404)."""
+        ingress = self._sources.get(name)
+        if ingress is None:
+            raise UnknownSource(f"no source named {name!r} is configured")
+        return ingress.source
+
+    def media_types(self, name: str) -> frozenset[str]:
+        """Content types the source's provider sends."""
+        media: frozenset[str] = self._sources[name].module.MEDIA_TYPES
+        return media
+
+    def event(self, name: str, raw: bytes, headers: Mapping[str, str], now: float) -> CloudEvent:
+        """Verify, decode and normalize one request (no side effects beyond the nonce cache)."""
+        ingress = self._sources.get(name)
+        if ingress is None:
+            raise UnknownSource(f"no source named {name!r} is configured")
+        content = ingress.verifier.verify(raw, headers, now)
+        decoded = ingress.module.decode(content)
+        received = datetime.fromtimestamp(now, tz=UTC)
+        event: CloudEvent = ingress.module.normalize(decoded, name, received)
+        return event
+
+    async def accept(self, name: str, raw: bytes, headers: Mapping[str, str], now: float) -> Outcome:
+        """Process one request end to end; raises a `GatewayError` for anything but a 2xx."""
+        event = self.event(name, raw, headers, now)
+        if self._seen.seen(event.id, now):
+            return Outcome("duplicate", event)
+        pending = self._in_flight.get(event.id)
+        if pending is not None:  # the same event is being handed off right now: share its fate
+            first = await asyncio.shield(pending)
+            return Outcome("duplicate", first.event, first.routes, first.destinations)
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._in_flight[event.id] = future
+        try:
+            outcome = await self._route_and_hand_off(event, now)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
+            raise
+        else:
+            future.set_result(outcome)
+            self._seen.remember(event.id, now)
+            return outcome
+        finally:
+            del self._in_flight[event.id]
+
+    def route(self, event: CloudEvent) -> Routed:
+        """The routing decision for an event."""
+        return self.config.router.route(to_builtins(event))
+
+    async def _route_and_hand_off(self, event: CloudEvent, now: float) -> Outcome:
+        routed = self.route(event)
+        if not routed.deliveries:
+            return Outcome("unrouted", event)
+        sends = [self._send(d.destination, d.event, event, now) for d in routed.deliveries]
+        timeout = self.config.server.handoff_timeout
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*sends)
+        except TimeoutError as exc:
+            raise Unavailable(
+                f"the broker did not acknowledge the event within {timeout:g}s",
+                retry_after=int(self.config.server.retry_after) or 1,
+            ) from exc
+        except KafkaError as exc:
+            raise Unavailable(
+                f"the event could not be handed off ({type(exc).__name__}) after "
+                f"{time.monotonic() - started:.1f}s",
+                retry_after=int(self.config.server.retry_after) or 1,
+            ) from exc
+        return Outcome(
+            "accepted", event, routed.routes, tuple(d.destination for d in routed.deliveries)
+        )
+
+    async def _send(
+        self, destination: str, routed_event: Mapping[str, Any], event: CloudEvent, now: float
+    ) -> None:
+        dest = self._kafka.get(destination)
+        if dest is not None:
+            key, value, headers = kafka_records.record(routed_event, dest)
+            await self._sender.send(dest.topic, value, key=key, headers=headers)
+            return
+        task = DeliveryTask(
+            destination=destination,
+            event_id=event.id,
+            enqueued_at=now,
+            body=msgspec.Raw(encode(routed_event)),
+        )
+        await self._sender.send(
+            self.config.kafka.delivery_topic,
+            ENCODER.encode(task),
+            key=task_key(destination, event.partitionkey),
+        )

@@ -1,0 +1,285 @@
+"""FaTPay: SHA256withRSA over the X-FP-* headers and the configured URL; the body is unsigned."""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import msgspec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+
+from gateway.errors import SignatureError
+from gateway.event import CloudEvent, EventData, Money, decimal_str, event_id, from_epoch, rfc3339
+from gateway.providers import _common
+from gateway.types import Duration, Secrets
+
+NAME = "fatpay"
+MEDIA_TYPES = frozenset({"application/json"})
+
+_SIGNATURE = "x-fp-signature"
+_PARTNER = "x-fp-partner-id"
+_NONCE = "x-fp-nonce"
+_TIMESTAMP = "x-fp-timestamp"
+_SECONDS = re.compile(r"\d{1,15}")
+_MAX_SIGNATURE_CHARS = 4096  # RSA-8192 is 1368 base64 chars; refuse to decode anything huge
+_STATUSES = {"3": "completed"}
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A FaTPay source's config (SPEC §4)."""
+
+    public_key: Secrets
+    partner_id: str
+    url: str
+    tolerance: Duration = Duration(300.0)
+    nonce_cache_size: int = 100_000
+
+
+def _url_parts(url: str) -> tuple[tuple[str, ...], str, list[tuple[str, str]]]:
+    """Host candidates, path and query parameters of the webhook URL registered with FaTPay."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError("fatpay setting `url` is not a valid URL") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("fatpay setting `url` must be the absolute http(s) URL given to FaTPay")
+    host = parts.netloc.rpartition("@")[2]
+    # "host" is ambiguous about an explicit port (WHATWG URL.host keeps it, Java's
+    # URL.getHost() drops it), so both readings are accepted when the URL has one.
+    hosts = (host,) if port is None else (host, host.rsplit(":", 1)[0])
+    return hosts, parts.path or "/", parse_qsl(parts.query)
+
+
+def _message(host: str, path: str, params: Iterable[tuple[str, str]]) -> bytes:
+    """`POST` + host + path + `?` + the ASCII-sorted non-empty `key=value` pairs, UTF-8."""
+    joined = "&".join(f"{k}={v}" for k, v in sorted(p for p in params if p[1] != ""))
+    return f"POST{host}{path}?{joined}".encode()
+
+
+def _header_params(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Every X-FP-* header except the signature, names lowercased, values as received."""
+    pairs = ((name.lower(), value) for name, value in headers.items())
+    return [(n, v) for n, v in pairs if n.startswith("x-fp-") and n != _SIGNATURE]
+
+
+def signing_message(url: str, headers: Mapping[str, str]) -> bytes:
+    """The exact bytes FaTPay signs for these headers and this registered webhook URL."""
+    hosts, path, query = _url_parts(url)
+    return _message(hosts[0], path, _header_params(headers) + query)
+
+
+class _NonceCache:
+    """Nonces seen in the tolerance window; bounded, evicting the soonest to expire first."""
+
+    def __init__(self, max_size: int) -> None:
+        self._max_size = max_size
+        self._expiry: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def seen(self, nonce: str, now: float) -> bool:
+        """Whether `nonce` was accepted before and its request is still inside the window."""
+        while self._heap and self._heap[0][0] < now:
+            self._drop()
+        return nonce in self._expiry
+
+    def add(self, nonce: str, expires: float) -> None:
+        """Remember `nonce` until `expires` (the last moment its timestamp is acceptable)."""
+        self._expiry[nonce] = expires
+        heapq.heappush(self._heap, (expires, nonce))
+        # Over the bound, forgetting the oldest nonce beats refusing FaTPay's never-retried
+        # events; only requests with a valid signature ever get this far.
+        while len(self._expiry) > self._max_size:
+            self._drop()
+
+    def _drop(self) -> None:
+        expires, nonce = heapq.heappop(self._heap)
+        if self._expiry.get(nonce) == expires:
+            del self._expiry[nonce]
+
+
+def _rsa_valid(keys: Iterable[RSAPublicKey], signature: bytes, message: bytes) -> bool:
+    """Whether any key verifies the PKCS#1 v1.5 SHA-256 signature."""
+    for key in keys:
+        try:
+            key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        except (InvalidSignature, ValueError):
+            continue
+        return True
+    return False
+
+
+class FatPayVerifier:
+    """Checks partner id, timestamp window, nonce reuse and the header signature."""
+
+    def __init__(self, settings: Settings) -> None:
+        try:
+            self._keys = _common.load_rsa_public_keys(settings.public_key.reveal())
+        except ValueError as exc:
+            raise ValueError(f"fatpay setting `public_key`: {exc}") from exc
+        if not settings.partner_id.strip():
+            raise ValueError("fatpay setting `partner_id` must not be empty")
+        if settings.tolerance <= 0:
+            raise ValueError("fatpay setting `tolerance` must be positive")
+        if settings.nonce_cache_size < 1:
+            raise ValueError("fatpay setting `nonce_cache_size` must be at least 1")
+        self._hosts, self._path, self._query = _url_parts(settings.url)
+        self._partner_id = settings.partner_id
+        self._tolerance = float(settings.tolerance)
+        self._nonces = _NonceCache(settings.nonce_cache_size)
+
+    def verify(self, raw: bytes, headers: Mapping[str, str], now: float) -> bytes:
+        """Raise `SignatureError` unless the headers are authentic and fresh; return `raw`."""
+        signature = headers.get(_SIGNATURE, "").strip()
+        if not signature:
+            raise SignatureError("missing X-FP-Signature header")
+        for name in (_PARTNER, _NONCE, _TIMESTAMP):
+            if not headers.get(name):
+                raise SignatureError(f"missing {name} header")
+        if headers[_PARTNER] != self._partner_id:
+            raise SignatureError("X-FP-Partner-Id is not the configured partner id")
+        stamp = headers[_TIMESTAMP]
+        if not _SECONDS.fullmatch(stamp) or abs(now - int(stamp)) > self._tolerance:
+            raise SignatureError("X-FP-Timestamp is outside the tolerance window")
+        nonce = headers[_NONCE]
+        if self._nonces.seen(nonce, now):
+            raise SignatureError("X-FP-Nonce was already used")
+        if len(signature) > _MAX_SIGNATURE_CHARS:
+            raise SignatureError("X-FP-Signature is too long")
+        decoded = _common.b64decode_lenient(signature)
+        params = _header_params(headers) + self._query
+        try:
+            messages = [_message(host, self._path, params) for host in self._hosts]
+        except UnicodeEncodeError as exc:
+            raise SignatureError("X-FP-* header is not encodable") from exc
+        if not any(_rsa_valid(self._keys, decoded, m) for m in messages):
+            raise SignatureError("X-FP-Signature does not match")
+        # Recorded only after the signature holds, so forged requests cannot burn nonces.
+        self._nonces.add(nonce, int(stamp) + self._tolerance)
+        return raw
+
+
+def build_verifier(settings: Settings) -> FatPayVerifier:
+    """The verifier for one FaTPay source; parses the keys and the URL once."""
+    return FatPayVerifier(settings)
+
+
+class Order(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """The FaTPay Order fields the gateway reads; every other field is tolerated."""
+
+    order_id: str
+    order_status: int | str
+    pay_time: int | str | None = None
+    deliver_time: int | str | None = None
+    finish_time: int | str | None = None
+    fiat_currency: str | None = None
+    currency_amount: Decimal | None = None
+    crypto_currency: str | None = None
+    crypto_currency_code: str | None = None
+    crypto_currency_amount: Decimal | None = None
+
+
+class _Wrapped(msgspec.Struct, frozen=True):
+    order: Order
+
+
+class Webhook(msgspec.Struct, frozen=True):
+    """A decoded FaTPay webhook: the typed order and the whole body as received."""
+
+    order: Order
+    payload: Any
+
+
+_BODY = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
+
+
+def decode(content: bytes) -> Webhook:
+    """Decode `{"order": Order}` or a flat Order; raise `PayloadError` naming the bad path."""
+    body = _common.decode_struct(_BODY, content)
+    if "order" in body:
+        order = _common.convert_struct(body, _Wrapped).order
+    else:
+        order = _common.convert_struct(body, Order)
+    return Webhook(order=order, payload=body)
+
+
+def normalize(decoded: Webhook, source: str, received: datetime) -> CloudEvent:
+    """The CloudEvent for a FaTPay order (integrity `headers-only`: the body is unsigned)."""
+    order = decoded.order
+    raw_status = str(order.order_status)
+    status = _STATUSES.get(raw_status, "unknown")
+    stamps = (from_epoch(t) for t in (order.finish_time, order.deliver_time, order.pay_time))
+    happened = next((t for t in stamps if t is not None), received)
+    fiat = None
+    if order.fiat_currency is not None or order.currency_amount is not None:
+        fiat = Money(order.fiat_currency, decimal_str(order.currency_amount))
+    crypto = None
+    crypto_currency = order.crypto_currency or order.crypto_currency_code
+    if crypto_currency is not None or order.crypto_currency_amount is not None:
+        crypto = Money(crypto_currency, decimal_str(order.crypto_currency_amount))
+    return CloudEvent(
+        id=event_id(source, order.order_id, raw_status),
+        source=f"/webhooks/{source}",
+        type=f"order.{status}",
+        subject=order.order_id,
+        time=rfc3339(happened),
+        provider=NAME,
+        providerevent=f"order:{raw_status}",
+        integrity="headers-only",
+        partitionkey=order.order_id,
+        data=EventData(
+            kind="order",
+            id=order.order_id,
+            status=status,
+            provider_status=raw_status,
+            fiat=fiat,
+            crypto=crypto,
+            payload=decoded.payload,
+        ),
+    )
+
+
+def _private_key(pem: str) -> RSAPrivateKey:
+    try:
+        key = serialization.load_pem_private_key(pem.strip().encode("ascii"), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("key is not an unencrypted PEM private key") from exc
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError("key is not an RSA private key")
+    return key
+
+
+def sign(
+    key: str,
+    body: bytes,
+    now: float,
+    *,
+    url: str | None = None,
+    partner_id: str | None = None,
+) -> tuple[dict[str, str], bytes]:
+    """The headers and body FaTPay would send to `url` (the body is not signed)."""
+    if not url or not partner_id:
+        raise ValueError("signing a fatpay request needs the webhook `url` and the `partner_id`")
+    headers = {
+        _PARTNER: partner_id,
+        _NONCE: secrets.token_hex(8),
+        _TIMESTAMP: str(int(now)),
+    }
+    signature = _private_key(key).sign(
+        signing_message(url, headers), padding.PKCS1v15(), hashes.SHA256()
+    )
+    headers[_SIGNATURE] = base64.b64encode(signature).decode("ascii")
+    return {"content-type": "application/json", **headers}, body
