@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from litestar import Litestar
 from litestar.exceptions import HTTPException
@@ -20,7 +19,9 @@ from gateway.observability import REDACTOR, config_secret_values
 from gateway.pipeline import Pipeline
 
 
-def create_app(config: Config, producer: Producer | None = None) -> Litestar:
+def create_app(
+    config: Config, producer: Producer | None = None, *, run_workers: bool = True
+) -> Litestar:
     """The gateway's ASGI app; the producer connects in the lifespan (or is given, started)."""
     producer = producer or Producer(config)
     REDACTOR.add(config_secret_values(config))
@@ -28,10 +29,20 @@ def create_app(config: Config, producer: Producer | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        workers = None
         await producer.start()
+        if run_workers and config.webhook_destinations():
+            from gateway.destinations.worker import DeliveryWorkers
+
+            workers = DeliveryWorkers(config)
+            await workers.start()
+        app.state.workers = workers
         try:
             yield
         finally:
+            # Reverse order of start: workers hand back what they hold, then the producer flushes.
+            if workers is not None:
+                await workers.stop()
             await producer.stop()
 
     app = Litestar(

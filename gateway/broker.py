@@ -51,7 +51,7 @@ class Broker:
     def start(self, timeout: float = 20.0) -> None:
         """Start tansu and wait until it accepts connections."""
         url = f"tcp://{self.bootstrap}"
-        out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
             [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],

@@ -59,6 +59,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run delivery workers only (scale them separately from the ingress)."""
+    from gateway.destinations.worker import main as worker_main
+    from gateway.observability import configure_logging
+
+    config = _load(args.config)
+    configure_logging(config.server.log_level, config.server.log_format)
+    return worker_main(config)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-drive dead-lettered deliveries."""
+    import asyncio
+
+    from gateway.destinations.replay import replay
+    from gateway.types import Duration
+
+    config = _load(args.config)
+    if args.destination and args.destination not in config.webhook_destinations():
+        raise SystemExit(f"no webhook destination named {args.destination!r}")
+    try:
+        since = Duration.parse(args.since) if args.since else None
+    except ValueError as exc:
+        raise SystemExit(f"--since: {exc}") from None
+    count = asyncio.run(replay(config, args.destination, since, time.time()))
+    print(f"re-queued {count} dead-lettered deliver{'y' if count == 1 else 'ies'}")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the config; print a summary, or every problem and exit 1."""
     config = _load(args.config)
@@ -178,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="delivery workers only")
+    worker.add_argument("--config")
+    worker.set_defaults(func=cmd_worker)
+
+    replay = sub.add_parser("replay", help="re-drive dead-lettered deliveries")
+    replay.add_argument("--config")
+    replay.add_argument("--destination")
+    replay.add_argument("--since", help="only dead letters newer than this (e.g. 24h)")
+    replay.set_defaults(func=cmd_replay)
 
     check = sub.add_parser("check", help="validate config and print a summary")
     check.add_argument("--config")

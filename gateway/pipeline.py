@@ -23,7 +23,7 @@ from gateway.config import Config, Source
 from gateway.dedupe import SeenIds
 from gateway.destinations import kafka as kafka_records
 from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
-from gateway.errors import UnknownSource, Unavailable
+from gateway.errors import Unavailable, UnknownSource
 from gateway.event import CloudEvent, encode, to_builtins
 from gateway.providers import Verifier, registry
 from routing import Routed

@@ -15,8 +15,8 @@ from gateway.errors import (
     GatewayError,
     PayloadError,
     SignatureError,
-    UnknownSource,
     Unavailable,
+    UnknownSource,
     UnsupportedMediaType,
 )
 
