@@ -1,0 +1,223 @@
+"""Conditions compiled to closures; the one code path both `route` and `explain` run.
+
+A compiled check is `check(event, why) -> None | str`: None when the condition holds,
+otherwise a reason. With `why=False` (routing) the reason is the constant MISS and nothing
+is formatted; with `why=True` (explain) it names the failing condition and the actual
+value. The decision itself never depends on `why`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
+
+from routing.model import AllOf, AnyOf, Condition, Match, Not, Predicate
+from routing.paths import MISSING, getter
+from routing.values import ORDERING, glob_regex, is_glob, make_test, show, to_number
+
+Check = Callable[[Any, bool], str | None]
+MISS: Final = "miss"
+SOURCE_PREFIX: Final = "/webhooks/"
+
+
+class Node(NamedTuple):
+    """A compiled condition: its check, and a description of why it held (for `not`)."""
+
+    check: Check
+    held: Callable[[Any], str]
+    text: str
+
+
+def describe(cond: Condition) -> str:
+    """A condition as short text: `data.fiat.amount gte 1000`, `any(...)`."""
+    if isinstance(cond, Predicate):
+        return f"{cond.path} {cond.op} {show(cond.value)}"
+    if isinstance(cond, Not):
+        return f"not({describe(cond.condition)})"
+    name = "any" if isinstance(cond, AnyOf) else "all"
+    return f"{name}({', '.join(describe(c) for c in cond.conditions)})"
+
+
+def compile_condition(cond: Condition, label: str) -> Node:
+    """Compile one condition; `label` locates it in the route (`where[2].any[0]`)."""
+    if isinstance(cond, Predicate):
+        return _predicate(cond, label)
+    if isinstance(cond, Not):
+        inner_label = f"{label}.not"
+        if isinstance(cond.condition, AllOf):  # `not: [a, b]` is parsed as not(all(a, b))
+            inner = _all(cond.condition, inner_label)
+        else:
+            inner = compile_condition(cond.condition, inner_label)
+        return _not(inner, label)
+    if isinstance(cond, AnyOf):
+        children = [
+            compile_condition(c, f"{label}.any[{j}]") for j, c in enumerate(cond.conditions)
+        ]
+        return _any(children, label, describe(cond))
+    return _all(cond, f"{label}.all")
+
+
+def compile_where(where: tuple[Condition, ...]) -> Check | None:
+    """The conjunction of a route's `where` list, or None when it has none."""
+    if not where:
+        return None
+    nodes = [compile_condition(c, f"where[{i}]") for i, c in enumerate(where)]
+    return _conjunction([n.check for n in nodes])
+
+
+def _conjunction(checks: list[Check]) -> Check:
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+
+        def both(event: Any, why: bool) -> str | None:
+            reason = first(event, why)
+            return second(event, why) if reason is None else reason
+
+        return both
+    frozen = tuple(checks)
+
+    def every(event: Any, why: bool) -> str | None:
+        for check in frozen:
+            reason = check(event, why)
+            if reason is not None:
+                return reason
+        return None
+
+    return every
+
+
+def _predicate(pred: Predicate, label: str) -> Node:
+    get = getter(pred.path)
+    path, op = pred.path, pred.op
+    text = describe(pred)
+    if op == "exists":
+        want = bool(pred.value)
+
+        def exists(event: Any, why: bool) -> str | None:
+            value = get(event)
+            if (value is not MISSING) is want:
+                return None
+            if not why:
+                return MISS
+            got = "it is missing" if value is MISSING else f"got {show(value)}"
+            return f"{label}: expected {path} to {'exist' if want else 'be missing'}, {got}"
+
+        def exists_held(event: Any) -> str:
+            value = get(event)
+            return (
+                f"{text} ({path} is missing)" if value is MISSING else f"{text} (got {show(value)})"
+            )
+
+        return Node(exists, exists_held, text)
+
+    test = make_test(op, pred.value)
+
+    def check(event: Any, why: bool) -> str | None:
+        value = get(event)
+        if value is not MISSING and test(value):
+            return None
+        if not why:
+            return MISS
+        if value is MISSING:
+            return f"{label}: expected {text}, but {path} is missing"
+        note = " (not a decimal number)" if op in ORDERING and to_number(value) is None else ""
+        return f"{label}: expected {text}, got {show(value)}{note}"
+
+    def held(event: Any) -> str:
+        return f"{text} (got {show(get(event))})"
+
+    return Node(check, held, text)
+
+
+def _all(cond: AllOf, label: str) -> Node:
+    children = [compile_condition(c, f"{label}[{j}]") for j, c in enumerate(cond.conditions)]
+    check = _conjunction([c.check for c in children])
+
+    def held(event: Any) -> str:
+        return "; ".join(c.held(event) for c in children)
+
+    return Node(check, held, describe(cond))
+
+
+def _any(children: list[Node], label: str, text: str) -> Node:
+    checks = tuple(c.check for c in children)
+
+    def any_of(event: Any, why: bool) -> str | None:
+        reasons: list[str] = []
+        for check in checks:
+            reason = check(event, why)
+            if reason is None:
+                return None
+            reasons.append(reason)
+        if not why:
+            return MISS
+        return f"{label}: none of the `any` alternatives held: " + "; ".join(reasons)
+
+    def held(event: Any) -> str:
+        for child in children:
+            if child.check(event, False) is None:
+                return child.held(event)
+        return text  # unreachable when called for a condition that held
+
+    return Node(any_of, held, text)
+
+
+def _not(inner: Node, label: str) -> Node:
+    text = f"not({inner.text})"
+
+    def negation(event: Any, why: bool) -> str | None:
+        if inner.check(event, why) is not None:
+            return None
+        if not why:
+            return MISS
+        return f"{label}: expected {inner.text} not to hold, but it did: {inner.held(event)}"
+
+    def held(event: Any) -> str:
+        return inner.check(event, True) or text
+
+    return Node(negation, held, text)
+
+
+def compile_attributes(match: Match) -> Check | None:
+    """The check of a route's `source`/`provider`/`type`, or None when it has none.
+
+    `source` is the source name; the event carries `/webhooks/<name>`, so both forms match.
+    """
+    sources = frozenset(match.source)
+    providers = frozenset(match.provider)
+    exact = frozenset(t for t in match.type if not is_glob(t))
+    globs = tuple(glob_regex(t).fullmatch for t in match.type if is_glob(t))
+    if not (sources or providers or match.type):
+        return None
+    want_source = " or ".join(match.source)
+    want_provider = " or ".join(match.provider)
+    want_type = " or ".join(show(t) for t in match.type)
+
+    def attributes(event: Any, why: bool) -> str | None:
+        if sources:
+            source = event.get("source")
+            name = source
+            if type(source) is str and source.startswith(SOURCE_PREFIX):
+                name = source[len(SOURCE_PREFIX) :]
+            if not (type(name) is str and name in sources):
+                return f"source: expected {want_source}, got {_got(source)}" if why else MISS
+        if providers:
+            provider = event.get("provider")
+            if not (type(provider) is str and provider in providers):
+                return f"provider: expected {want_provider}, got {_got(provider)}" if why else MISS
+        if exact or globs:
+            kind = event.get("type")
+            if not (
+                type(kind) is str
+                and (kind in exact or any(fullmatch(kind) is not None for fullmatch in globs))
+            ):
+                return f"type: expected {want_type}, got {_got(kind)}" if why else MISS
+        return None
+
+    return attributes
+
+
+def _got(value: Any) -> str:
+    return "nothing (the attribute is missing)" if value is None else show(value)

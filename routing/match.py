@@ -1,0 +1,230 @@
+"""The compiled router: an index by provider/type and `eq`/`in` values, then closures.
+
+Routing one event:
+1. The event's (source, provider, type) picks a memoized *plan*: the routes whose
+   attribute check holds for that triple, found once through the type index (exact types
+   hashed, globs grouped) and then confirmed by each route's own attribute check.
+2. Within a plan, routes that AND a string `eq`/`in` on a path shared with other routes
+   are grouped in a hash table on that path: one lookup selects the few that can hold.
+3. The remaining candidates run their compiled `where` check, in config order.
+
+The index only prunes routes that cannot match; every decision is made by the same
+closures `explain` runs (see `conditions.py`), and property tests hold the two together.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
+from typing import Any, Final
+
+from routing.conditions import Check, compile_attributes, compile_where
+from routing.model import Delivery, Predicate, Route, Routed, RouteTrace
+from routing.paths import Getter, getter, omit, omit_trie
+from routing.values import glob_regex, is_glob
+
+# Memo sizes: a real config sees a few dozen (source, provider, type) triples; the caps
+# only stop an unbounded stream of odd types from growing memory.
+_PLAN_CACHE: Final = 4096
+_FANOUT_CACHE: Final = 4096
+_BY_INDEX: Final = attrgetter("index")
+
+Omitter = Callable[[Any], Any]
+
+
+class _Compiled:
+    __slots__ = ("attributes", "index", "keys", "name", "to", "where")
+
+    def __init__(self, index: int, route: Route) -> None:
+        self.index = index
+        self.name = route.name
+        self.to = route.to
+        self.attributes: Check | None = compile_attributes(route.match)
+        self.where: Check | None = compile_where(route.match.where)
+        # (path, values) of each top-level string `eq`/`in`: usable as a hash-index key.
+        self.keys = tuple(
+            (c.path, frozenset(c.value if c.op == "in" else (c.value,)))
+            for c in route.match.where
+            if isinstance(c, Predicate)
+            and c.op in ("eq", "in")
+            and all(isinstance(v, str) for v in (c.value if c.op == "in" else (c.value,)))
+        )
+
+    def check(self, event: Any, why: bool) -> str | None:
+        """The route's whole match: attributes, then `where`; None when it holds."""
+        if self.attributes is not None:
+            reason = self.attributes(event, why)
+            if reason is not None:
+                return reason
+        return None if self.where is None else self.where(event, why)
+
+
+class _Plan:
+    __slots__ = ("groups", "residual")
+
+    def __init__(
+        self,
+        residual: tuple[_Compiled, ...],
+        groups: tuple[tuple[Getter, dict[str, tuple[_Compiled, ...]]], ...],
+    ) -> None:
+        self.residual = residual
+        self.groups = groups
+
+    def run(self, event: Any) -> list[_Compiled]:
+        if self.groups:
+            candidates = list(self.residual)
+            for get, table in self.groups:
+                value = get(event)
+                if type(value) is str:
+                    hit = table.get(value)
+                    if hit:
+                        candidates.extend(hit)
+            candidates.sort(key=_BY_INDEX)
+        else:
+            candidates = self.residual  # type: ignore[assignment]
+        return [c for c in candidates if c.where is None or c.where(event, False) is None]
+
+
+class _Fanout:
+    __slots__ = ("deliveries", "names")
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        deliveries: tuple[tuple[str, tuple[str, ...], Omitter | None], ...],
+    ) -> None:
+        self.names = names
+        self.deliveries = deliveries
+
+
+class Router:
+    """Compiled routes: `route(event)` decides deliveries, `explain(event)` says why."""
+
+    def __init__(self, routes: Sequence[Route], unmatched: Sequence[str] = ()) -> None:
+        self.routes: tuple[Route, ...] = tuple(routes)
+        self.unmatched: tuple[str, ...] = tuple(unmatched)
+        self._omitters: dict[frozenset[str], Omitter] = {}
+        self._compiled = tuple(_Compiled(i, r) for i, r in enumerate(self.routes))
+        self._by_type: dict[str, list[int]] = {}
+        globs: dict[str, list[int]] = {}
+        self._any_type: tuple[int, ...] = tuple(
+            i for i, r in enumerate(self.routes) if not r.match.type
+        )
+        for i, route in enumerate(self.routes):
+            for kind in route.match.type:
+                (globs if is_glob(kind) else self._by_type).setdefault(kind, []).append(i)
+        self._globs = tuple((glob_regex(g).fullmatch, tuple(ids)) for g, ids in globs.items())
+        self._plans: dict[tuple[Any, Any, Any], _Plan] = {}
+        self._fanouts: dict[tuple[int, ...], _Fanout] = {}
+
+    def route(self, event: Mapping[str, Any]) -> Routed:
+        """The routes `event` matches and one delivery per destination (or `unmatched`)."""
+        key = (event.get("source"), event.get("provider"), event.get("type"))
+        try:
+            plan = self._plans.get(key)
+        except TypeError:  # an unhashable attribute: no plan to reuse, check every route
+            matched = [c for c in self._compiled if c.check(event, False) is None]
+        else:
+            if plan is None:
+                plan = self._plan(event, key)
+            matched = plan.run(event)
+        return self._deliver(event, matched)
+
+    def explain(self, event: Mapping[str, Any]) -> list[RouteTrace]:
+        """Every route in config order, matched or not, with the first failing condition."""
+        traces = []
+        for compiled in self._compiled:
+            reason = compiled.check(event, True)
+            traces.append(RouteTrace(compiled.name, reason is None, reason))
+        return traces
+
+    def _plan(self, event: Mapping[str, Any], key: tuple[Any, Any, Any]) -> _Plan:
+        kind = key[2]
+        ids = set(self._any_type)
+        if type(kind) is str:
+            ids.update(self._by_type.get(kind, ()))
+            for fullmatch, members in self._globs:
+                if fullmatch(kind) is not None:
+                    ids.update(members)
+        candidates = [
+            c
+            for c in (self._compiled[i] for i in sorted(ids))
+            if c.attributes is None or c.attributes(event, False) is None
+        ]
+        # Index each route on the `eq`/`in` path most candidates share, so one lookup per
+        # path replaces evaluating every route that tests it.
+        counts = Counter(path for c in candidates for path, _ in c.keys)
+        tables: dict[str, dict[str, list[_Compiled]]] = {}
+        residual: list[_Compiled] = []
+        for c in candidates:
+            best = max(c.keys, key=lambda k: counts[k[0]], default=None)
+            if best is None or counts[best[0]] < 2:
+                residual.append(c)
+                continue
+            table = tables.setdefault(best[0], {})
+            for value in best[1]:
+                table.setdefault(value, []).append(c)
+        plan = _Plan(
+            tuple(residual),
+            tuple(
+                (getter(path), {v: tuple(cs) for v, cs in table.items()})
+                for path, table in tables.items()
+            ),
+        )
+        if len(self._plans) >= _PLAN_CACHE:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
+
+    def _deliver(self, event: Mapping[str, Any], matched: list[_Compiled]) -> Routed:
+        if not matched:
+            return Routed((), tuple(Delivery(d, event, ()) for d in self.unmatched), True)
+        key = tuple(c.index for c in matched)
+        fanout = self._fanouts.get(key)
+        if fanout is None:
+            fanout = self._fanout(key, matched)
+        copies: dict[int, Mapping[str, Any]] = {}
+        deliveries = []
+        for destination, names, omitter in fanout.deliveries:
+            if omitter is None:
+                deliveries.append(Delivery(destination, event, names))
+                continue
+            copy = copies.get(id(omitter))
+            if copy is None:
+                copy = copies[id(omitter)] = omitter(event)
+            deliveries.append(Delivery(destination, copy, names))
+        return Routed(fanout.names, tuple(deliveries), False)
+
+    def _fanout(self, key: tuple[int, ...], matched: list[_Compiled]) -> _Fanout:
+        senders: dict[str, list[_Compiled]] = {}
+        for c in matched:
+            for destination in c.to:
+                senders.setdefault(destination, []).append(c)
+        deliveries = []
+        for destination, routes in senders.items():
+            # One delivery per destination, without everything any of its routes omits:
+            # a route that drops a secret must not be undone by a sibling that does not.
+            paths = frozenset(p for c in routes for p in self.routes[c.index].omit)
+            names = tuple(c.name for c in routes)
+            deliveries.append((destination, names, self._omitter(paths)))
+        fanout = _Fanout(tuple(c.name for c in matched), tuple(deliveries))
+        if len(self._fanouts) >= _FANOUT_CACHE:
+            self._fanouts.clear()
+        self._fanouts[key] = fanout
+        return fanout
+
+    def _omitter(self, paths: frozenset[str]) -> Omitter | None:
+        if not paths:
+            return None
+        omitter = self._omitters.get(paths)
+        if omitter is None:
+            trie = omit_trie(tuple(sorted(paths)))
+
+            def omitter(event: Any) -> Any:
+                return omit(event, trie)
+
+            if len(self._omitters) >= _FANOUT_CACHE:
+                self._omitters.clear()
+            self._omitters[paths] = omitter
+        return omitter
