@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
-from gateway.errors import SignatureError
+from gateway.errors import PayloadError, SignatureError
 from gateway.event import CloudEvent, EventData, Money, decimal_str, event_id, from_epoch, rfc3339
 from gateway.providers import _common
 from gateway.types import Duration, Secrets
@@ -30,7 +30,7 @@ _SIGNATURE = "x-fp-signature"
 _PARTNER = "x-fp-partner-id"
 _NONCE = "x-fp-nonce"
 _TIMESTAMP = "x-fp-timestamp"
-_SECONDS = re.compile(r"\d{1,15}")
+_SECONDS = re.compile(r"[0-9]{1,15}")  # not \d: int() would take any Unicode digit
 _MAX_SIGNATURE_CHARS = 4096  # RSA-8192 is 1368 base64 chars; refuse to decode anything huge
 _STATUSES = {"3": "completed"}
 
@@ -210,9 +210,16 @@ def decode(content: bytes) -> Webhook:
     """Decode `{"order": Order}` or a flat Order; raise `PayloadError` naming the bad path."""
     body = _common.decode_struct(_BODY, content)
     if "order" in body:
-        order = _common.convert_struct(body, _Wrapped).order
+        order, at = _common.convert_struct(body, _Wrapped).order, "$.order"
     else:
-        order = _common.convert_struct(body, Order)
+        order, at = _common.convert_struct(body, Order), "$"
+    # msgspec's Decimal accepts "NaN" and "Infinity"; no amount is ever that.
+    for name, amount in (
+        ("currencyAmount", order.currency_amount),
+        ("cryptoCurrencyAmount", order.crypto_currency_amount),
+    ):
+        if amount is not None and not amount.is_finite():
+            raise PayloadError(f"Expected a finite decimal - at `{at}.{name}`", f"{at}.{name}")
     return Webhook(order=order, payload=body)
 
 

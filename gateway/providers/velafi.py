@@ -144,6 +144,15 @@ def decode(content: bytes) -> Webhook:
     body: OrderWebhook | OtherWebhook
     if event_type == ORDER_WEBHOOK:
         body = _common.convert_struct(payload, OrderWebhook)
+        # msgspec's Decimal accepts "NaN" and "Infinity"; no amount is ever that.
+        for name, amount in (
+            ("fiatAmount", body.fiat_amount),
+            ("orderAmount", body.order_amount),
+            ("cryptoAmount", body.crypto_amount),
+            ("quantity", body.quantity),
+        ):
+            if amount is not None and not amount.is_finite():
+                raise PayloadError(f"Expected a finite decimal - at `$.{name}`", f"$.{name}")
     else:
         body = _common.convert_struct(payload, OtherWebhook)
     return Webhook(body=body, payload=payload)

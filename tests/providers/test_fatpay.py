@@ -241,13 +241,19 @@ def test_stale_or_future_timestamp_rejected(offset: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "stamp", ["abc", "1661346861.0", "-5", " 1661346861", "\uff11\uff16\uff16\uff11"]
+    "stamp",
+    [
+        "abc",
+        "1661346861.0",
+        "-5",
+        " 1661346861",
+        str(int(NOW)).translate({c: c + 0xFEE0 for c in range(0x30, 0x3A)}),
+    ],
 )
 def test_malformed_timestamp_rejected(stamp: str) -> None:
-    """A timestamp that is not plain unix seconds fails."""
-    headers = signed_headers()
-    headers["x-fp-timestamp"] = stamp
-    with pytest.raises(SignatureError):
+    """A timestamp that is not plain ASCII unix seconds fails, even when signed as sent."""
+    headers = signed_headers(extra={"x-fp-timestamp": stamp})
+    with pytest.raises(SignatureError, match="X-FP-Timestamp"):
         make_verifier().verify(BODY, headers, NOW)
 
 
@@ -532,6 +538,16 @@ def test_crypto_currency_falls_back_to_code_and_legs_may_be_absent() -> None:
             "$.order.currencyAmount",
             "decimal",
         ),
+        (
+            b'{"order": {"orderId": "x", "orderStatus": 3, "cryptoCurrencyAmount": "NaN"}}',
+            "$.order.cryptoCurrencyAmount",
+            "finite",
+        ),
+        (
+            b'{"orderId": "x", "orderStatus": 3, "currencyAmount": "Infinity"}',
+            "$.currencyAmount",
+            "",
+        ),
         (b'{"orderStatus": 3}', "$", "`orderId`"),
         (b'{"orderId": "x", "orderStatus": 3, "finishTime": [1]}', "$.finishTime", "`array`"),
         (b"[1, 2]", "$", "`object`"),
@@ -590,24 +606,36 @@ def test_module_sign_rejects_non_rsa_or_garbage_keys() -> None:
 _header_names = st.sampled_from(
     ["x-fp-signature", "x-fp-partner-id", "x-fp-nonce", "x-fp-timestamp", "x-fp-version", "host"]
 )
+_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=12) | st.floats()
+_orders = st.fixed_dictionaries(
+    {"orderId": st.text(max_size=12) | _scalars, "orderStatus": _scalars},
+    optional={
+        name: _scalars | st.lists(_scalars, max_size=2)
+        for name in ("finishTime", "payTime", "currencyAmount", "cryptoCurrency", "fiatCurrency")
+    },
+)
+_bodies = (_orders | st.fixed_dictionaries({"order": _orders})).map(
+    lambda v: json.dumps(v).encode()
+)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     headers=st.dictionaries(_header_names, st.text(max_size=40), max_size=6),
-    body=st.binary(max_size=200),
+    body=st.binary(max_size=200) | _bodies,
     keep_valid=st.booleans(),
 )
 def test_random_requests_raise_only_domain_errors(
     headers: dict[str, str], body: bytes, keep_valid: bool
 ) -> None:
-    """Random headers and bodies make verify raise only SignatureError, decode only PayloadError."""
+    """Random headers and bodies: verify raises only SignatureError, decode only PayloadError."""
     merged = {**signed_headers(), **headers} if keep_valid else headers
     try:
         make_verifier().verify(body, merged, NOW)
     except SignatureError:
         pass
     try:
-        fatpay.decode(body)
+        decoded = fatpay.decode(body)
     except PayloadError:
-        pass
+        return
+    assert fatpay.normalize(decoded, "fatpay", RECEIVED).type.startswith("order.")
