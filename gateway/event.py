@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from gateway.errors import PayloadError
+
 Integrity = Literal["signed", "headers-only"]
 
 # The normalized status vocabulary of providers.md; anything else is `unknown`.
@@ -117,8 +119,14 @@ _PAYLOAD_DECODER = msgspec.json.Decoder(float_hook=Decimal)
 
 
 def decode_payload(raw: bytes) -> Any:
-    """The provider's body as plain JSON values, floats kept exact as Decimal."""
-    return _PAYLOAD_DECODER.decode(raw)
+    """The provider's body as plain JSON values, floats kept exact as Decimal.
+
+    Raises `PayloadError` for anything that is not valid UTF-8 JSON.
+    """
+    try:
+        return _PAYLOAD_DECODER.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}") from exc
 
 
 _ENCODER = msgspec.json.Encoder(decimal_format="string")

@@ -38,7 +38,13 @@ class Provider(Protocol):
     def normalize(self, decoded: Any, source: str, received: datetime) -> CloudEvent: ...
 
     def sign(
-        self, key: str, body: bytes, now: float, url: str | None = None
+        self,
+        key: str,
+        body: bytes,
+        now: float,
+        *,
+        url: str | None = None,
+        partner_id: str | None = None,
     ) -> tuple[dict[str, str], bytes]: ...
 
 
