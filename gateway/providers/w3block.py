@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -56,11 +55,8 @@ def _signature(headers: Mapping[str, str]) -> bytes:
     if _HEX_SHA256.fullmatch(value):
         return bytes.fromhex(value)
     if _BASE64.fullmatch(value):
-        compact = value.rstrip("=").replace("-", "+").replace("_", "/") + "="
-        try:
-            return base64.b64decode(compact, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise SignatureError(f"`{HEADER}` is neither hex nor base64") from exc
+        # 43 alphabet characters always decode to exactly 32 bytes: nothing left to fail.
+        return base64.b64decode(value.rstrip("=").replace("-", "+").replace("_", "/") + "=")
     raise SignatureError(f"`{HEADER}` is neither hex nor base64 HMAC-SHA256")
 
 
