@@ -460,7 +460,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
     """Validate config text (see `load_config`)."""
     doc = doc or _Loaded(file=file)
     raw = _parse_yaml(text, doc)
-    if doc.problems:
+    if raw is None and doc.problems:  # not YAML at all: nothing further to check
         raise ConfigError(doc.problems)
     if not isinstance(raw, dict):
         doc.error((), f"expected a mapping at the top level, got {_kind(raw)}")

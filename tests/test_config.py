@@ -175,17 +175,10 @@ def test_bad_public_key_is_an_error_without_key_material() -> None:
 def test_webhook_destination_validation() -> None:
     """Webhook destinations need an http(s) URL and whsec_ secrets."""
     found = problems(
-        MINIMAL
-        + """\
-  - name: hooks
-    match: {type: "order.*"}
-    to: [hook]
-destinations:
-  orders:
-    kafka: {topic: t}
-  hook:
-    webhook: {url: "ftp://x", secret: "whsec_!!!"}
-"""
+        MINIMAL.replace(
+            "    kafka: {topic: payments.orders}\n",
+            '    kafka: {topic: payments.orders}\n  hook:\n    webhook: {url: "ftp://x", secret: "whsec_!!!"}\n',
+        )
     )
     text = "\n".join(found)
     assert "destinations.hook.webhook.url" in text

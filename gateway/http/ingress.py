@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 from litestar import Request, Response, post
+from litestar.params import FromPath
 
 from gateway.config import IPNetwork
 from gateway.errors import BodyTooLarge, Forbidden, GatewayError, UnsupportedMediaType
@@ -62,7 +63,7 @@ def _media_type(request: Request[Any, Any, Any]) -> str:
 
 
 @post("/webhooks/{source:str}", status_code=200, include_in_schema=True, summary="Receive a provider webhook")
-async def receive(request: Request[Any, Any, Any], source: str) -> Response[bytes]:
+async def receive(request: Request[Any, Any, Any], source: FromPath[str]) -> Response[bytes]:
     """Verify, normalize, route and durably hand off one provider webhook."""
     started = time.perf_counter()
     pipeline: Pipeline = request.app.state.pipeline

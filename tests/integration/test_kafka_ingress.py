@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from cloudevents.kafka import KafkaMessage, from_binary, from_structured
+from cloudevents.v1.kafka import KafkaMessage, from_binary, from_structured
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
