@@ -75,6 +75,8 @@ def decode_struct(decoder: msgspec.json.Decoder[T], content: bytes) -> T:
         raise PayloadError(f"body is not valid JSON: {exc}") from exc
     except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, inside strings
         raise PayloadError("body is not valid UTF-8") from exc
+    except RecursionError as exc:  # msgspec's answer to absurdly nested arrays/objects
+        raise PayloadError("body is nested too deeply") from exc
 
 
 def convert_struct(value: Any, type_: type[T]) -> T:
