@@ -88,17 +88,19 @@ class Pay3Verifier:
         """Return the JWS payload (the claims JSON) if a configured secret signed it."""
         try:
             token = _ENVELOPE.decode(raw).payload.strip()
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise SignatureError('body is not a {"payload": "<JWS>"} envelope') from exc
         parts = token.split(".")
         if len(parts) != 3 or not all(_SEGMENT.fullmatch(p) for p in parts):
             raise SignatureError("payload is not a compact JWS")
         header_b64, payload_b64, signature_b64 = parts
+        # ValueError covers binascii, msgspec and unicode errors; RecursionError comes from
+        # an absurdly nested header.
         try:
             header = msgspec.json.decode(_b64url(header_b64))
             signature = _b64url(signature_b64)
             content = _b64url(payload_b64)
-        except (binascii.Error, ValueError) as exc:  # msgspec and unicode errors included
+        except (ValueError, RecursionError) as exc:
             raise SignatureError("JWS is malformed") from exc
         if not isinstance(header, dict):
             raise SignatureError("JWS header is not a JSON object")
@@ -168,6 +170,8 @@ def decode(content: bytes) -> Pay3Claims:
         payload = decode_payload(content)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise PayloadError(f"claims are not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise PayloadError("claims are nested too deeply") from exc
     if not isinstance(payload, dict):
         raise PayloadError("Expected claims to be a JSON object", path="$")
     if isinstance(payload.get("data"), dict):

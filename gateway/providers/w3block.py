@@ -127,6 +127,8 @@ def decode(content: bytes) -> W3BlockEvent:
         payload = decode_payload(content)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in unread fields
         raise PayloadError(f"body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise PayloadError("body is nested too deeply") from exc
     return W3BlockEvent(
         event=body.event, order=body.data, timestamp=body.timestamp, payload=payload
     )

@@ -74,7 +74,7 @@ def compact_json(raw: bytes, style: Literal["js", "php"]) -> bytes | None:
     try:
         msgspec.json.decode(raw)
         text = raw.decode("utf-8")
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     escape, pattern = (_js_char, _JS_ESCAPE) if style == "js" else (_php_char, _PHP_ESCAPE)
     out: list[str] = []
@@ -206,6 +206,8 @@ def decode(content: bytes) -> WhitepayEvent:
         payload = decode_payload(content)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in unread fields
         raise PayloadError(f"body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise PayloadError("body is nested too deeply") from exc
     kind = body.event_type.partition("::")[0].lower()
     first, second = (
         (body.order, body.transaction) if kind == "order" else (body.transaction, body.order)

@@ -584,3 +584,18 @@ def test_signed_random_claims_decode_or_raise_payload_error(value: Any) -> None:
         return
     assert event.type.startswith("order.")
     encode(event)
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def test_absurdly_nested_json_never_escapes_as_recursion_error() -> None:
+    """Deep nesting in the envelope or JWS header is a SignatureError, in claims a PayloadError."""
+    with pytest.raises(SignatureError):
+        VERIFIER.verify(b'{"x": ' + DEEP + b', "payload": "a.b.c"}', {}, NOW)
+    with pytest.raises(SignatureError):
+        VERIFIER.verify(envelope(raw_jws(DEEP, claims(), SECRET.encode())), {}, NOW)
+    for content in (DEEP, b'{"orderId": "o", "orderStatus": "X", "extra": ' + DEEP + b"}"):
+        verified = VERIFIER.verify(request(content), {}, NOW)
+        with pytest.raises(PayloadError):
+            pay3.decode(verified)

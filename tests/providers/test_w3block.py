@@ -385,3 +385,20 @@ def test_signed_random_bodies_normalize_or_raise_payload_error(value: Any) -> No
     except BAD:
         return
     encode(event)
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def test_absurdly_nested_json_never_escapes_as_recursion_error() -> None:
+    """Deep nesting is a SignatureError when unsigned and a PayloadError once signed."""
+    for body in (
+        DEEP,
+        b'{"x": ' + DEEP + b', "event": "order.created", "data": {"id": "o"}}',
+        b'{"event": "order.created", "data": {"id": "o", "currencyAmount": ' + DEEP + b"}}",
+    ):
+        with pytest.raises(SignatureError):
+            VERIFIER.verify(body, {HEADER: hmac_hex(OTHER, body)}, NOW)
+        content = VERIFIER.verify(body, {HEADER: hmac_hex(SECRET, body)}, NOW)
+        with pytest.raises(PayloadError):
+            w3block.decode(content)

@@ -549,3 +549,21 @@ def test_signed_random_bodies_normalize_or_raise_payload_error(value: Any) -> No
     except BAD:
         return
     encode(event)
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def test_absurdly_nested_json_never_escapes_as_recursion_error() -> None:
+    """Deep nesting is a SignatureError when unsigned and a PayloadError once signed."""
+    assert whitepay.compact_json(DEEP, "js") is None
+    for body in (
+        DEEP,
+        b'{"x": ' + DEEP + b', "event_type": "order::completed", "order": {"id": "o"}}',
+        b'{"event_type": "order::completed", "order": {"id": "o", "value": ' + DEEP + b"}}",
+    ):
+        with pytest.raises(SignatureError):
+            VERIFIER.verify(body, {"signature": hmac_hex(OTHER, body)}, NOW)
+        content = VERIFIER.verify(body, {"signature": hmac_hex(SECRET, body)}, NOW)
+        with pytest.raises(PayloadError):
+            whitepay.decode(content)
