@@ -127,6 +127,8 @@ def decode_payload(raw: bytes) -> Any:
         return _PAYLOAD_DECODER.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise PayloadError(f"body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # msgspec's answer to absurdly nested arrays/objects
+        raise PayloadError("body is nested too deeply") from exc
 
 
 _ENCODER = msgspec.json.Encoder(decimal_format="string")
