@@ -41,7 +41,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 # --- compact re-encoding -------------------------------------------------------------------
 # Whitepay's docs sign `JSON.stringify(payload)`, PHP integrations `json_encode($payload)`.
 # Re-encoding token by token (instead of parse + dump) keeps key order, duplicate keys and
-# numbers exactly as written, which is what both languages reproduce for this payload.
+# numbers exactly as written. Strings come out byte-exact; numbers could differ only where
+# JS/PHP would respell a float (`1.50` -> `1.5`), and Whitepay sends its amounts as strings.
 
 _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[ \t\n\r]+|[^" \t\n\r]+', re.DOTALL)
 _SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
