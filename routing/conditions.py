@@ -1,7 +1,7 @@
 """Conditions compiled to closures; the one code path both `route` and `explain` run.
 
-A compiled check is `check(event, why) -> None | str`: None when the condition holds,
-otherwise a reason. With `why=False` (routing) the reason is the constant MISS and nothing
+A compiled check is `check(view, why) -> None | str` over an EventView of the event:
+None when the condition holds, otherwise a reason. With `why=False` (routing) the reason is the constant MISS and nothing
 is formatted; with `why=True` (explain) it names the failing condition and the actual
 value. The decision itself never depends on `why`.
 """
@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 from routing.model import AllOf, AnyOf, Condition, Match, Not, Predicate
-from routing.paths import MISSING, getter
+from routing.paths import MISSING, EventView
 from routing.values import ORDERING, glob_regex, is_glob, make_test, show, to_number
 
-Check = Callable[[Any, bool], str | None]
+Check = Callable[[EventView, bool], str | None]
 MISS: Final = "miss"
 SOURCE_PREFIX: Final = "/webhooks/"
 
@@ -24,7 +24,7 @@ class Node(NamedTuple):
     """A compiled condition: its check, and a description of why it held (for `not`)."""
 
     check: Check
-    held: Callable[[Any], str]
+    held: Callable[[EventView], str]
     text: str
 
 
@@ -71,16 +71,16 @@ def _conjunction(checks: list[Check]) -> Check:
     if len(checks) == 2:
         first, second = checks
 
-        def both(event: Any, why: bool) -> str | None:
-            reason = first(event, why)
-            return second(event, why) if reason is None else reason
+        def both(view: EventView, why: bool) -> str | None:
+            reason = first(view, why)
+            return second(view, why) if reason is None else reason
 
         return both
     frozen = tuple(checks)
 
-    def every(event: Any, why: bool) -> str | None:
+    def every(view: EventView, why: bool) -> str | None:
         for check in frozen:
-            reason = check(event, why)
+            reason = check(view, why)
             if reason is not None:
                 return reason
         return None
@@ -89,14 +89,13 @@ def _conjunction(checks: list[Check]) -> Check:
 
 
 def _predicate(pred: Predicate, label: str) -> Node:
-    get = getter(pred.path)
     path, op = pred.path, pred.op
     text = describe(pred)
     if op == "exists":
         want = bool(pred.value)
 
-        def exists(event: Any, why: bool) -> str | None:
-            value = get(event)
+        def exists(view: EventView, why: bool) -> str | None:
+            value = view[path]
             if (value is not MISSING) is want:
                 return None
             if not why:
@@ -104,8 +103,8 @@ def _predicate(pred: Predicate, label: str) -> Node:
             got = "it is missing" if value is MISSING else f"got {show(value)}"
             return f"{label}: expected {path} to {'exist' if want else 'be missing'}, {got}"
 
-        def exists_held(event: Any) -> str:
-            value = get(event)
+        def exists_held(view: EventView) -> str:
+            value = view[path]
             return (
                 f"{text} ({path} is missing)" if value is MISSING else f"{text} (got {show(value)})"
             )
@@ -114,8 +113,8 @@ def _predicate(pred: Predicate, label: str) -> Node:
 
     test = make_test(op, pred.value)
 
-    def check(event: Any, why: bool) -> str | None:
-        value = get(event)
+    def check(view: EventView, why: bool) -> str | None:
+        value = view[path]
         if value is not MISSING and test(value):
             return None
         if not why:
@@ -125,8 +124,8 @@ def _predicate(pred: Predicate, label: str) -> Node:
         note = " (not a decimal number)" if op in ORDERING and to_number(value) is None else ""
         return f"{label}: expected {text}, got {show(value)}{note}"
 
-    def held(event: Any) -> str:
-        return f"{text} (got {show(get(event))})"
+    def held(view: EventView) -> str:
+        return f"{text} (got {show(view[path])})"
 
     return Node(check, held, text)
 
@@ -135,8 +134,8 @@ def _all(cond: AllOf, label: str) -> Node:
     children = [compile_condition(c, f"{label}[{j}]") for j, c in enumerate(cond.conditions)]
     check = _conjunction([c.check for c in children])
 
-    def held(event: Any) -> str:
-        return "; ".join(c.held(event) for c in children)
+    def held(view: EventView) -> str:
+        return "; ".join(c.held(view) for c in children)
 
     return Node(check, held, describe(cond))
 
@@ -144,38 +143,50 @@ def _all(cond: AllOf, label: str) -> Node:
 def _any(children: list[Node], label: str, text: str) -> Node:
     checks = tuple(c.check for c in children)
 
-    def any_of(event: Any, why: bool) -> str | None:
-        reasons: list[str] = []
-        for check in checks:
-            reason = check(event, why)
-            if reason is None:
-                return None
-            reasons.append(reason)
-        if not why:
-            return MISS
+    def explained(view: EventView) -> str:
+        reasons = [check(view, True) or "" for check in checks]
         return f"{label}: none of the `any` alternatives held: " + "; ".join(reasons)
 
-    def held(event: Any) -> str:
+    if len(checks) == 2:
+        first, second = checks
+
+        def either(view: EventView, why: bool) -> str | None:
+            if first(view, why) is None or second(view, why) is None:
+                return None
+            return explained(view) if why else MISS
+
+        check: Check = either
+    else:
+
+        def any_of(view: EventView, why: bool) -> str | None:
+            for check in checks:
+                if check(view, why) is None:
+                    return None
+            return explained(view) if why else MISS
+
+        check = any_of
+
+    def held(view: EventView) -> str:
         for child in children:
-            if child.check(event, False) is None:
-                return child.held(event)
+            if child.check(view, False) is None:
+                return child.held(view)
         return text  # unreachable when called for a condition that held
 
-    return Node(any_of, held, text)
+    return Node(check, held, text)
 
 
 def _not(inner: Node, label: str) -> Node:
     text = f"not({inner.text})"
 
-    def negation(event: Any, why: bool) -> str | None:
-        if inner.check(event, why) is not None:
+    def negation(view: EventView, why: bool) -> str | None:
+        if inner.check(view, why) is not None:
             return None
         if not why:
             return MISS
-        return f"{label}: expected {inner.text} not to hold, but it did: {inner.held(event)}"
+        return f"{label}: expected {inner.text} not to hold, but it did: {inner.held(view)}"
 
-    def held(event: Any) -> str:
-        return inner.check(event, True) or text
+    def held(view: EventView) -> str:
+        return inner.check(view, True) or text
 
     return Node(negation, held, text)
 
@@ -195,20 +206,20 @@ def compile_attributes(match: Match) -> Check | None:
     want_provider = " or ".join(match.provider)
     want_type = " or ".join(show(t) for t in match.type)
 
-    def attributes(event: Any, why: bool) -> str | None:
+    def attributes(view: EventView, why: bool) -> str | None:
         if sources:
-            source = event.get("source")
+            source = view["source"]
             name = source
             if type(source) is str and source.startswith(SOURCE_PREFIX):
                 name = source[len(SOURCE_PREFIX) :]
             if not (type(name) is str and name in sources):
                 return f"source: expected {want_source}, got {_got(source)}" if why else MISS
         if providers:
-            provider = event.get("provider")
+            provider = view["provider"]
             if not (type(provider) is str and provider in providers):
                 return f"provider: expected {want_provider}, got {_got(provider)}" if why else MISS
         if exact or globs:
-            kind = event.get("type")
+            kind = view["type"]
             if not (
                 type(kind) is str
                 and (kind in exact or any(fullmatch(kind) is not None for fullmatch in globs))
@@ -220,4 +231,4 @@ def compile_attributes(match: Match) -> Check | None:
 
 
 def _got(value: Any) -> str:
-    return "nothing (the attribute is missing)" if value is None else show(value)
+    return "nothing (the attribute is missing)" if value is MISSING else show(value)

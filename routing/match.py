@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from routing.conditions import Check, compile_attributes, compile_where
 from routing.model import Delivery, Predicate, Route, Routed, RouteTrace
-from routing.paths import Getter, getter, omit, omit_trie
+from routing.paths import EventView, omit, omit_trie
 from routing.values import glob_regex, is_glob
 
 # Memo sizes: a real config sees a few dozen (source, provider, type) triples; the caps
@@ -51,39 +51,43 @@ class _Compiled:
             and all(isinstance(v, str) for v in (c.value if c.op == "in" else (c.value,)))
         )
 
-    def check(self, event: Any, why: bool) -> str | None:
+    def check(self, view: EventView, why: bool) -> str | None:
         """The route's whole match: attributes, then `where`; None when it holds."""
         if self.attributes is not None:
-            reason = self.attributes(event, why)
+            reason = self.attributes(view, why)
             if reason is not None:
                 return reason
-        return None if self.where is None else self.where(event, why)
+        return None if self.where is None else self.where(view, why)
 
 
 class _Plan:
-    __slots__ = ("groups", "residual")
+    """The routes one (source, provider, type) can reach, split by how they are checked."""
+
+    __slots__ = ("always", "conditional", "groups")
 
     def __init__(
         self,
-        residual: tuple[_Compiled, ...],
-        groups: tuple[tuple[Getter, dict[str, tuple[_Compiled, ...]]], ...],
+        candidates: list[_Compiled],
+        groups: tuple[tuple[str, dict[str, tuple[_Compiled, ...]]], ...],
     ) -> None:
-        self.residual = residual
+        # Routes without `where` hold for every event with this key; the rest run their check.
+        self.always = tuple(c for c in candidates if c.where is None)
+        self.conditional = tuple((c, c.where) for c in candidates if c.where is not None)
         self.groups = groups
 
-    def run(self, event: Any) -> list[_Compiled]:
-        if self.groups:
-            candidates = list(self.residual)
-            for get, table in self.groups:
-                value = get(event)
-                if type(value) is str:
-                    hit = table.get(value)
-                    if hit:
-                        candidates.extend(hit)
-            candidates.sort(key=_BY_INDEX)
-        else:
-            candidates = self.residual  # type: ignore[assignment]
-        return [c for c in candidates if c.where is None or c.where(event, False) is None]
+    def run(self, view: EventView) -> list[_Compiled]:
+        matched = [c for c, where in self.conditional if where(view, False) is None]
+        for path, table in self.groups:
+            value = view[path]
+            if type(value) is str:
+                hit = table.get(value)
+                if hit:
+                    matched.extend(c for c in hit if c.where(view, False) is None)  # type: ignore[misc]
+        if self.always:
+            matched.extend(self.always)
+        if len(matched) > 1:
+            matched.sort(key=_BY_INDEX)
+        return matched
 
 
 class _Fanout:
@@ -120,26 +124,28 @@ class Router:
 
     def route(self, event: Mapping[str, Any]) -> Routed:
         """The routes `event` matches and one delivery per destination (or `unmatched`)."""
+        view = EventView.of(event)
         key = (event.get("source"), event.get("provider"), event.get("type"))
         try:
             plan = self._plans.get(key)
         except TypeError:  # an unhashable attribute: no plan to reuse, check every route
-            matched = [c for c in self._compiled if c.check(event, False) is None]
+            matched = [c for c in self._compiled if c.check(view, False) is None]
         else:
             if plan is None:
-                plan = self._plan(event, key)
-            matched = plan.run(event)
+                plan = self._plan(view, key)
+            matched = plan.run(view)
         return self._deliver(event, matched)
 
     def explain(self, event: Mapping[str, Any]) -> list[RouteTrace]:
         """Every route in config order, matched or not, with the first failing condition."""
+        view = EventView.of(event)
         traces = []
         for compiled in self._compiled:
-            reason = compiled.check(event, True)
+            reason = compiled.check(view, True)
             traces.append(RouteTrace(compiled.name, reason is None, reason))
         return traces
 
-    def _plan(self, event: Mapping[str, Any], key: tuple[Any, Any, Any]) -> _Plan:
+    def _plan(self, view: EventView, key: tuple[Any, Any, Any]) -> _Plan:
         kind = key[2]
         ids = set(self._any_type)
         if type(kind) is str:
@@ -150,7 +156,7 @@ class Router:
         candidates = [
             c
             for c in (self._compiled[i] for i in sorted(ids))
-            if c.attributes is None or c.attributes(event, False) is None
+            if c.attributes is None or c.attributes(view, False) is None
         ]
         # Index each route on the `eq`/`in` path most candidates share, so one lookup per
         # path replaces evaluating every route that tests it.
@@ -166,10 +172,9 @@ class Router:
             for value in best[1]:
                 table.setdefault(value, []).append(c)
         plan = _Plan(
-            tuple(residual),
+            residual,
             tuple(
-                (getter(path), {v: tuple(cs) for v, cs in table.items()})
-                for path, table in tables.items()
+                (path, {v: tuple(cs) for v, cs in table.items()}) for path, table in tables.items()
             ),
         )
         if len(self._plans) >= _PLAN_CACHE:

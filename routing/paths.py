@@ -123,17 +123,33 @@ def getter(path: str) -> Getter:
 
     def get(node: Any) -> Any:
         for key, index in steps:
-            if type(node) is dict or isinstance(node, Mapping):
+            kind = type(node)
+            if kind is dict:
                 node = node.get(key, MISSING)
                 if node is MISSING:
                     return MISSING
-            elif index >= 0 and isinstance(node, list | tuple) and index < len(node):
+            elif kind is list:
+                if not 0 <= index < len(node):
+                    return MISSING
                 node = node[index]
             else:
-                return MISSING
+                node = _step(node, key, index)
+                if node is MISSING:
+                    return MISSING
         return node
 
     return get
+
+
+def _step(node: Any, key: str, index: int) -> Any:
+    # The slow path: mappings and sequences that are not plain dicts and lists.
+    if node is MISSING or node is None or type(node) is str:
+        return MISSING
+    if isinstance(node, Mapping):
+        return node.get(key, MISSING)
+    if isinstance(node, list | tuple) and 0 <= index < len(node):
+        return node[index]
+    return MISSING
 
 
 def _dict_getter(keys: tuple[str, ...]) -> Getter:
@@ -143,34 +159,55 @@ def _dict_getter(keys: tuple[str, ...]) -> Getter:
         (a,) = keys
 
         def get1(node: Any) -> Any:
-            if type(node) is dict or isinstance(node, Mapping):
-                return node.get(a, MISSING)
-            return MISSING
+            return node.get(a, MISSING) if type(node) is dict else _step(node, a, -1)
 
         return get1
     if len(keys) == 2:
         a, b = keys
 
         def get2(node: Any) -> Any:
-            if type(node) is dict or isinstance(node, Mapping):
-                node = node.get(a, MISSING)
-                if type(node) is dict or isinstance(node, Mapping):
-                    return node.get(b, MISSING)
-            return MISSING
+            node = node.get(a, MISSING) if type(node) is dict else _step(node, a, -1)
+            return node.get(b, MISSING) if type(node) is dict else _step(node, b, -1)
 
         return get2
     a, b, c = keys
 
     def get3(node: Any) -> Any:
-        if type(node) is dict or isinstance(node, Mapping):
-            node = node.get(a, MISSING)
-            if type(node) is dict or isinstance(node, Mapping):
-                node = node.get(b, MISSING)
-                if type(node) is dict or isinstance(node, Mapping):
-                    return node.get(c, MISSING)
-        return MISSING
+        node = node.get(a, MISSING) if type(node) is dict else _step(node, a, -1)
+        node = node.get(b, MISSING) if type(node) is dict else _step(node, b, -1)
+        return node.get(c, MISSING) if type(node) is dict else _step(node, c, -1)
 
     return get3
+
+
+_GETTERS: dict[str, Getter] = {}
+
+
+class EventView(dict[str, Any]):
+    """One event's path values, each resolved on first use and then shared by every route.
+
+    Routes tend to test the same few paths (`data.fiat.amount`...); resolving each once per
+    event instead of once per predicate is most of the cost of a predicate.
+    """
+
+    __slots__ = ("event",)
+    event: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> EventView:
+        """A fresh, empty view of `event`."""
+        view = cls()
+        view.event = event
+        return view
+
+    def __missing__(self, path: str) -> Any:
+        get = _GETTERS.get(path)
+        if get is None:
+            if len(_GETTERS) >= 8192:  # paths come from configs; the cap is only a backstop
+                _GETTERS.clear()
+            get = _GETTERS[path] = getter(path)
+        value = self[path] = get(self.event)
+        return value
 
 
 # An omit trie: segment -> sub-trie, or DELETE for "remove this node".

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from routing.paths import MISSING, type_name
@@ -15,28 +15,29 @@ from routing.paths import MISSING, type_name
 Test = Callable[[Any], bool]
 Problem = tuple[tuple[str | int, ...], str]  # (path relative to the operator key, message)
 
-ORDERING: dict[str, Callable[[Any, Any], bool]] = {
-    "gt": operator.gt,
-    "gte": operator.ge,
-    "lt": operator.lt,
-    "lte": operator.le,
-}
+ORDERING = frozenset({"gt", "gte", "lt", "lte"})
 
 # A plain decimal literal: no NaN/Infinity, no underscores or spaces (which Decimal() accepts).
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?").fullmatch
 _GLOB_CHARS = frozenset("*?[\\")
 
 
+@lru_cache(maxsize=4096)
+def _parse_decimal(text: str) -> Decimal | None:
+    # Cached: every route testing `data.fiat.amount` converts the same string per event.
+    if _DECIMAL(text) is None:
+        return None
+    try:
+        return Decimal(text)
+    except ArithmeticError:  # an exponent beyond what Decimal can represent
+        return None
+
+
 def to_number(value: Any) -> int | Decimal | None:
     """`value` as an exact finite number (ints, Decimals, decimal strings), else None."""
     kind = type(value)
     if kind is str:
-        if _DECIMAL(value) is None:
-            return None
-        try:
-            return Decimal(value)
-        except ArithmeticError:  # an exponent beyond what Decimal can represent
-            return None
+        return _parse_decimal(value)
     if kind is int:
         return value  # type: ignore[no-any-return]
     if kind is Decimal:
@@ -247,11 +248,13 @@ def make_test(op: str, value: Any) -> Test:
     if op == "regex":
         search = re.compile(value).search
         return lambda v: type(v) is str and search(v) is not None
-    compare = ORDERING[op]
+    # `bound.__lt__(n)` is `n > bound`: one C call, no operator indirection.
+    compare = {"gt": value.__lt__, "gte": value.__le__, "lt": value.__gt__, "lte": value.__ge__}[op]
+    parse = _parse_decimal
 
     def ordered(v: Any) -> bool:
-        n = to_number(v)
-        return n is not None and compare(n, value)
+        n = parse(v) if type(v) is str else to_number(v)
+        return n is not None and compare(n) is True
 
     return ordered
 
