@@ -31,7 +31,6 @@ async def consume(bootstrap: str, topic: str, expected: int, seconds: float = 10
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        group_id=f"test-{uuid.uuid4().hex}",
     )
     await consumer.start()
     records: list[Any] = []
