@@ -1,0 +1,597 @@
+"""The Helm chart renders, lints, validates and deploys the gateway safely (SPEC §8)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from kubernetes_validate import utils as kv
+
+from tests.helm.support import ALL_ON, BAD_TYPES, CHART, RELEASE, REPO, Doc, Helm
+
+pytestmark = pytest.mark.helm
+
+# The oldest Kubernetes still common in managed clusters and the newest kubernetes-validate knows.
+KUBE_VERSIONS = ["1.33.0", "1.37.0"]
+ENV_REF = re.compile(r"\$\{env:([^}]*)\}")
+FILE_REF = re.compile(r"\$\{file:([^}]*)\}")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def of_kind(docs: list[Doc], kind: str) -> list[Doc]:
+    """The manifests of one kind."""
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[Doc], kind: str, component: str | None = None) -> Doc:
+    """The single manifest of a kind (and component label)."""
+    found = [
+        d
+        for d in of_kind(docs, kind)
+        if component is None
+        or d["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
+    assert len(found) == 1, f"expected one {kind} {component or ''}, got {len(found)}"
+    return found[0]
+
+
+def deployment(docs: list[Doc], component: str = "serve") -> Doc:
+    """The Deployment of one component."""
+    return one(docs, "Deployment", component)
+
+
+def pod_specs(docs: list[Doc]) -> list[tuple[str, Doc]]:
+    """(name, pod spec) of every pod the chart creates: Deployments and the test pod."""
+    specs = [
+        (d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in of_kind(docs, "Deployment")
+    ]
+    specs += [(d["metadata"]["name"], d["spec"]) for d in of_kind(docs, "Pod")]
+    return specs
+
+
+def all_containers(spec: Doc) -> list[Doc]:
+    """Init and main containers of a pod spec."""
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def main_container(docs: list[Doc], component: str = "serve") -> Doc:
+    """The `gateway` container of a Deployment."""
+    (container,) = [
+        c for c in deployment(docs, component)["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "gateway"
+    ]  # fmt: skip
+    return container
+
+
+def config_text(docs: list[Doc]) -> str:
+    """The gateway YAML in the rendered ConfigMap."""
+    text: str = one(docs, "ConfigMap")["data"]["gateway.yaml"]
+    return text
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """Whether a matchLabels selector selects these labels."""
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def failure_text(helm: Helm, *values: Path, extra: list[str] | None = None) -> str:
+    """The error output of a `helm template` that must fail."""
+    result = helm.template_result(*values, extra=extra or [])
+    assert result.returncode != 0, "helm template accepted values it must refuse"
+    return result.stderr
+
+
+def env_provided(container: Doc) -> dict[str, str]:
+    """Env var name -> where its value comes from (`value`, `secret`, `field`)."""
+    out: dict[str, str] = {}
+    for var in container.get("env", []):
+        if "value" in var:
+            out[var["name"]] = "value"
+        elif "secretKeyRef" in var.get("valueFrom", {}):
+            out[var["name"]] = "secret"
+        else:
+            out[var["name"]] = "field"
+    return out
+
+
+def secret_files(spec: Doc, container: Doc) -> set[str]:
+    """Absolute paths of the Secret-backed files a container sees (None: whole directory)."""
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    out: set[str] = set()
+    for mount in container["volumeMounts"]:
+        secret = volumes[mount["name"]].get("secret")
+        if secret is None:
+            continue
+        if "items" in secret:
+            out |= {f"{mount['mountPath']}/{item['path']}" for item in secret["items"]}
+        else:
+            out.add(f"{mount['mountPath']}/*")
+    return out
+
+
+def file_is_mounted(path: str, mounted: set[str]) -> bool:
+    """Whether a `${file:}` path lies in one of the mounted Secret files or directories."""
+    return path in mounted or any(
+        m.endswith("/*") and path.startswith(m[:-1]) and "/" not in path[len(m) - 1 :]
+        for m in mounted
+    )
+
+
+# --- lint, kinds, schema -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [[], [ALL_ON]], ids=["default", "all-on"])
+def test_lint_strict_passes(helm: Helm, values: list[Path]) -> None:
+    """`helm lint --strict` passes for the default values and with every option on."""
+    args = ["lint", "--strict", str(CHART)]
+    for file in values:
+        args += ["-f", str(file)]
+    result = helm.run(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_defaults_render_the_minimal_set(default_docs: list[Doc]) -> None:
+    """Defaults: serve Deployment, Service, ConfigMap, PDB, ServiceAccount, test pod; no extras."""
+    kinds = sorted(d["kind"] for d in default_docs)
+    assert kinds == sorted(
+        ["ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "ServiceAccount"]
+    )
+    assert deployment(default_docs)["spec"]["replicas"] == 2
+
+
+def test_all_on_renders_every_optional_resource(all_on_docs: list[Doc]) -> None:
+    """Every toggle on: worker Deployment, Ingress, two HPAs and PDBs, ServiceMonitor, policy."""
+    kinds = sorted(d["kind"] for d in all_on_docs)
+    assert kinds == sorted(
+        ["ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler",
+         "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "Pod", "PodDisruptionBudget",
+         "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor"]
+    )  # fmt: skip
+    worker = main_container(all_on_docs, "worker")
+    assert worker["args"][:3] == ["worker", "--config", "/etc/gateway/config/gateway.yaml"]
+    for component in ("serve", "worker"):
+        # The HPA owns the replica count; a fixed one would fight it on every upgrade.
+        assert "replicas" not in deployment(all_on_docs, component)["spec"]
+
+
+def test_values_files_satisfy_the_schema() -> None:
+    """values.yaml and the all-on file are valid under values.schema.json; the schema is sound."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    for file in (CHART / "values.yaml", ALL_ON):
+        errors = list(
+            jsonschema.Draft7Validator(schema).iter_errors(yaml.safe_load(file.read_text()))
+        )
+        assert not errors, f"{file.name}: {[e.message for e in errors]}"
+
+
+def test_bad_values_file_is_rejected_by_the_schema(helm: Helm) -> None:
+    """helm lint and helm template refuse bad-types.values.yaml, naming every wrong field."""
+    lint = helm.run("lint", "--strict", str(CHART), "-f", str(BAD_TYPES))
+    assert lint.returncode != 0
+    stderr = failure_text(helm, BAD_TYPES)
+    for output in (lint.stdout + lint.stderr, stderr):
+        assert "specifications of the schema" in output
+        for field in (
+            "serve.replicaCount: Invalid type. Expected: integer, given: string",
+            "service.port: Invalid type. Expected: integer, given: string",
+            "ingress.enabled: Invalid type. Expected: boolean, given: string",
+            "shutdown.terminationGracePeriodSeconds: Invalid type. Expected: integer",
+            "podSecurityContext.runAsNonRoot",
+        ):
+            assert field in output
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("serve.replicaCount", '"3"', "serve.replicaCount: Invalid type"),
+        ("config", '{"sources": {}}', "config: Invalid type. Expected: string, given: object"),
+        ("secretEnv", '[{"name": "PAY3_SECRET", "secretName": "s"}]', "key is required"),
+        ("secretFiles", '[{"secretName": "s", "mountPath": "keys"}]', "mountPath"),
+        ("ingress.hosts", '"hooks.example.com"', "ingress.hosts: Invalid type"),
+        ("shutdown.preStopSleepSeconds", '"10"', "shutdown.preStopSleepSeconds: Invalid type"),
+        ("serve.podDisruptionBudget.maxUnavailable", '"one"', "maxUnavailable"),
+        ("image.pullPolicy", '"Sometimes"', "image.pullPolicy"),
+        ("replicaCount", "2", "Additional property replicaCount is not allowed"),
+    ],
+)
+def test_schema_rejects_wrong_values(helm: Helm, key: str, value: str, message: str) -> None:
+    """Each wrong type (or unknown key) fails rendering with the offending field named."""
+    stderr = failure_text(helm, extra=["--set-json", f"{key}={value}"])
+    assert "specifications of the schema" in stderr
+    assert message in stderr
+
+
+def test_values_yaml_is_documented_line_by_line() -> None:
+    """Every key in values.yaml (outside the config text) has a comment above or beside it."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    undocumented: list[str] = []
+    block_indent: int | None = None  # inside a `key: |` block scalar
+    for number, line in enumerate(lines, 1):
+        indent = len(line) - len(line.lstrip())
+        if block_indent is not None:
+            if not line.strip() or indent > block_indent:
+                continue
+            block_indent = None
+        match = re.match(r"^(\s*)(?:- )?([A-Za-z_][\w.-]*):(\s|$)", line)
+        if not match:
+            continue
+        previous = next((p for p in reversed(lines[: number - 1]) if p.strip()), "")
+        if "#" not in line.split(":", 1)[1] and not previous.lstrip().startswith("#"):
+            undocumented.append(f"{number}: {line.strip()}")
+        if line.rstrip().endswith("|"):
+            block_indent = indent
+    assert not undocumented, "undocumented keys:\n" + "\n".join(undocumented)
+
+
+# --- pod safety ----------------------------------------------------------------------------
+
+
+def test_security_context_is_locked_down(rendered: list[Doc]) -> None:
+    """Every pod: non-root, seccomp RuntimeDefault; every container: read-only, no caps, no escalation."""
+    for name, spec in pod_specs(rendered):
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True, name
+        assert pod["runAsUser"] > 0, name
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is False, name
+        for container in all_containers(spec):
+            where = f"{name}/{container['name']}"
+            sc = container["securityContext"]
+            assert sc["runAsNonRoot"] is True, where
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["privileged"] is False, where
+            assert sc["capabilities"] == {"drop": ["ALL"]}, where
+            assert sc.get("seccompProfile", pod["seccompProfile"]) == {"type": "RuntimeDefault"}
+
+
+def test_tmp_is_a_writable_emptydir(rendered: list[Doc]) -> None:
+    """With a read-only root filesystem, every container gets /tmp from a size-limited emptyDir."""
+    for name, spec in pod_specs(rendered):
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for container in all_containers(spec):
+            (tmp,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+            assert "sizeLimit" in volumes[tmp["name"]]["emptyDir"], f"{name}/{container['name']}"
+            assert not tmp.get("readOnly", False)
+
+
+def test_probes_use_healthz_and_readyz(rendered: list[Doc]) -> None:
+    """Liveness and startup probe /healthz, readiness /readyz, on the port `serve` listens on."""
+    container = main_container(rendered)
+    (port,) = container["ports"]
+    assert port["name"] == "http"
+    assert container["args"][container["args"].index("--port") + 1] == str(port["containerPort"])
+    for probe, path in (
+        ("livenessProbe", "/healthz"),
+        ("startupProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ):
+        assert container[probe]["httpGet"] == {"path": path, "port": "http"}, probe
+
+
+@pytest.mark.parametrize("values_file", [None, ALL_ON], ids=["default", "all-on"])
+def test_grace_period_outlasts_prestop_and_drain(helm: Helm, values_file: Path | None) -> None:
+    """terminationGracePeriodSeconds exceeds the preStop sleep plus the gateway's drain budget."""
+    shutdown = yaml.safe_load((CHART / "values.yaml").read_text())["shutdown"]
+    if values_file is not None:
+        shutdown |= yaml.safe_load(values_file.read_text()).get("shutdown", {})
+    docs = helm.template(*([values_file] if values_file else []))
+    command = main_container(docs)["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    sleep = int(command[1])
+    assert sleep == shutdown["preStopSleepSeconds"] > 0
+    # The gateway's own drain: server.handoff_timeout (10s by default) plus the producer flush.
+    assert shutdown["drainSeconds"] >= 20
+    for d in of_kind(docs, "Deployment"):
+        grace = d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace > sleep + shutdown["drainSeconds"], d["metadata"]["name"]
+
+
+def test_too_short_grace_period_is_refused(helm: Helm) -> None:
+    """A grace period that does not cover preStop + drain fails rendering with the reason."""
+    stderr = failure_text(helm, extra=["--set", "shutdown.terminationGracePeriodSeconds=30"])
+    assert "must exceed shutdown.preStopSleepSeconds + shutdown.drainSeconds" in stderr
+
+
+def test_pods_roll_when_the_config_changes(
+    helm: Helm, default_docs: list[Doc], tmp_path: Path
+) -> None:
+    """The checksum annotation is the config's SHA-256: it changes with the config and only then."""
+
+    def checksum(docs: list[Doc]) -> str:
+        value: str = deployment(docs)["spec"]["template"]["metadata"]["annotations"][
+            "checksum/config"
+        ]
+        return value
+
+    original = checksum(default_docs)
+    assert original == hashlib.sha256(config_text(default_docs).encode()).hexdigest()
+
+    edited = tmp_path / "gateway.yaml"
+    edited.write_text(config_text(default_docs).replace("dedupe_window: 24h", "dedupe_window: 12h"))
+    changed = helm.template(extra=["--set-file", f"config={edited}"])
+    assert checksum(changed) != original
+    assert checksum(changed) == hashlib.sha256(edited.read_bytes()).hexdigest()
+
+    unrelated = helm.template(extra=["--set", "serve.replicaCount=5"])
+    assert checksum(unrelated) == original
+
+
+def test_worker_pods_roll_with_the_same_config(all_on_docs: list[Doc]) -> None:
+    """The worker Deployment carries the same config checksum as serve."""
+    annotations = [
+        deployment(all_on_docs, c)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        for c in ("serve", "worker")
+    ]
+    assert annotations[0] == annotations[1]
+
+
+# --- config, secrets and the init container ------------------------------------------------
+
+
+def test_init_container_runs_gateway_check_on_the_mounted_config(rendered: list[Doc]) -> None:
+    """Before the gateway starts, `gateway check` validates the very file it will load."""
+    for d in of_kind(rendered, "Deployment"):
+        component = d["metadata"]["labels"]["app.kubernetes.io/component"]
+        spec = d["spec"]["template"]["spec"]
+        (init,) = spec["initContainers"]
+        main = main_container(rendered, component)
+        assert init["image"] == main["image"]
+        assert init["args"][:2] == ["check", "--config"]
+        path = init["args"][2]
+        assert main["args"][main["args"].index("--config") + 1] == path
+        # Same environment and mounts: references resolve in the check as in the gateway.
+        assert init["env"] == main["env"]
+        assert init.get("envFrom") == main.get("envFrom")
+        assert init["volumeMounts"] == main["volumeMounts"]
+        (mount,) = [m for m in init["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+        configmap = one(rendered, "ConfigMap")
+        assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+        assert path[len(mount["mountPath"]) + 1 :] in configmap["data"]
+        assert {"name": "GATEWAY_CONFIG", "value": path} in main["env"]
+
+
+def test_every_config_reference_is_provided_by_the_pod(rendered: list[Doc]) -> None:
+    """Each `${env:NAME}` without default is set on the container; each `${file:}` is mounted."""
+    text = config_text(rendered)
+    spec = deployment(rendered)["spec"]["template"]["spec"]
+    container = main_container(rendered)
+    env = env_provided(container)
+    mounted = secret_files(spec, container)
+    env_refs = [r for r in ENV_REF.findall(text) if ":-" not in r]
+    file_refs = FILE_REF.findall(text)
+    assert env_refs and file_refs, "the example configs use both kinds of reference"
+    assert [r for r in env_refs if r not in env] == []
+    assert [r for r in file_refs if not file_is_mounted(r, mounted)] == []
+    # Secrets come from Secrets, not from plain values in the manifest.
+    for name in ("PAY3_SECRET", "WHITEPAY_TOKEN", "W3BLOCK_SIGNATURE_KEY"):
+        assert env[name] == "secret"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--set-json", "secretEnv=[]"], "config references ${env:PAY3_SECRET}"),
+        (["--set-json", "secretFiles=[]"], "config references ${file:/etc/gateway/keys/fatpay.pem}"),
+        (
+            ["--set-json", 'secretFiles=[{"secretName": "k", "mountPath": "/etc/gateway/keys",'
+             ' "items": [{"key": "f", "path": "fatpay.pem"}]}]'],
+            "config references ${file:/etc/gateway/keys/velafi.pem}",
+        ),
+        (
+            ["--set-json", 'secretFiles=[{"secretName": "k", "mountPath": "/tmp"}]'],
+            "mountPath /tmp is used twice",
+        ),
+    ],
+)  # fmt: skip
+def test_unprovided_reference_is_refused(helm: Helm, override: list[str], message: str) -> None:
+    """A reference nothing provides (or a clashing mount) fails at render time, not in the pod."""
+    assert message in failure_text(helm, extra=override)
+
+
+def test_reference_check_can_be_turned_off(helm: Helm) -> None:
+    """referenceCheck=false renders a config whose secrets come from elsewhere (e.g. envFrom)."""
+    docs = helm.template(extra=["--set-json", "secretEnv=[]", "--set", "referenceCheck=false"])
+    assert "PAY3_SECRET" not in env_provided(main_container(docs))
+
+
+def test_invalid_config_yaml_is_refused(helm: Helm, tmp_path: Path) -> None:
+    """A config that is not YAML fails rendering instead of reaching the pods."""
+    broken = tmp_path / "gateway.yaml"
+    broken.write_text("sources: [unclosed\n")
+    assert "config is not valid YAML" in failure_text(
+        helm, extra=["--set-file", f"config={broken}"]
+    )
+
+
+def _public_key_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def test_configmap_config_passes_gateway_check(rendered: list[Doc], tmp_path: Path) -> None:
+    """The rendered config passes `gateway check` given exactly the env and files the pod gets."""
+    text = config_text(rendered)
+    container = main_container(rendered)
+    revealed: list[str] = []
+
+    # Environment as the pod has it: literal values as written, Secret values made up.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "KAFKA_"))}
+    for var in container["env"]:
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif "secretKeyRef" in var.get("valueFrom", {}):
+            value = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+            env[var["name"]] = value
+            revealed.append(value)
+        else:
+            env[var["name"]] = "gw-webhook-gateway-serve-5d8f7c6b9-x2x4q"
+
+    # Secret files under a scratch root standing in for /: keys as PEM, anything else a token.
+    root = tmp_path / "root"
+    pem = _public_key_pem()
+    for path in set(FILE_REF.findall(text)):
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        value = pem if path.endswith(".pem") else secrets.token_urlsafe(16)
+        target.write_text(value)
+        if not path.endswith(".pem"):
+            revealed.append(value)
+    config = tmp_path / "gateway.yaml"
+    config.write_text(FILE_REF.sub(lambda m: f"${{file:{root}{m.group(1)}}}", text))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for source in yaml.safe_load(text)["sources"]:
+        assert f"/webhooks/{source}" in proc.stdout
+    for value in revealed:
+        assert value not in proc.stdout + proc.stderr
+
+
+# --- wiring between resources --------------------------------------------------------------
+
+
+def test_selectors_target_the_right_pods(rendered: list[Doc]) -> None:
+    """Service, PDBs, HPAs, Ingress, ServiceMonitor and NetworkPolicy all point at real targets."""
+    serve_labels = deployment(rendered)["spec"]["template"]["metadata"]["labels"]
+    service = one(rendered, "Service")
+    assert matches(service["spec"]["selector"], serve_labels)
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    deployments = {d["metadata"]["name"]: d for d in of_kind(rendered, "Deployment")}
+    for name, d in deployments.items():
+        pod_labels = d["spec"]["template"]["metadata"]["labels"]
+        assert matches(d["spec"]["selector"]["matchLabels"], pod_labels), name
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] != "serve":
+            assert not matches(service["spec"]["selector"], pod_labels), f"Service selects {name}"
+    for pdb in of_kind(rendered, "PodDisruptionBudget"):
+        selected = [
+            n for n, d in deployments.items()
+            if matches(pdb["spec"]["selector"]["matchLabels"], d["spec"]["template"]["metadata"]["labels"])
+        ]  # fmt: skip
+        assert selected == [pdb["metadata"]["name"]]
+    for hpa in of_kind(rendered, "HorizontalPodAutoscaler"):
+        assert hpa["spec"]["scaleTargetRef"]["name"] in deployments
+    for ingress in of_kind(rendered, "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            (path,) = rule["http"]["paths"]
+            assert path["path"] == "/webhooks"
+            assert path["backend"]["service"] == {
+                "name": service["metadata"]["name"],
+                "port": {"name": "http"},
+            }
+    for monitor in of_kind(rendered, "ServiceMonitor"):
+        assert matches(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+        assert monitor["spec"]["endpoints"][0]["port"] == "http"
+        assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    for policy in of_kind(rendered, "NetworkPolicy"):
+        for d in deployments.values():
+            assert matches(
+                policy["spec"]["podSelector"]["matchLabels"],
+                d["spec"]["template"]["metadata"]["labels"],
+            )
+
+
+def test_ingress_exposes_only_the_webhook_path(all_on_docs: list[Doc]) -> None:
+    """/metrics, the health endpoints and the OpenAPI document are not routed from outside."""
+    ingress = one(all_on_docs, "Ingress")
+    paths = {p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}
+    assert paths == {"/webhooks"}
+    assert {r["host"] for r in ingress["spec"]["rules"]} == {
+        "hooks.example.com",
+        "hooks-dr.example.com",
+    }
+
+
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
+def test_manifests_validate_against_kubernetes_schemas(rendered: list[Doc], version: str) -> None:
+    """Every manifest passes kubernetes-validate --strict; only the ServiceMonitor CRD has no schema."""
+    unknown: list[str] = []
+    for doc in rendered:
+        try:
+            kv.validate(doc, version, strict=True)
+        except kv.SchemaNotFoundError:
+            unknown.append(doc["kind"])
+        except kv.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {path}: {exc.message}")
+    assert set(unknown) <= {"ServiceMonitor"}
+
+
+# --- NOTES.txt -----------------------------------------------------------------------------
+
+
+def notes(helm: Helm, apiserver: str, *values: Path, extra: tuple[str, ...] = ()) -> str:
+    """NOTES.txt as `helm install` prints it (client-side dry run against a discovery stub)."""
+    args = ["install", RELEASE, str(CHART), "--dry-run=client", "--disable-openapi-validation"]
+    args += ["--kube-apiserver", apiserver, "--namespace", "payments"]
+    for file in values:
+        args += ["-f", str(file)]
+    result = helm.run(*args, *extra)
+    assert result.returncode == 0, result.stderr
+    assert "NOTES:" in result.stdout
+    return result.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_list_each_sources_webhook_url(
+    helm: Helm, fake_apiserver: str, all_on_docs: list[Doc]
+) -> None:
+    """With an ingress, NOTES prints https://<host>/webhooks/<source> for every configured source."""
+    text = notes(helm, fake_apiserver, ALL_ON)
+    sources = yaml.safe_load(config_text(all_on_docs))["sources"]
+    assert len(sources) == 5
+    for name, source in sources.items():
+        assert f"{name} (provider {source['provider']})" in text
+        for host in ("hooks.example.com", "hooks-dr.example.com"):
+            assert f"https://{host}/webhooks/{name}" in text
+    assert "WARNING" not in text
+    # The Secrets to create, with the keys the pod reads.
+    assert "create secret generic gw-provider-secrets" in text
+    assert '--from-literal=pay3-secret="$PAY3_SECRET"' in text
+    assert "--from-file=velafi-public-key=./velafi.pem" in text
+
+
+def test_notes_without_ingress_give_paths_and_port_forward(helm: Helm, fake_apiserver: str) -> None:
+    """Without an ingress, NOTES gives each source's path and how to reach the Service."""
+    text = notes(helm, fake_apiserver)
+    for name in ("fatpay", "velafi", "pay3", "whitepay", "w3block"):
+        assert f"https://<your public host>/webhooks/{name}" in text
+    assert "port-forward service/gw-webhook-gateway 8000:80" in text
+    assert "--from-file=fatpay.pem=./fatpay.pem" in text
+
+
+def test_notes_warn_when_fatpay_url_is_not_an_ingress_url(helm: Helm, fake_apiserver: str) -> None:
+    """FaTPay signs its configured URL: NOTES warn when the ingress serves another host."""
+    text = notes(
+        helm, fake_apiserver, ALL_ON, extra=("--set-json", 'ingress.hosts=["pay.example.org"]')
+    )
+    assert "https://pay.example.org/webhooks/fatpay   (no ingress.tls for pay.example.org" in text
+    assert "WARNING: that URL is not one of the ingress URLs above" in text
