@@ -34,11 +34,7 @@ Positive = Annotated[int, msgspec.Meta(gt=0)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Base for config sections: immutable, and a typo in YAML is an error."""
-
-
-class ServerConfig(_Section):
+class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """`server:` settings of the HTTP ingress."""
 
     max_body_bytes: Positive = 1_048_576
@@ -51,7 +47,7 @@ class ServerConfig(_Section):
     log_format: Literal["auto", "json", "console"] = "auto"
 
 
-class KafkaConfig(_Section):
+class KafkaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """`kafka:` producer/consumer settings shared by every Kafka destination and the queue."""
 
     bootstrap_servers: str = "localhost:9092"
@@ -79,7 +75,7 @@ class KafkaConfig(_Section):
     topic_replication: Positive = 1
 
 
-class KafkaDestination(_Section):
+class KafkaDestination(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A Kafka topic destination (SPEC §5)."""
 
     topic: str
@@ -87,14 +83,14 @@ class KafkaDestination(_Section):
     mode: Literal["structured", "binary"] = "structured"
 
 
-class Backoff(_Section):
+class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Exponential backoff with full jitter between delivery attempts."""
 
     initial: Duration = Duration(1)
     max: Duration = Duration(3600)
 
 
-class WebhookDestination(_Section):
+class WebhookDestination(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """An outbound webhook destination, signed per Standard Webhooks (SPEC §5)."""
 
     url: str
@@ -106,7 +102,7 @@ class WebhookDestination(_Section):
     headers: dict[str, str] = {}
 
 
-class Destination(_Section):
+class Destination(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One destination: exactly one of `kafka` or `webhook`."""
 
     kafka: KafkaDestination | None = None
@@ -162,6 +158,7 @@ class _Loaded:
     lines: dict[PathT, int] = field(default_factory=dict)
     revealed: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
+    unresolved: set[PathT] = field(default_factory=set)
 
     def line_of(self, path: PathT) -> int:
         """The line of the node at `path`, or of its closest ancestor that exists."""
@@ -170,7 +167,13 @@ class _Loaded:
         return self.lines.get(path, 1)
 
     def error(self, path: PathT, message: str) -> None:
-        """Record a problem at `path`, scrubbing any referenced value from the message."""
+        """Record a problem at `path`, scrubbing any referenced value from the message.
+
+        A node whose `${...}` reference failed already has its error; what validation then
+        says about the empty value at or around it would only be noise.
+        """
+        if any(p[: len(path)] == path or path[: len(p)] == p for p in self.unresolved):
+            return
         for value in sorted(self.revealed, key=len, reverse=True):
             if len(value) >= 3:
                 message = message.replace(value, "***")
@@ -204,6 +207,7 @@ def _resolve(text: str, path: PathT, doc: _Loaded) -> str:
                 if sep:
                     return default
                 doc.error(path, f"environment variable {name} is not set")
+                doc.unresolved.add(path)
                 return ""
         else:
             try:
@@ -211,6 +215,7 @@ def _resolve(text: str, path: PathT, doc: _Loaded) -> str:
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
                 doc.error(path, f"cannot read `${{file:{arg}}}`: {reason}")
+                doc.unresolved.add(path)
                 return ""
         doc.revealed.add(value)
         return value
@@ -472,7 +477,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
     kafka = _convert(raw.get("kafka"), KafkaConfig, ("kafka",), doc)
     sources = _sources(raw.get("sources"), doc)
     destinations = _destinations(raw.get("destinations"), doc)
-    if not sources and "sources" not in doc.lines:
+    if not sources and ("sources",) not in doc.lines:
         doc.error(("sources",), "at least one source is required")
     trusted: tuple[IPNetwork, ...] = ()
     if server is not _MISSING:
@@ -482,13 +487,16 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
     router: Router | None = None
     declared = raw.get("destinations")
     known = set(declared) if isinstance(declared, dict) else set()
+    # Routes are checked against the sources as declared, so that one broken source does
+    # not also make every route that names it "unreachable".
+    raw_sources = raw.get("sources")
+    declared_sources = {
+        name: body["provider"]
+        for name, body in (raw_sources.items() if isinstance(raw_sources, dict) else [])
+        if isinstance(body, dict) and isinstance(body.get("provider"), str)
+    }
     try:
-        router = compile_routes(
-            raw.get("routes"),
-            raw.get("unmatched"),
-            known,
-            {name: s.provider for name, s in sources.items()},
-        )
+        router = compile_routes(raw.get("routes"), raw.get("unmatched"), known, declared_sources)
     except RoutingConfigError as exc:
         for problem in exc.errors:
             doc.error(tuple(problem.path), problem.message)

@@ -55,7 +55,7 @@ def record(event: Mapping[str, Any], dest: KafkaDestination) -> tuple[bytes | No
 def _ssl_context(cfg: KafkaConfig) -> ssl.SSLContext | None:
     if not cfg.security_protocol.endswith("SSL"):
         return None
-    context = create_ssl_context(
+    context: ssl.SSLContext = create_ssl_context(
         cafile=cfg.ssl_cafile, certfile=cfg.ssl_certfile, keyfile=cfg.ssl_keyfile
     )
     context.check_hostname = cfg.ssl_check_hostname

@@ -1,0 +1,196 @@
+"""The `gateway` commands as a user runs them: check, schema, explain, sign."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from gateway.cli import main
+from gateway.config import load_config
+from gateway.providers import registry
+from tests.conftest import Keys, write_config
+from tests.ingress_helpers import sample
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m gateway ARGS` as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def example_config(tmp_path: Path, keys: Keys) -> tuple[Path, dict[str, str]]:
+    """config/gateway.yaml with its key files and env secrets provided, as a pod would."""
+    keydir = tmp_path / "keys"
+    keydir.mkdir()
+    (keydir / "fatpay.pem").write_text(keys.fatpay.public_pem)
+    (keydir / "velafi.pem").write_text(keys.velafi.public_pem)
+    (keydir / "velafi-next.pem").write_text(keys.velafi_old.public_pem)
+    text = (
+        (ROOT / "config" / "gateway.yaml").read_text().replace("/etc/gateway/keys/", f"{keydir}/")
+    )
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    env = {
+        "PAY3_SECRET": keys.pay3,
+        "WHITEPAY_TOKEN": keys.whitepay,
+        "W3BLOCK_SIGNATURE_KEY": keys.w3block,
+        "LEDGER_WHSEC": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    }
+    return path, env
+
+
+def test_check_accepts_documented_example(tmp_path: Path, keys: Keys) -> None:
+    """`gateway check` passes config/gateway.yaml and summarizes sources, destinations, routes."""
+    path, env = example_config(tmp_path, keys)
+    result = run("check", "--config", str(path), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "sources (5)" in result.stdout
+    assert "large-completed-orders-to-ledger" in result.stdout
+    assert "webhook https://ledger.internal/hooks/payments" in result.stdout
+    for secret in (keys.pay3, keys.whitepay, keys.w3block, env["LEDGER_WHSEC"]):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_check_reports_every_error_and_exits_1(tmp_path: Path) -> None:
+    """An invalid config exits 1 and lists every problem with file:line: path."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "server:\n  max_body_bytes: lots\nsources:\n  x:\n    provider: nopay\n"
+        "destinations: {}\nroutes:\n  - name: r\n    match: {type: a}\n    to: [missing]\n"
+    )
+    result = run("check", "--config", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}:2: server.max_body_bytes" in result.stderr
+    assert f"{bad}:5: sources.x.provider" in result.stderr
+    assert f"{bad}:10: routes[0].to[0]" in result.stderr
+
+
+def test_dev_config_checks() -> None:
+    """config/dev.yaml (what `make dev` serves) is valid."""
+    result = run("check", "--config", "config/dev.yaml")
+    assert result.returncode == 0, result.stderr
+
+
+def test_schema_is_committed_and_validates_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    """`gateway schema` equals config/gateway.schema.json, and both example configs validate."""
+    assert main(["schema"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    committed = json.loads((ROOT / "config" / "gateway.schema.json").read_text())
+    assert printed == committed, "run `gateway schema > config/gateway.schema.json`"
+    validator = jsonschema.Draft202012Validator(printed)
+    for name in ("gateway.yaml", "dev.yaml"):
+        doc = yaml.safe_load((ROOT / "config" / name).read_text())
+        assert not list(validator.iter_errors(doc)), name
+    wrong = {"sources": {"a": {"provider": "whitepay", "secret": "x", "typo": 1}}}
+    assert list(validator.iter_errors(wrong))
+
+
+def test_explain_shows_event_and_each_route(tmp_path: Path, keys: Keys) -> None:
+    """`gateway explain` verifies and normalizes one request and says why each route matched or missed."""
+    path, env = example_config(tmp_path, keys)
+    body = tmp_path / "body.json"
+    body.write_bytes(sample("whitepay", "order-declined.json"))
+    headers, _ = registry()["whitepay"].sign(keys.whitepay, body.read_bytes(), 0)
+    flags = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+    result = run(
+        "explain",
+        "--config",
+        str(path),
+        "--source",
+        "whitepay",
+        "--body",
+        str(body),
+        *flags,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"type": "order.declined"' in result.stdout
+    assert "all-orders" in result.stdout and "large-completed-orders-to-ledger" in result.stdout
+    assert keys.whitepay not in result.stdout
+
+
+def test_explain_rejects_bad_signature(tmp_path: Path, keys: Keys) -> None:
+    """`gateway explain` reports the HTTP status a forged request would get."""
+    path, env = example_config(tmp_path, keys)
+    body = tmp_path / "body.json"
+    body.write_bytes(sample("whitepay", "order-declined.json"))
+    result = run(
+        "explain",
+        "--config",
+        str(path),
+        "--source",
+        "whitepay",
+        "--body",
+        str(body),
+        "-H",
+        "signature: " + "0" * 64,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "HTTP 401" in result.stderr
+
+
+@pytest.mark.parametrize("provider", ["fatpay", "velafi", "pay3", "whitepay", "w3block"])
+def test_sign_prints_a_curl_the_gateway_accepts(tmp_path: Path, keys: Keys, provider: str) -> None:
+    """`gateway sign` prints a curl whose headers and body verify against the configured keys."""
+    key = {
+        "fatpay": keys.fatpay.private_pem,
+        "velafi": keys.velafi.private_pem,
+        "pay3": keys.pay3,
+        "whitepay": keys.whitepay,
+        "w3block": keys.w3block,
+    }[provider]
+    keyfile = tmp_path / "key"
+    keyfile.write_text(key)
+    bodyfile = tmp_path / "body.json"
+    bodyfile.write_bytes(
+        sample(
+            provider,
+            {
+                "fatpay": "order-finished.json",
+                "velafi": "order-webhook-example.json",
+                "pay3": "claims-flat.json",
+                "whitepay": "transaction-completed.json",
+                "w3block": "order-failed.json",
+            }[provider],
+        )
+    )
+    url = "https://hooks.example.com/webhooks/fatpay" if provider == "fatpay" else None
+    args = ["sign", "--provider", provider, "--key", str(keyfile), "--body", str(bodyfile)]
+    if url:
+        args += ["--url", url, "--partner-id", keys.partner_id]
+    result = run(*args)
+    assert result.returncode == 0, result.stderr
+    words = shlex.split(result.stdout)
+    assert words[0] == "curl"
+    headers = {}
+    for i, word in enumerate(words):
+        if word == "-H":
+            name, _, value = words[i + 1].partition(": ")
+            headers[name.lower()] = value
+    payload = words[words.index("--data-binary") + 1].encode()
+    config = load_config(write_config(tmp_path, keys))
+    module = registry()[provider]
+    verifier = module.build_verifier(config.sources[provider].settings)
+    import time
+
+    content = verifier.verify(payload, headers, time.time())
+    assert module.normalize(
+        module.decode(content), provider, __import__("datetime").datetime.now()
+    ).type
