@@ -33,7 +33,7 @@ def app_factory() -> Any:
 
     config = _load(os.environ.get("GATEWAY_CONFIG"))
     configure_logging(config.server.log_level, config.server.log_format)
-    return create_app(config)
+    return create_app(config, run_workers=os.environ.get("GATEWAY_RUN_WORKERS", "1") != "0")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -42,6 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _load(args.config)  # fail fast, before forking workers
     os.environ["GATEWAY_CONFIG"] = config.path
+    os.environ["GATEWAY_RUN_WORKERS"] = "0" if args.no_workers else "1"
     uvicorn.run(
         "gateway.cli:app_factory",
         factory=True,
@@ -206,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server in a pod listens on all interfaces
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="ingress only: leave webhook deliveries to `gateway worker` processes",
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="delivery workers only")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 from pathlib import Path
@@ -37,7 +38,9 @@ def examples(config_file: str, port: int) -> list[tuple[str, str]]:
             continue
         url = getattr(source.settings, "url", None) or f"http://127.0.0.1:{port}/webhooks/{name}"
         partner = getattr(source.settings, "partner_id", None)
-        out.append((name, signed_curl(source.provider, key, sample.read_bytes(), url, partner)))
+        # One line per example: the sample compacted (the signature covers what is sent).
+        body = json.dumps(json.loads(sample.read_bytes()), separators=(",", ":")).encode()
+        out.append((name, signed_curl(source.provider, key, body, url, partner)))
     return out
 
 
