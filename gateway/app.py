@@ -12,7 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from gateway import __version__
 from gateway.config import Config
 from gateway.destinations.kafka import Producer
-from gateway.http.health import healthz, readyz
+from gateway.http.health import healthz, metrics_page, readyz
 from gateway.http.ingress import receive
 from gateway.http.problems import http_exception_handler, internal_error_handler
 from gateway.observability import REDACTOR, config_secret_values
@@ -46,7 +46,7 @@ def create_app(
             await producer.stop()
 
     app = Litestar(
-        route_handlers=[receive, healthz, readyz],
+        route_handlers=[receive, healthz, readyz, metrics_page],
         lifespan=[lifespan],
         exception_handlers={HTTPException: http_exception_handler, Exception: internal_error_handler},
         openapi_config=OpenAPIConfig(title="Webhook gateway", version=__version__),

@@ -228,20 +228,29 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config")
     check.set_defaults(func=cmd_check)
 
-    explain = sub.add_parser("explain", help="show what one request would become and where it would go")
+    explain = sub.add_parser(
+        "explain", help="show what one request would become and where it would go"
+    )
     explain.add_argument("--config")
     explain.add_argument("--source")
     explain.add_argument("--body")
-    explain.add_argument("--event", help="explain routing of an already-normalized event (JSON file)")
+    explain.add_argument(
+        "--event", help="explain routing of an already-normalized event (JSON file)"
+    )
     explain.add_argument("-H", "--header", action="append", default=[])
     explain.add_argument("--now", type=float, help="unix time to verify timestamps against")
     explain.set_defaults(func=cmd_explain)
 
     sign = sub.add_parser("sign", help="print a signed curl line")
     sign.add_argument("--provider", required=True)
-    sign.add_argument("--key", required=True, help="private key file (RSA providers) or secret (file or literal)")
+    sign.add_argument(
+        "--key", required=True, help="private key file (RSA providers) or secret (file or literal)"
+    )
     sign.add_argument("--body", required=True)
-    sign.add_argument("--url", help="webhook URL (FaTPay signs it); default http://127.0.0.1:8000/webhooks/PROVIDER")
+    sign.add_argument(
+        "--url",
+        help="webhook URL (FaTPay signs it); default http://127.0.0.1:8000/webhooks/PROVIDER",
+    )
     sign.add_argument("--partner-id", help="FaTPay partner id")
     sign.set_defaults(func=cmd_sign)
 

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 from aiokafka.errors import KafkaError
 
+from gateway import metrics
 from gateway.config import Config, Source
 from gateway.dedupe import SeenIds
 from gateway.destinations import kafka as kafka_records
@@ -66,7 +67,9 @@ class Pipeline:
         self._sender = sender
         providers = registry()
         self._sources = {
-            name: _Ingress(s, providers[s.provider], providers[s.provider].build_verifier(s.settings))
+            name: _Ingress(
+                s, providers[s.provider], providers[s.provider].build_verifier(s.settings)
+            )
             for name, s in config.sources.items()
         }
         self._kafka = config.kafka_destinations()
@@ -96,7 +99,9 @@ class Pipeline:
         event: CloudEvent = ingress.module.normalize(decoded, name, received)
         return event
 
-    async def accept(self, name: str, raw: bytes, headers: Mapping[str, str], now: float) -> Outcome:
+    async def accept(
+        self, name: str, raw: bytes, headers: Mapping[str, str], now: float
+    ) -> Outcome:
         """Process one request end to end; raises a `GatewayError` for anything but a 2xx."""
         event = self.event(name, raw, headers, now)
         if self._seen.seen(event.id, now):
@@ -126,6 +131,8 @@ class Pipeline:
 
     async def _route_and_hand_off(self, event: CloudEvent, now: float) -> Outcome:
         routed = self.route(event)
+        for name in routed.routes:
+            metrics.ROUTE_MATCHES.labels(name).inc()
         if not routed.deliveries:
             return Outcome("unrouted", event)
         sends = [self._send(d.destination, d.event, event, now) for d in routed.deliveries]
@@ -149,13 +156,26 @@ class Pipeline:
             "accepted", event, routed.routes, tuple(d.destination for d in routed.deliveries)
         )
 
+    async def _produce(
+        self, topic: str, value: bytes, key: bytes | None, headers: Any = None
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            await self._sender.send(topic, value, key=key, headers=headers)
+        except BaseException as exc:
+            result = "timeout" if isinstance(exc, asyncio.CancelledError) else "error"
+            metrics.KAFKA_PRODUCE.labels(topic, result).inc()
+            raise
+        metrics.KAFKA_PRODUCE.labels(topic, "ok").inc()
+        metrics.KAFKA_PRODUCE_LATENCY.labels(topic).observe(time.perf_counter() - started)
+
     async def _send(
         self, destination: str, routed_event: Mapping[str, Any], event: CloudEvent, now: float
     ) -> None:
         dest = self._kafka.get(destination)
         if dest is not None:
             key, value, headers = kafka_records.record(routed_event, dest)
-            await self._sender.send(dest.topic, value, key=key, headers=headers)
+            await self._produce(dest.topic, value, key, headers)
             return
         task = DeliveryTask(
             destination=destination,
@@ -163,8 +183,8 @@ class Pipeline:
             enqueued_at=now,
             body=msgspec.Raw(encode(routed_event)),
         )
-        await self._sender.send(
+        await self._produce(
             self.config.kafka.delivery_topic,
             ENCODER.encode(task),
-            key=task_key(destination, event.partitionkey),
+            task_key(destination, event.partitionkey),
         )

@@ -48,9 +48,9 @@ def _schema(t: mi.Type) -> dict[str, Any]:
         props: dict[str, Any] = {}
         for f in t.fields:
             schema = _schema(f.type)
-            if f.default is not mi.NODEFAULT:
+            if f.default is not msgspec.NODEFAULT:
                 schema["default"] = _default(f.default)
-            elif f.default_factory is not mi.NODEFAULT:
+            elif f.default_factory is not msgspec.NODEFAULT:
                 schema["default"] = _default(f.default_factory())
             props[f.encode_name] = schema
         out: dict[str, Any] = {

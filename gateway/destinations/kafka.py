@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
+from gateway import metrics
 from gateway.config import Config, KafkaConfig, KafkaDestination
 from gateway.event import encode
 
@@ -37,7 +39,9 @@ def lookup(event: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def record(event: Mapping[str, Any], dest: KafkaDestination) -> tuple[bytes | None, bytes, list[Header]]:
+def record(
+    event: Mapping[str, Any], dest: KafkaDestination
+) -> tuple[bytes | None, bytes, list[Header]]:
     """Key, value and headers of the record for `event` in the destination's binding mode."""
     key_value = lookup(event, dest.key)
     key = None if key_value is None else str(key_value).encode()
@@ -77,7 +81,9 @@ def client_options(cfg: KafkaConfig) -> dict[str, Any]:
     if cfg.sasl_mechanism:
         options["sasl_mechanism"] = cfg.sasl_mechanism
         options["sasl_plain_username"] = cfg.sasl_username
-        options["sasl_plain_password"] = cfg.sasl_password.reveal()[0] if cfg.sasl_password else None
+        options["sasl_plain_password"] = (
+            cfg.sasl_password.reveal()[0] if cfg.sasl_password else None
+        )
     return options
 
 
@@ -125,21 +131,42 @@ async def create_topics(cfg: KafkaConfig, topics: Iterable[str]) -> None:
 class Producer:
     """The process's one Kafka producer; connects in the background until the broker answers."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, probe_interval: float = 2.0) -> None:
         self._config = config
         self._producer: AIOKafkaProducer | None = None
         self._connecting: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
+        self._probe_interval = probe_interval
+        self._last_ok = float("-inf")
 
     @property
     def ready(self) -> bool:
-        """True once the producer is connected to the cluster."""
-        return self._producer is not None
+        """Connected, and the broker answered within `server.unready_after`."""
+        fresh = time.monotonic() - self._last_ok < self._config.server.unready_after
+        return self._producer is not None and fresh
 
     async def start(self, wait: bool = False) -> None:
-        """Start connecting; with `wait`, return only once connected."""
+        """Start connecting (and then watching the broker); with `wait`, return once connected."""
         self._connecting = asyncio.create_task(self._connect(), name="kafka-connect")
+        self._watching = asyncio.create_task(self._watch(), name="kafka-watch")
         if wait:
             await asyncio.shield(self._connecting)
+
+    async def _watch(self) -> None:
+        """Probe the cluster's metadata so readiness notices an unreachable broker."""
+        while True:
+            await asyncio.sleep(self._probe_interval)
+            producer = self._producer
+            if producer is None:
+                continue
+            try:
+                async with asyncio.timeout(self._probe_interval * 2):
+                    ok = await producer.client.force_metadata_update()
+            except (KafkaError, OSError, TimeoutError):
+                ok = False
+            if ok:
+                self._last_ok = time.monotonic()
+            metrics.KAFKA_CONNECTED.set(1 if self.ready else 0)
 
     async def _connect(self) -> None:
         cfg = self._config.kafka
@@ -160,26 +187,35 @@ class Producer:
                 delay = min(delay * 2, 5.0)
                 continue
             self._producer = producer
+            self._last_ok = time.monotonic()
+            metrics.KAFKA_CONNECTED.set(1)
             log.info("kafka_connected", bootstrap_servers=cfg.bootstrap_servers)
             return
 
     async def send(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: list[Header] | None = None
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[Header] | None = None,
     ) -> Any:
         """Produce one record and wait for the broker's ack (`acks=all`)."""
         producer = self._producer
         if producer is None:
             raise KafkaError("producer is not connected")
-        return await producer.send_and_wait(topic, value, key=key, headers=headers)
+        result = await producer.send_and_wait(topic, value, key=key, headers=headers)
+        self._last_ok = time.monotonic()
+        return result
 
     async def stop(self) -> None:
         """Flush what is buffered and close (aiokafka's `stop()` flushes)."""
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
-            try:
-                await self._connecting
-            except asyncio.CancelledError:
-                pass
+        for task in (self._watching, self._connecting):
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.stop()

@@ -19,6 +19,18 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     producer = request.app.state.producer
     ready = bool(producer.ready)
     return Response(
-        {"status": "ready" if ready else "not ready", "kafka": "connected" if ready else "disconnected"},
+        {
+            "status": "ready" if ready else "not ready",
+            "kafka": "connected" if ready else "disconnected",
+        },
         status_code=200 if ready else 503,
     )
+
+
+@get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics_page() -> Response[bytes]:
+    """Prometheus text format."""
+    from gateway.metrics import render
+
+    body, content_type = render()
+    return Response(body, media_type=content_type)

@@ -11,8 +11,15 @@ import structlog
 from litestar import Request, Response, post
 from litestar.params import FromPath
 
+from gateway import metrics
 from gateway.config import IPNetwork
-from gateway.errors import BodyTooLarge, Forbidden, GatewayError, UnsupportedMediaType
+from gateway.errors import (
+    BodyTooLarge,
+    Forbidden,
+    GatewayError,
+    SignatureError,
+    UnsupportedMediaType,
+)
 from gateway.http.problems import accepted, problem, status_of
 from gateway.pipeline import Pipeline
 
@@ -62,7 +69,12 @@ def _media_type(request: Request[Any, Any, Any]) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-@post("/webhooks/{source:str}", status_code=200, include_in_schema=True, summary="Receive a provider webhook")
+@post(
+    "/webhooks/{source:str}",
+    status_code=200,
+    include_in_schema=True,
+    summary="Receive a provider webhook",
+)
 async def receive(request: Request[Any, Any, Any], source: FromPath[str]) -> Response[bytes]:
     """Verify, normalize, route and durably hand off one provider webhook."""
     started = time.perf_counter()
@@ -80,11 +92,18 @@ async def receive(request: Request[Any, Any, Any], source: FromPath[str]) -> Res
             if address is None or not any(address in net for net in configured.allow_ips):
                 raise Forbidden("the request's address is not allowed for this source")
         if _media_type(request) not in pipeline.media_types(source):
-            raise UnsupportedMediaType(f"expected one of: {', '.join(sorted(pipeline.media_types(source)))}")
+            raise UnsupportedMediaType(
+                f"expected one of: {', '.join(sorted(pipeline.media_types(source)))}"
+            )
         raw = await read_body(request, pipeline.config.server.max_body_bytes)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
         outcome = await pipeline.accept(source, raw, headers, time.time())
     except GatewayError as exc:
+        label = source if provider is not None else "_unknown"  # never a label from the URL
+        metrics.WEBHOOKS.labels(label, exc.reason).inc()
+        if isinstance(exc, SignatureError):
+            metrics.VERIFICATION_FAILURES.labels(label, exc.reason).inc()
+        metrics.REQUEST_DURATION.labels(label).observe(time.perf_counter() - started)
         log.warning(
             "webhook",
             source=source,
@@ -98,6 +117,8 @@ async def receive(request: Request[Any, Any, Any], source: FromPath[str]) -> Res
         )
         return problem(exc, provider)
     event = outcome.event
+    metrics.WEBHOOKS.labels(source, outcome.status).inc()
+    metrics.REQUEST_DURATION.labels(source).observe(time.perf_counter() - started)
     log.info(
         "webhook",
         source=source,

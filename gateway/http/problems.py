@@ -60,11 +60,20 @@ def problem(exc: GatewayError, provider: str | None = None) -> Response[bytes]:
     if isinstance(exc, Unavailable):
         headers["retry-after"] = str(exc.retry_after)
     if provider == "velafi":
-        return Response(VELAFI_FAIL, status_code=status, media_type="application/json", headers=headers)
-    body: dict[str, Any] = {"type": _TYPE_BASE + slug, "title": title, "status": status, "detail": str(exc)}
+        return Response(
+            VELAFI_FAIL, status_code=status, media_type="application/json", headers=headers
+        )
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": str(exc),
+    }
     if isinstance(exc, PayloadError):
         body["path"] = exc.path
-    return Response(_ENCODER.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return Response(
+        _ENCODER.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
 
 
 def accepted(event_id: str, status: str, provider: str) -> Response[bytes]:
@@ -88,11 +97,18 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
         "detail": exc.detail if status < 500 else "internal error",
     }
     headers = dict(exc.headers or {})
-    return Response(_ENCODER.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return Response(
+        _ENCODER.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """A bug: logged with its traceback, answered with a bare 500 (never the traceback)."""
     log.error("unhandled_error", path=request.url.path, exc_info=exc)
-    body = {"type": _TYPE_BASE + "internal", "title": "Internal error", "status": 500, "detail": "internal error"}
+    body = {
+        "type": _TYPE_BASE + "internal",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "internal error",
+    }
     return Response(_ENCODER.encode(body), status_code=500, media_type=PROBLEM_JSON)
