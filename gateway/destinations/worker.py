@@ -95,6 +95,8 @@ class _Lane:
     settings: WebhookDestination
     slots: asyncio.Semaphore
     breaker: CircuitBreaker
+    # Set when the current half-open probe has its answer; attempts due meanwhile wait on it.
+    probe_done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(eq=False, slots=True)
@@ -399,27 +401,45 @@ class DeliveryWorkers:
     async def _attempt(
         self, job: _Job, lane: _Lane, event_id: str, body: bytes
     ) -> AttemptResult | None:
-        """One attempt through the destination's slots and breaker; None: released, not sent."""
-        async with lane.slots:
+        """One attempt through the destination's slots and breaker; None: released, not sent.
+
+        While the breaker is open an attempt fails without being sent (so a task's schedule
+        and its dead-letter deadline are those it would have had anyway, minus the load);
+        while its half-open probe is out, attempts wait for the probe's answer.
+        """
+        breaker = lane.breaker
+        while True:
+            await lane.slots.acquire()
             if job.released:
+                lane.slots.release()
                 return None
-            breaker = lane.breaker
-            if not breaker.allow(time.monotonic()):
+            if breaker.allow(time.monotonic()):
+                break  # keeping the slot
+            lane.slots.release()
+            if breaker.state is BreakerState.OPEN:
                 return AttemptResult(
                     "retry", None, "circuit open: receiver keeps failing; not sent"
                 )
-            probe = breaker.state is BreakerState.HALF_OPEN
-            job.busy = True
-            try:
-                result = await self._client.send(lane.endpoint, event_id, body, time.time())
-            except BaseException:
-                if probe:  # cancelled mid-probe: the next attempt may probe instead
-                    breaker.release_probe()
-                raise
+            await lane.probe_done.wait()
+        probe = breaker.state is BreakerState.HALF_OPEN
+        if probe:
+            lane.probe_done = asyncio.Event()
+        job.busy = True
+        try:
+            result = await self._client.send(lane.endpoint, event_id, body, time.time())
+        except BaseException:
+            if probe:  # cancelled mid-probe: the next attempt may probe instead
+                breaker.release_probe()
+                lane.probe_done.set()
+            raise
+        finally:
+            lane.slots.release()
         if result.verdict == "retry":
             breaker.record_failure(time.monotonic())
         else:  # delivered, or refused for good: either way the receiver is up
             breaker.record_success()
+        if probe:
+            lane.probe_done.set()
         return result
 
     async def _dead_letter(

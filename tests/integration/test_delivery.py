@@ -1,0 +1,446 @@
+"""Outbound webhooks end to end: real broker, real workers, a real verifying HTTP receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from litestar.testing import AsyncTestClient
+
+from gateway.app import create_app
+from gateway.broker import Broker
+from gateway.config import Config, parse_config
+from gateway.destinations.kafka import create_topics
+from gateway.destinations.replay import replay
+from gateway.destinations.tasks import (
+    DEAD_LETTER_DECODER,
+    ENCODER,
+    DeadLetter,
+    DeliveryTask,
+    task_key,
+)
+from gateway.destinations.worker import DeliveryWorkers
+from tests.conftest import Keys
+from tests.destinations.receiver import Receiver, event_body, new_secret
+from tests.ingress_helpers import sample, signed
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(40)]
+
+# Short group timeouts so that joining, and taking over from a killed worker, take seconds.
+FAST_GROUP = {
+    "session_timeout_ms": 3000,
+    "heartbeat_interval_ms": 500,
+    "rebalance_timeout_ms": 3000,
+}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Hook:
+    """One webhook destination of a test config."""
+
+    path: str
+    secrets: list[str] = field(default_factory=lambda: [new_secret()])
+    timeout: str = "2s"
+    max_attempts: int = 5
+    initial: str = "10ms"
+    maximum: str = "50ms"
+    concurrency: int = 4
+
+
+def make_config(
+    bootstrap: str, url: str, hooks: dict[str, Hook], whitepay_secret: str | None = None
+) -> str:
+    """Config text with the given webhook destinations and topics/group unique to this test."""
+    suffix = uuid.uuid4().hex[:10]
+    destinations = "".join(
+        textwrap.dedent(f"""\
+          {name}:
+            webhook:
+              url: {url}{hook.path}
+              secret: {json.dumps(hook.secrets)}
+              timeout: {hook.timeout}
+              max_attempts: {hook.max_attempts}
+              backoff: {{initial: {hook.initial}, max: {hook.maximum}}}
+              concurrency: {hook.concurrency}
+              headers: {{X-Team: payments}}
+        """)
+        for name, hook in hooks.items()
+    )
+    first = next(iter(hooks))
+    whitepay_secret = whitepay_secret or uuid.uuid4().hex
+    return f"""\
+kafka:
+  bootstrap_servers: {bootstrap}
+  enable_idempotence: false
+  compression: gzip
+  linger_ms: 1
+  create_topics: true
+  request_timeout: 5s
+  topic_partitions: 2
+  delivery_topic: deliveries-{suffix}
+  dead_letter_topic: dead-letters-{suffix}
+  consumer_group: workers-{suffix}
+sources:
+  whitepay: {{provider: whitepay, secret: {whitepay_secret}}}
+destinations:
+{textwrap.indent(destinations, "  ")}
+routes:
+  - name: all-whitepay
+    match: {{provider: whitepay}}
+    to: [{first}]
+"""
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A verifying receiver on 127.0.0.1 (secrets are set per test)."""
+    instance = Receiver([])
+    await instance.start()
+    yield instance
+    await instance.stop()
+
+
+@pytest.fixture
+async def queue(broker: Broker) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer for putting tasks straight onto the delivery topic."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker.bootstrap, enable_idempotence=False, acks="all"
+    )
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+def configure(broker: Broker, receiver: Receiver, hooks: dict[str, Hook]) -> Config:
+    """Parse a config for `hooks`; the receiver verifies with every secret of every hook."""
+    receiver.secrets = [s for hook in hooks.values() for s in hook.secrets]
+    return parse_config(make_config(broker.bootstrap, receiver.url, hooks))
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[list[DeliveryWorkers]]:
+    """Workers registered here are stopped when the test ends."""
+    started: list[DeliveryWorkers] = []
+    yield started
+    for workers in started:
+        await workers.stop(grace=0.5)
+
+
+async def start_workers(
+    config: Config, running: list[DeliveryWorkers], **kwargs: Any
+) -> DeliveryWorkers:
+    """Start DeliveryWorkers for `config` (fast group timeouts) and wait until they consume."""
+    await create_topics(config.kafka, [config.kafka.delivery_topic, config.kafka.dead_letter_topic])
+    workers = DeliveryWorkers(config, consumer_options=FAST_GROUP, **kwargs)
+    await workers.start()
+    running.append(workers)
+    deadline = time.monotonic() + 15
+    while not workers.ready:
+        assert time.monotonic() < deadline, "workers never became ready"
+        await asyncio.sleep(0.05)
+    return workers
+
+
+async def enqueue(
+    producer: AIOKafkaProducer, config: Config, destination: str, event_ids: list[str]
+) -> dict[str, bytes]:
+    """Produce one DeliveryTask per event id, as the ingress does; event id -> body."""
+    bodies = {}
+    sends = []
+    for i, event_id in enumerate(event_ids):
+        body = event_body(event_id, i=i)
+        bodies[event_id] = body
+        task = DeliveryTask(
+            destination=destination,
+            event_id=event_id,
+            enqueued_at=time.time(),
+            body=msgspec.Raw(body),
+        )
+        key = task_key(destination, f"order-{i}")
+        sends.append(
+            await producer.send(config.kafka.delivery_topic, ENCODER.encode(task), key=key)
+        )
+    await asyncio.gather(*sends)
+    return bodies
+
+
+async def read_topic(bootstrap: str, topic: str, expected: int, seconds: float = 10.0) -> list[Any]:
+    """Every record of `topic`: read until at least `expected` arrived and the end is reached."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        assert tps, f"topic {topic} does not exist"
+        consumer.assign(tps)
+        deadline = time.monotonic() + seconds
+        while True:
+            for items in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(items)
+            at_end = True
+            for tp in tps:
+                end = consumer.highwater(tp)  # known once the partition was fetched
+                at_end = at_end and end is not None and await consumer.position(tp) >= end
+            if len(records) >= expected and at_end:
+                return records
+            assert time.monotonic() < deadline, f"{len(records)} of {expected} records in {topic}"
+    finally:
+        await consumer.stop()
+
+
+async def dead_letters(bootstrap: str, config: Config, expected: int) -> list[DeadLetter]:
+    """The dead letters on the config's dead-letter topic."""
+    records = await read_topic(bootstrap, config.kafka.dead_letter_topic, expected)
+    return [DEAD_LETTER_DECODER.decode(r.value) for r in records]
+
+
+# -- signing, retries, dead letters ---------------------------------------------------------
+
+
+async def test_ingress_to_receiver_signed_with_both_secrets(
+    broker: Broker, receiver: Receiver, keys: Keys, running: list[DeliveryWorkers]
+) -> None:
+    """A provider webhook routed to a webhook destination arrives signed with both rotated secrets."""
+    hook = Hook("/ledger", secrets=[new_secret(), new_secret()])
+    receiver.secrets = hook.secrets
+    text = make_config(
+        broker.bootstrap, receiver.url, {"ledger": hook}, whitepay_secret=keys.whitepay
+    )
+    config = parse_config(text)
+    await start_workers(config, running)
+    headers, body = signed("whitepay", sample("whitepay", "order-declined.json"), keys)
+    async with AsyncTestClient(app=create_app(config, run_workers=False)) as client:
+        deadline = time.monotonic() + 15
+        while (await client.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, "gateway never became ready"
+            await asyncio.sleep(0.1)
+        response = await client.post("/webhooks/whitepay", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    event_id = response.json()["id"]
+    await receiver.wait(lambda: receiver.delivered("/ledger"), 15, "the delivery")
+    [got] = receiver.on("/ledger")
+    assert got.event_id == event_id
+    assert got.verified_by == (0, 1)  # each rotated secret verifies on its own
+    event = json.loads(got.body)
+    assert event["id"] == event_id and event["type"] == "order.declined"
+    assert got.headers["Content-Type"] == "application/cloudevents+json"
+    assert got.headers["X-Team"] == "payments"
+
+
+async def test_failing_receiver_gets_the_event_once_successfully(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """503 three times, then 200: four requests, one success, same id, nothing dead-lettered."""
+    config = configure(broker, receiver, {"flaky": Hook("/flaky", max_attempts=6)})
+    receiver.behaviours["/flaky"] = lambda nth: web.Response(status=503 if nth <= 3 else 200)
+    await start_workers(config, running)
+    await enqueue(queue, config, "flaky", ["evt-flaky"])
+    await receiver.wait(lambda: receiver.delivered("/flaky"), 15, "a successful delivery")
+    await asyncio.sleep(0.3)  # room for a wrong extra attempt to show up
+    requests = receiver.on("/flaky")
+    assert [r.answered for r in requests] == [503, 503, 503, 200]
+    assert {r.event_id for r in requests} == {"evt-flaky"}
+    assert all(r.verified_by == (0,) for r in requests)
+    assert receiver.delivered("/flaky") == {"evt-flaky": 1}
+    assert await dead_letters(broker.bootstrap, config, 0) == []
+
+
+async def test_retry_after_is_honoured(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """A 429 with `Retry-After: 1` delays the next attempt by at least a second (backoff is ms)."""
+    config = configure(broker, receiver, {"busy": Hook("/busy", maximum="50ms")})
+    receiver.behaviours["/busy"] = lambda nth: (
+        web.Response(status=429, headers={"Retry-After": "1"}) if nth == 1 else web.Response()
+    )
+    await start_workers(config, running)
+    await enqueue(queue, config, "busy", ["evt-busy"])
+    await receiver.wait(lambda: receiver.delivered("/busy"), 15, "the retried delivery")
+    first, second = receiver.on("/busy")
+    assert (first.answered, second.answered) == (429, 200)
+    assert second.at - first.at >= 0.95
+
+
+async def test_400_is_dead_lettered_after_one_attempt(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """A permanent 4xx: one request, then a dead letter carrying the status and the event."""
+    config = configure(broker, receiver, {"strict": Hook("/strict", max_attempts=5)})
+    receiver.behaviours["/strict"] = lambda nth: web.Response(status=400)
+    await start_workers(config, running)
+    bodies = await enqueue(queue, config, "strict", ["evt-400"])
+    [letter] = await dead_letters(broker.bootstrap, config, 1)
+    assert (letter.destination, letter.event_id, letter.attempts) == ("strict", "evt-400", 1)
+    assert (letter.last_status, letter.last_error) == (400, "HTTP 400")
+    assert bytes(letter.body) == bodies["evt-400"]
+    assert len(receiver.on("/strict")) == 1
+
+
+async def test_503_is_dead_lettered_after_max_attempts_then_replay_delivers(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """Always 503: `max_attempts` requests, a dead letter; after a fix, `replay` delivers it once."""
+    config = configure(broker, receiver, {"down": Hook("/down", max_attempts=4)})
+    receiver.behaviours["/down"] = lambda nth: web.Response(status=503)
+    await start_workers(config, running)
+    await enqueue(queue, config, "down", ["evt-503"])
+    [letter] = await dead_letters(broker.bootstrap, config, 1)
+    assert (letter.event_id, letter.attempts, letter.last_status) == ("evt-503", 4, 503)
+    assert [r.answered for r in receiver.on("/down")] == [503] * 4
+
+    receiver.behaviours["/down"] = lambda nth: web.Response(status=204)
+    assert await replay(config, None, None, time.time()) == 1
+    await receiver.wait(lambda: receiver.delivered("/down"), 15, "the replayed delivery")
+    assert receiver.on("/down")[-1].verified_by == (0,)
+    # Run twice: the replay group remembers, so nothing is re-driven again.
+    assert await replay(config, "down", None, time.time()) == 0
+    await asyncio.sleep(0.5)
+    assert receiver.delivered("/down") == {"evt-503": 1}
+
+
+async def test_unknown_destination_and_garbage_are_dead_lettered(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """A task for a destination no longer configured, or an undecodable record, is never dropped."""
+    config = configure(broker, receiver, {"hook": Hook("/hook")})
+    await start_workers(config, running)
+    await enqueue(queue, config, "removed", ["evt-gone"])
+    await queue.send_and_wait(config.kafka.delivery_topic, b"not a task", key=b"k")
+    letters = await dead_letters(broker.bootstrap, config, 2)
+    by_id = {letter.event_id: letter for letter in letters}
+    assert set(by_id) == {"evt-gone", ""}
+    assert by_id["evt-gone"].destination == "removed"
+    assert "not a configured webhook destination" in by_id["evt-gone"].last_error
+    assert by_id[""].last_error.startswith("undecodable delivery task")
+    assert msgspec.json.decode(by_id[""].body) == "not a task"
+    assert receiver.received == []
+
+
+async def test_breaker_stops_hammering_a_down_receiver(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """Once the breaker opens, due attempts fail without a request; all still end as dead letters."""
+    hook = Hook("/outage", max_attempts=4, timeout="1s", maximum="5s", concurrency=2)
+    config = configure(broker, receiver, {"outage": hook})
+    receiver.behaviours["/outage"] = lambda nth: web.Response(status=500)
+    await start_workers(config, running)
+    events = [f"evt-{i}" for i in range(10)]
+    await enqueue(queue, config, "outage", events)
+    letters = await dead_letters(broker.bootstrap, config, len(events))
+    assert sorted(letter.event_id for letter in letters) == events
+    assert any(letter.last_error.startswith("circuit open") for letter in letters)
+    assert len(receiver.on("/outage")) < len(events) * hook.max_attempts
+
+
+# -- isolation ------------------------------------------------------------------------------
+
+
+async def test_dead_receiver_does_not_delay_a_healthy_one(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """With a receiver that never answers, a healthy one still gets everything before the timeout."""
+    dead = Hook("/dead", timeout="4s", concurrency=2)
+    healthy = Hook("/healthy", concurrency=4)
+    config = configure(broker, receiver, {"dead": dead, "healthy": healthy})
+
+    async def hang(nth: int) -> web.Response:
+        await asyncio.sleep(60)
+        return web.Response()
+
+    receiver.behaviours["/dead"] = hang
+    await start_workers(config, running)
+    dead_ids = [f"dead-{i}" for i in range(20)]
+    healthy_ids = [f"healthy-{i}" for i in range(20)]
+    for dead_id, healthy_id in zip(dead_ids, healthy_ids, strict=True):
+        # Interleaved on the same partitions: the dead receiver's tasks come first.
+        await enqueue(queue, config, "dead", [dead_id])
+        await enqueue(queue, config, "healthy", [healthy_id])
+    await receiver.wait(lambda: len(receiver.delivered("/healthy")) == 20, 15, "healthy deliveries")
+    first_dead = min(r.at for r in receiver.on("/dead"))
+    last_healthy = max(r.at for r in receiver.on("/healthy"))
+    # Every healthy delivery landed while the dead receiver's first requests were still
+    # hanging, i.e. well inside its 4 s timeout.
+    assert last_healthy - first_dead < 2.0
+    assert len(receiver.on("/dead")) == dead.concurrency  # its own limit, not more
+
+
+# -- crash and shutdown ---------------------------------------------------------------------
+
+
+def _spawn_worker(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    code = (
+        "import sys\n"
+        "from gateway.config import load_config\n"
+        "from gateway.destinations import worker\n"
+        "from gateway.observability import configure_logging\n"
+        "configure_logging('info', 'json')\n"
+        f"sys.exit(worker.main(load_config(sys.argv[1]), consumer_options={FAST_GROUP!r}))\n"
+    )
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-c", code, str(config_path)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+
+async def test_worker_killed_mid_batch_loses_nothing(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, tmp_path: Path
+) -> None:
+    """SIGKILL a worker process mid-batch: after a restart every event reaches the receiver."""
+    hook = Hook("/slow", concurrency=4)
+    receiver.secrets = hook.secrets
+    text = make_config(broker.bootstrap, receiver.url, {"slow": hook})
+    config_path = tmp_path / "gateway.yaml"
+    config_path.write_text(text)
+    config = parse_config(text)
+    await create_topics(config.kafka, [config.kafka.delivery_topic, config.kafka.dead_letter_topic])
+
+    async def slow(nth: int) -> web.Response:
+        await asyncio.sleep(0.02)
+        return web.Response()
+
+    receiver.behaviours["/slow"] = slow
+    events = [f"evt-{i:03d}" for i in range(150)]
+    await enqueue(queue, config, "slow", events)
+    log = tmp_path / "worker.log"
+    first = _spawn_worker(config_path, log)
+    try:
+        await receiver.wait(lambda: len(receiver.delivered("/slow")) >= 30, 20, "some deliveries")
+        first.send_signal(signal.SIGKILL)
+        first.wait(5)
+        assert len(receiver.delivered("/slow")) < len(events), "the batch finished before the kill"
+        second = _spawn_worker(config_path, log)
+        try:
+            await receiver.wait(
+                lambda: set(receiver.delivered("/slow")) == set(events), 20, "every event"
+            )
+            second.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(second.wait, 10) == 0
+        finally:
+            second.kill()
+    finally:
+        first.kill()
+    assert all(r.verified_by == (0,) for r in receiver.on("/slow"))
+    assert "delivery_workers_stopped" in log.read_text()
