@@ -1,0 +1,223 @@
+"""`gateway serve` as a real process (uvicorn) on 127.0.0.1: streaming limits, logs, metrics, readiness."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.broker import Broker, free_port, tansu_binary
+from tests.conftest import Keys, write_config
+from tests.ingress_helpers import sample, signed, with_field
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Served:
+    """A running `gateway serve` process and where its logs go."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_lines(self) -> list[dict]:  # type: ignore[type-arg]
+        """The JSON log lines written so far."""
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+
+def serve(tmp_path: Path, keys: Keys, bootstrap: str, server: str) -> Served:
+    """Start `python -m gateway serve` and wait until it answers /healthz."""
+    config = write_config(tmp_path, keys, bootstrap=bootstrap, server=server)
+    port = free_port()
+    log = tmp_path / "gateway.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return Served(process, port, log)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"gateway did not start: {log.read_text()[-2000:]}")
+
+
+def wait_ready(url: str, want: int, seconds: float = 30) -> float:
+    """Poll /readyz until it answers `want`; return how long it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if httpx.get(f"{url}/readyz", timeout=2).status_code == want:
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise AssertionError(f"/readyz never answered {want}")
+
+
+def stop(served: Served) -> None:
+    """SIGTERM and wait (graceful shutdown)."""
+    served.process.terminate()
+    try:
+        served.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        served.process.kill()
+        raise
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, keys: Keys, broker: Broker) -> Iterator[Served]:
+    """A served gateway on the session broker, with a 64 KiB body limit."""
+    served = serve(
+        tmp_path,
+        keys,
+        broker.bootstrap,
+        "max_body_bytes: 65536\n  log_format: json\n  unready_after: 3s",
+    )
+    wait_ready(served.url, 200)
+    yield served
+    stop(served)
+
+
+def test_streamed_oversized_body_is_refused_early(gateway: Served) -> None:
+    """A huge chunked body gets 413 after about the limit, not after it was all sent or buffered."""
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+    sock.sendall(
+        b"POST /webhooks/whitepay HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"x" * 16384
+    frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    sent = 0
+    response = b""
+    try:
+        while sent < 100 * 1024 * 1024:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                response = sock.recv(65536)
+                break
+            sock.sendall(frame)
+            sent += len(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        response = response or sock.recv(65536)
+    finally:
+        sock.close()
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert sent < 8 * 1024 * 1024, f"sent {sent} bytes before the 413"
+
+
+def test_logs_metrics_and_no_secrets(gateway: Served, keys: Keys) -> None:
+    """One JSON log line per webhook with the SPEC fields; metrics count it; no secret is logged."""
+    headers, body = signed("w3block", sample("w3block", "order-expired.json"), keys)
+    ok = httpx.post(
+        f"{gateway.url}/webhooks/w3block",
+        content=body,
+        headers={**headers, "x-request-id": "req-42"},
+    )
+    assert ok.status_code == 200, ok.text
+    dup = httpx.post(f"{gateway.url}/webhooks/w3block", content=body, headers=headers)
+    assert dup.json()["status"] == "duplicate"
+    bad = dict(headers)
+    bad["x-w3block-commerce-signature"] = "ab" * 32
+    assert (
+        httpx.post(f"{gateway.url}/webhooks/w3block", content=body, headers=bad).status_code == 401
+    )
+    assert (
+        httpx.post(
+            f"{gateway.url}/webhooks/w3block", content=b"x", headers={"content-type": "text/plain"}
+        ).status_code
+        == 415
+    )
+
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert 'gateway_webhooks_received_total{outcome="accepted",source="w3block"} 1.0' in metrics
+    assert 'gateway_webhooks_received_total{outcome="duplicate",source="w3block"} 1.0' in metrics
+    assert 'gateway_webhooks_received_total{outcome="signature",source="w3block"} 1.0' in metrics
+    assert 'gateway_webhooks_received_total{outcome="media_type",source="w3block"} 1.0' in metrics
+    assert 'gateway_route_matches_total{route="orders"}' in metrics
+    assert "gateway_kafka_produce_latency_seconds_bucket" in metrics
+    assert "gateway_request_duration_seconds_bucket" in metrics
+    assert 'gateway_build_info{version="' in metrics
+
+    time.sleep(0.3)
+    lines = [line for line in gateway.log_lines() if line.get("event") == "webhook"]
+    accepted = [line for line in lines if line.get("outcome") == "accepted"]
+    assert len(accepted) == 1
+    line = accepted[0]
+    for field in ("source", "provider", "event_id", "type", "routes", "status", "duration_ms"):
+        assert field in line, field
+    assert line["request_id"] == "req-42" and line["type"] == "order.expired"
+    everything = gateway.log.read_text()
+    for secret in keys.all_secrets():
+        assert secret not in everything
+    assert "pi_3LuNCGLjgooBZGqL2d3ZCF1z_secret" not in everything  # W3Block clientSecret
+    assert "ab" * 32 not in everything  # the (forged) signature
+
+
+def test_readiness_flips_with_broker(tmp_path: Path, keys: Keys) -> None:
+    """/readyz turns 503 when the broker has been unreachable past the threshold, and back to 200."""
+    own = Broker(tansu_binary(), free_port(), log_path=str(tmp_path / "tansu.log"))
+    own.start()
+    served = serve(tmp_path, keys, own.bootstrap, "log_format: json\n  unready_after: 3s")
+    try:
+        wait_ready(served.url, 200)
+        assert httpx.get(f"{served.url}/healthz").status_code == 200
+        own.stop()
+        took = wait_ready(served.url, 503)
+        print(f"readiness went false {took:.1f}s after the broker stopped")
+        assert httpx.get(f"{served.url}/healthz").status_code == 200  # alive all along
+        own.start()
+        back = wait_ready(served.url, 200)
+        print(f"readiness recovered {back:.1f}s after the broker returned")
+        # And a webhook goes through again.
+        body = with_field(
+            sample("whitepay", "order-declined.json"), ["order", "id"], "after-recovery"
+        )
+        headers, payload = signed("whitepay", body, keys)
+        assert (
+            httpx.post(
+                f"{served.url}/webhooks/whitepay", content=payload, headers=headers, timeout=15
+            ).status_code
+            == 200
+        )
+        metrics = httpx.get(f"{served.url}/metrics").text
+        assert "gateway_kafka_connected 1.0" in metrics
+    finally:
+        stop(served)
+        own.stop()
