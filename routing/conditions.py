@@ -105,9 +105,7 @@ def _predicate(pred: Predicate, label: str) -> Node:
 
         def exists_held(view: EventView) -> str:
             value = view[path]
-            return (
-                f"{text} ({path} is missing)" if value is MISSING else f"{text} (got {show(value)})"
-            )
+            return f"{path} is missing" if value is MISSING else f"{path} = {show(value)}"
 
         return Node(exists, exists_held, text)
 
@@ -125,7 +123,7 @@ def _predicate(pred: Predicate, label: str) -> Node:
         return f"{label}: expected {text}, got {show(value)}{note}"
 
     def held(view: EventView) -> str:
-        return f"{text} (got {show(view[path])})"
+        return f"{path} = {show(view[path])}"
 
     return Node(check, held, text)
 
@@ -167,10 +165,7 @@ def _any(children: list[Node], label: str, text: str) -> Node:
         check = any_of
 
     def held(view: EventView) -> str:
-        for child in children:
-            if child.check(view, False) is None:
-                return child.held(view)
-        return text  # unreachable when called for a condition that held
+        return next((c.held(view) for c in children if c.check(view, False) is None), text)
 
     return Node(check, held, text)
 
@@ -183,7 +178,7 @@ def _not(inner: Node, label: str) -> Node:
             return None
         if not why:
             return MISS
-        return f"{label}: expected {inner.text} not to hold, but it did: {inner.held(view)}"
+        return f"{label}: expected {text}, but it held: {inner.held(view)}"
 
     def held(view: EventView) -> str:
         return inner.check(view, True) or text
