@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar
 from litestar.exceptions import HTTPException
@@ -17,6 +18,7 @@ from gateway.http.ingress import receive
 from gateway.http.problems import http_exception_handler, internal_error_handler
 from gateway.observability import REDACTOR, config_secret_values
 from gateway.pipeline import Pipeline
+from gateway.spool import Drainer, Header, Send, Spool
 
 
 def create_app(
@@ -25,12 +27,18 @@ def create_app(
     """The gateway's ASGI app; the producer connects in the lifespan (or is given, started)."""
     producer = producer or Producer(config)
     REDACTOR.add(config_secret_values(config))
-    pipeline = Pipeline(config, producer)
+    spool = Spool(config.spool.path, config.spool.max_bytes) if config.spool else None
+    pipeline = Pipeline(config, producer, spool)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         workers = None
+        drainer = None
         await producer.start()
+        if spool is not None and config.spool is not None:
+            drainer = Drainer(spool, _sender(producer), config.spool.drain_interval)
+            pipeline.on_spooled = drainer.wake
+            drainer.start()
         if run_workers and config.webhook_destinations():
             from gateway.destinations.worker import DeliveryWorkers
 
@@ -43,12 +51,19 @@ def create_app(
             # Reverse order of start: workers hand back what they hold, then the producer flushes.
             if workers is not None:
                 await workers.stop()
+            if drainer is not None:
+                await drainer.stop()
             await producer.stop()
+            if spool is not None:
+                spool.close()
 
     app = Litestar(
         route_handlers=[receive, healthz, readyz, metrics_page],
         lifespan=[lifespan],
-        exception_handlers={HTTPException: http_exception_handler, Exception: internal_error_handler},
+        exception_handlers={
+            HTTPException: http_exception_handler,
+            Exception: internal_error_handler,
+        },
         openapi_config=OpenAPIConfig(title="Webhook gateway", version=__version__),
         request_max_body_size=config.server.max_body_bytes + 1,
         debug=False,
@@ -59,3 +74,8 @@ def create_app(
     return app
 
 
+def _sender(producer: Producer) -> Send:
+    async def send(topic: str, value: bytes, key: bytes | None, headers: list[Header]) -> Any:
+        return await producer.send(topic, value, key=key, headers=headers)
+
+    return send

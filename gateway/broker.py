@@ -36,10 +36,14 @@ def free_port() -> int:
 class Broker:
     """One tansu process on 127.0.0.1 with memory storage; restartable on the same port."""
 
-    def __init__(self, binary: str, port: int, log_path: str | None = None) -> None:
+    def __init__(
+        self, binary: str, port: int, log_path: str | None = None, advertise_port: int | None = None
+    ) -> None:
         self.binary = binary
         self.port = port
-        self.bootstrap = f"127.0.0.1:{port}"
+        # Clients are sent to the advertised address (a fault-injection proxy, in tests).
+        self.advertised = f"127.0.0.1:{advertise_port or port}"
+        self.bootstrap = self.advertised
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -50,10 +54,11 @@ class Broker:
 
     def start(self, timeout: float = 20.0) -> None:
         """Start tansu and wait until it accepts connections."""
-        url = f"tcp://{self.bootstrap}"
+        url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://{self.advertised}"
         out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
-            [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/"],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -110,6 +110,14 @@ class Destination(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     webhook: WebhookDestination | None = None
 
 
+class SpoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """`spool:` the local durable spool used while the broker cannot ack (opt-in)."""
+
+    path: str
+    max_bytes: Positive = 1_073_741_824
+    drain_interval: Duration = Duration(1)
+
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -132,6 +140,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     destinations: dict[str, Destination]
     router: Router
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    spool: SpoolConfig | None = None
 
     def kafka_destinations(self) -> dict[str, KafkaDestination]:
         """Destinations of the Kafka kind, by name."""
@@ -146,7 +155,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 # Loading: YAML nodes -> plain values with a line for every path, references resolved.
 
 _REFERENCE = re.compile(r"\$\{(env|file):([^}]*)\}")
-_TOP_LEVEL = ("server", "kafka", "sources", "destinations", "routes", "unmatched")
+_TOP_LEVEL = ("server", "kafka", "spool", "sources", "destinations", "routes", "unmatched")
 _SOURCE_COMMON = ("provider", "allow_ips")
 
 
@@ -476,6 +485,9 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
             doc.error((key,), f"unknown key `{key}` (expected one of: {', '.join(_TOP_LEVEL)})")
     server = _convert(raw.get("server"), ServerConfig, ("server",), doc)
     kafka = _convert(raw.get("kafka"), KafkaConfig, ("kafka",), doc)
+    spool = (
+        None if raw.get("spool") is None else _convert(raw["spool"], SpoolConfig, ("spool",), doc)
+    )
     sources = _sources(raw.get("sources"), doc)
     destinations = _destinations(raw.get("destinations"), doc)
     if not sources and ("sources",) not in doc.lines:
@@ -501,7 +513,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
     except RoutingConfigError as exc:
         for problem in exc.errors:
             doc.error(tuple(problem.path), problem.message)
-    if doc.problems or router is None or server is _MISSING or kafka is _MISSING:
+    if doc.problems or router is None or _MISSING in (server, kafka, spool):
         raise ConfigError(doc.problems)
     return Config(
         path=file,
@@ -511,6 +523,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         destinations=destinations,
         router=router,
         trusted_proxies=trusted,
+        spool=spool,
     )
 
 

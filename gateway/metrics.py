@@ -81,6 +81,15 @@ CIRCUIT_STATE = Gauge(
     ["destination"],
     multiprocess_mode="max",
 )
+SPOOL_DEPTH = Gauge("gateway_spool_depth", "Events in the local spool", multiprocess_mode="max")
+SPOOL_BYTES = Gauge("gateway_spool_bytes", "Bytes in the local spool", multiprocess_mode="max")
+SPOOL_OLDEST_AGE = Gauge(
+    "gateway_spool_oldest_age_seconds",
+    "Age of the oldest spooled event (0 when empty)",
+    multiprocess_mode="max",
+)
+SPOOLED = Counter("gateway_spooled", "Events acknowledged from the local spool")
+SPOOL_DRAINED = Counter("gateway_spool_drained", "Spooled events forwarded to the broker")
 BUILD_INFO = Gauge(
     "gateway_build_info", "Always 1; labels carry the build", ["version"], multiprocess_mode="max"
 )

@@ -9,8 +9,9 @@ delivery tasks) has been acknowledged by the broker with `acks=all`.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
@@ -27,6 +28,7 @@ from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
 from gateway.errors import Unavailable, UnknownSource
 from gateway.event import CloudEvent, encode, to_builtins
 from gateway.providers import Verifier, registry
+from gateway.spool import Spool, SpooledRecord, SpoolFull
 from routing import Routed
 
 Status = Literal["accepted", "duplicate", "unrouted"]
@@ -48,6 +50,7 @@ class Outcome:
     event: CloudEvent
     routes: tuple[str, ...] = ()
     destinations: tuple[str, ...] = ()
+    spooled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +65,11 @@ class _Ingress:
 class Pipeline:
     """Turns authenticated provider requests into acknowledged, routed events."""
 
-    def __init__(self, config: Config, sender: Sender) -> None:
+    def __init__(self, config: Config, sender: Sender, spool: Spool | None = None) -> None:
         self.config = config
         self._sender = sender
+        self._spool = spool
+        self.on_spooled: Callable[[], None] | None = None  # the drainer's wake-up
         providers = registry()
         self._sources = {
             name: _Ingress(
@@ -135,56 +140,78 @@ class Pipeline:
             metrics.ROUTE_MATCHES.labels(name).inc()
         if not routed.deliveries:
             return Outcome("unrouted", event)
-        sends = [self._send(d.destination, d.event, event, now) for d in routed.deliveries]
+        records = [self._record(d.destination, d.event, event, now) for d in routed.deliveries]
+        destinations = tuple(d.destination for d in routed.deliveries)
+        if self._spool is not None and self._spool.depth:
+            # Older events wait in the spool: queue behind them so per-key order holds.
+            await self._spool_event(event, records, now)
+            return Outcome("accepted", event, routed.routes, destinations, spooled=True)
         timeout = self.config.server.handoff_timeout
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.gather(*sends)
-        except TimeoutError as exc:
-            raise Unavailable(
-                f"the broker did not acknowledge the event within {timeout:g}s",
-                retry_after=int(self.config.server.retry_after) or 1,
-            ) from exc
-        except KafkaError as exc:
-            raise Unavailable(
-                f"the event could not be handed off ({type(exc).__name__}) after "
-                f"{time.monotonic() - started:.1f}s",
-                retry_after=int(self.config.server.retry_after) or 1,
-            ) from exc
-        return Outcome(
-            "accepted", event, routed.routes, tuple(d.destination for d in routed.deliveries)
-        )
+                await asyncio.gather(*(self._produce(r) for r in records))
+        except (TimeoutError, KafkaError) as exc:
+            if self._spool is None:
+                reason = (
+                    f"the broker did not acknowledge the event within {timeout:g}s"
+                    if isinstance(exc, TimeoutError)
+                    else f"the event could not be handed off ({type(exc).__name__}) after "
+                    f"{time.monotonic() - started:.1f}s"
+                )
+                raise Unavailable(reason, retry_after=self._retry_after) from exc
+            await self._spool_event(event, records, now)
+            return Outcome("accepted", event, routed.routes, destinations, spooled=True)
+        return Outcome("accepted", event, routed.routes, destinations)
 
-    async def _produce(
-        self, topic: str, value: bytes, key: bytes | None, headers: Any = None
+    @property
+    def _retry_after(self) -> int:
+        return int(self.config.server.retry_after) or 1
+
+    async def _spool_event(
+        self, event: CloudEvent, records: list[SpooledRecord], now: float
     ) -> None:
+        assert self._spool is not None
+        try:
+            await self._spool.append(event.id, records, now)
+        except (SpoolFull, OSError, sqlite3.Error) as exc:
+            raise Unavailable(
+                "the broker is unavailable and the local spool cannot take the event",
+                retry_after=self._retry_after,
+            ) from exc
+        if self.on_spooled is not None:
+            self.on_spooled()
+
+    async def _produce(self, record: SpooledRecord) -> None:
         started = time.perf_counter()
         try:
-            await self._sender.send(topic, value, key=key, headers=headers)
+            await self._sender.send(
+                record.topic, record.value, key=record.key, headers=record.headers
+            )
         except BaseException as exc:
             result = "timeout" if isinstance(exc, asyncio.CancelledError) else "error"
-            metrics.KAFKA_PRODUCE.labels(topic, result).inc()
+            metrics.KAFKA_PRODUCE.labels(record.topic, result).inc()
             raise
-        metrics.KAFKA_PRODUCE.labels(topic, "ok").inc()
-        metrics.KAFKA_PRODUCE_LATENCY.labels(topic).observe(time.perf_counter() - started)
+        metrics.KAFKA_PRODUCE.labels(record.topic, "ok").inc()
+        metrics.KAFKA_PRODUCE_LATENCY.labels(record.topic).observe(time.perf_counter() - started)
 
-    async def _send(
+    def _record(
         self, destination: str, routed_event: Mapping[str, Any], event: CloudEvent, now: float
-    ) -> None:
+    ) -> SpooledRecord:
+        """The Kafka record one destination gets: a topic record, or a delivery task."""
         dest = self._kafka.get(destination)
         if dest is not None:
             key, value, headers = kafka_records.record(routed_event, dest)
-            await self._produce(dest.topic, value, key, headers)
-            return
+            return SpooledRecord(dest.topic, key, value, headers)
         task = DeliveryTask(
             destination=destination,
             event_id=event.id,
             enqueued_at=now,
             body=msgspec.Raw(encode(routed_event)),
         )
-        await self._produce(
+        return SpooledRecord(
             self.config.kafka.delivery_topic,
-            ENCODER.encode(task),
             task_key(destination, event.partitionkey),
+            ENCODER.encode(task),
+            [],
         )

@@ -129,6 +129,7 @@ async def receive(request: Request[Any, Any, Any], source: FromPath[str]) -> Res
         destinations=list(outcome.destinations),
         status=200,
         outcome=outcome.status,
+        spooled=outcome.spooled,
         request_id=request_id,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
