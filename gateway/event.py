@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -129,6 +130,35 @@ def decode_payload(raw: bytes) -> Any:
         raise PayloadError(f"body is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # msgspec's answer to absurdly nested arrays/objects
         raise PayloadError("body is nested too deeply") from exc
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> None:
+    if len(pairs) > 1 and len({key for key, _ in pairs}) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise PayloadError(f"duplicate key {key!r} in a JSON object")
+            seen.add(key)
+
+
+# The stdlib parser here only looks for duplicate keys: values are left as strings.
+_DUPLICATE_CHECKER = json.JSONDecoder(
+    object_pairs_hook=_unique_pairs, parse_float=str, parse_int=str, parse_constant=str
+)
+
+
+def reject_duplicate_keys(raw: bytes) -> None:
+    """Raise `PayloadError` if any JSON object in `raw` repeats a key.
+
+    Parsers disagree on which duplicate wins (first, last, error), so a body with duplicate
+    keys can read differently to the signature check, to us and to consumers: refuse it.
+    """
+    if b'"' not in raw:
+        return
+    try:
+        _DUPLICATE_CHECKER.decode(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise PayloadError(f"body is not valid UTF-8 JSON: {type(exc).__name__}") from exc
 
 
 _ENCODER = msgspec.json.Encoder(decimal_format="string")

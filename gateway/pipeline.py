@@ -26,7 +26,7 @@ from gateway.dedupe import SeenIds
 from gateway.destinations import kafka as kafka_records
 from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
 from gateway.errors import Unavailable, UnknownSource
-from gateway.event import CloudEvent, encode, to_builtins
+from gateway.event import CloudEvent, encode, reject_duplicate_keys, to_builtins
 from gateway.providers import Verifier, registry
 from gateway.spool import Spool, SpooledRecord, SpoolFull
 from routing import Routed
@@ -99,6 +99,9 @@ class Pipeline:
         if ingress is None:
             raise UnknownSource(f"no source named {name!r} is configured")
         content = ingress.verifier.verify(raw, headers, now)
+        reject_duplicate_keys(content)
+        if content is not raw:  # pay3: the unsigned envelope must not be ambiguous either
+            reject_duplicate_keys(raw)
         decoded = ingress.module.decode(content)
         received = datetime.fromtimestamp(now, tz=UTC)
         event: CloudEvent = ingress.module.normalize(decoded, name, received)
