@@ -104,8 +104,11 @@ class _Parser:
             self.error(path, "missing required key `name`")
             return None
         name = raw["name"]
-        if not isinstance(name, str) or not name.strip():
+        if not isinstance(name, str):
             self.error((*path, "name"), f"expected a non-empty string, got {type_name(name)}")
+            return None
+        if not name.strip():
+            self.error((*path, "name"), "expected a non-empty string, got a blank one")
             return None
         if name in seen:
             self.error((*path, "name"), f"duplicate route name `{name}` (routes[{seen[name]}])")

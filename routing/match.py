@@ -28,6 +28,7 @@ from routing.values import glob_regex, is_glob
 # only stop an unbounded stream of odd types from growing memory.
 _PLAN_CACHE: Final = 4096
 _FANOUT_CACHE: Final = 4096
+_KEY_LIMIT: Final = 256  # longer attribute values are routed without memoizing a plan
 _BY_INDEX: Final = attrgetter("index")
 
 Omitter = Callable[[Any], Any]
@@ -60,29 +61,30 @@ class _Compiled:
         return None if self.where is None else self.where(view, why)
 
 
+Checked = tuple[tuple[_Compiled, Check], ...]  # routes with a `where`, and that check
+
+
 class _Plan:
     """The routes one (source, provider, type) can reach, split by how they are checked."""
 
-    __slots__ = ("always", "conditional", "groups")
+    __slots__ = ("always", "conditional", "tables")
 
     def __init__(
-        self,
-        candidates: list[_Compiled],
-        groups: tuple[tuple[str, dict[str, tuple[_Compiled, ...]]], ...],
+        self, candidates: list[_Compiled], tables: tuple[tuple[str, dict[str, Checked]], ...]
     ) -> None:
         # Routes without `where` hold for every event with this key; the rest run their check.
         self.always = tuple(c for c in candidates if c.where is None)
-        self.conditional = tuple((c, c.where) for c in candidates if c.where is not None)
-        self.groups = groups
+        self.conditional: Checked = tuple((c, c.where) for c in candidates if c.where is not None)
+        self.tables = tables
 
     def run(self, view: EventView) -> list[_Compiled]:
         matched = [c for c, where in self.conditional if where(view, False) is None]
-        for path, table in self.groups:
+        for path, table in self.tables:
             value = view[path]
             if type(value) is str:
-                hit = table.get(value)
-                if hit:
-                    matched.extend(c for c in hit if c.where(view, False) is None)  # type: ignore[misc]
+                hits = table.get(value)
+                if hits:
+                    matched.extend([c for c, where in hits if where(view, False) is None])
         if self.always:
             matched.extend(self.always)
         if len(matched) > 1:
@@ -174,18 +176,20 @@ class Router:
         plan = _Plan(
             residual,
             tuple(
-                (path, {v: tuple(cs) for v, cs in table.items()}) for path, table in tables.items()
+                (path, {v: tuple((c, c.where) for c in cs if c.where) for v, cs in table.items()})
+                for path, table in tables.items()
             ),
         )
-        if len(self._plans) >= _PLAN_CACHE:
-            self._plans.clear()
-        self._plans[key] = plan
+        if all(type(part) is not str or len(part) <= _KEY_LIMIT for part in key):
+            if len(self._plans) >= _PLAN_CACHE:
+                self._plans.clear()
+            self._plans[key] = plan
         return plan
 
     def _deliver(self, event: Mapping[str, Any], matched: list[_Compiled]) -> Routed:
         if not matched:
             return Routed((), tuple(Delivery(d, event, ()) for d in self.unmatched), True)
-        key = tuple(c.index for c in matched)
+        key = tuple([c.index for c in matched])
         fanout = self._fanouts.get(key)
         if fanout is None:
             fanout = self._fanout(key, matched)

@@ -22,9 +22,14 @@ _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)
 _GLOB_CHARS = frozenset("*?[\\")
 
 
-@lru_cache(maxsize=4096)
-def _parse_decimal(text: str) -> Decimal | None:
-    # Cached: every route testing `data.fiat.amount` converts the same string per event.
+def parse_decimal(text: str) -> Decimal | None:
+    """A strict decimal literal as an exact finite Decimal, else None."""
+    # Amounts are short and the same string is tested by many routes per event, so short
+    # strings go through a cache; long ones (an attacker's megabyte of digits) do not.
+    return _parse_short(text) if len(text) <= 64 else _parse(text)
+
+
+def _parse(text: str) -> Decimal | None:
     if _DECIMAL(text) is None:
         return None
     try:
@@ -33,11 +38,14 @@ def _parse_decimal(text: str) -> Decimal | None:
         return None
 
 
+_parse_short = lru_cache(maxsize=4096)(_parse)
+
+
 def to_number(value: Any) -> int | Decimal | None:
     """`value` as an exact finite number (ints, Decimals, decimal strings), else None."""
     kind = type(value)
     if kind is str:
-        return _parse_decimal(value)
+        return parse_decimal(value)
     if kind is int:
         return value  # type: ignore[no-any-return]
     if kind is Decimal:
@@ -250,7 +258,7 @@ def make_test(op: str, value: Any) -> Test:
         return lambda v: type(v) is str and search(v) is not None
     # `bound.__lt__(n)` is `n > bound`: one C call, no operator indirection.
     compare = {"gt": value.__lt__, "gte": value.__le__, "lt": value.__gt__, "lte": value.__ge__}[op]
-    parse = _parse_decimal
+    parse = parse_decimal
 
     def ordered(v: Any) -> bool:
         n = parse(v) if type(v) is str else to_number(v)

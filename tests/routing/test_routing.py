@@ -429,3 +429,25 @@ def test_routing_is_a_pure_library(name: str) -> None:
     loaded = {m.split(".")[0] for m in result.stdout.split()}
     assert "routing" in loaded
     assert name not in loaded
+
+
+def test_long_values_route_without_being_memoized() -> None:
+    """Oversized attribute values and amounts still route correctly, and are not cached."""
+    router = _compile(
+        [
+            {"name": "glob", "match": {"type": "order.*"}, "to": ["orders"]},
+            {
+                "name": "big",
+                "match": {"where": [{"path": "data.fiat.amount", "gt": "1e99"}]},
+                "to": ["risk"],
+            },
+        ]
+    )
+    event = _event()
+    event["type"] = "order." + "x" * 300
+    event["data"]["fiat"]["amount"] = "1" + "0" * 100 + ".5"
+    assert router.route(event).routes == ("glob", "big")
+    assert router.route(event).routes == ("glob", "big")
+    event["data"]["fiat"]["amount"] = "9" * 99
+    assert router.route(event).routes == ("glob",)
+    assert all(len(k[2]) < 300 for k in router._plans)  # long keys are never memoized
