@@ -1,0 +1,664 @@
+"""Ingest benchmark: the gateway under wrk against a bare Litestar app, same run, same server.
+
+    .venv/bin/python benchmarks/ingest_bench.py           # 3 runs of 10 s + memory (~6 min)
+    .venv/bin/python benchmarks/ingest_bench.py --quick   # one short run, small memory phase
+
+What it does, all on 127.0.0.1:
+- builds (once, cached in benchmarks/.corpus/) corpora of complete pre-signed requests,
+  ~1 KB bodies with distinct order ids so dedupe never short-circuits: Whitepay (HMAC-SHA256)
+  and VelaFi (SHA256withRSA, 2048-bit key);
+- starts a real broker (tansu, memory storage) and pins it, and wrk, to one core;
+- per run: serves the baseline (benchmarks/baseline_app.py: bare Litestar, one POST route
+  that reads the body) and then the gateway (`gateway serve`, one worker process, one Kafka
+  destination, acks=all) on the other core, each warmed up and then measured with
+  `wrk -t1 -c64` cycling through the corpus (benchmarks/wrk/corpus.lua);
+- memory: a fresh gateway takes Whitepay events until it has accepted 100k and then 200k
+  (counted from its own /metrics); RSS is read from /proc at both points;
+- prints medians over the runs (req/s, p50, p99, errors = non-2xx + socket errors, and the
+  gateway/baseline ratio of each run's figures) and writes benchmarks/results/ingest.json.
+
+It installs nothing: wrk comes from the Debian package (`apt-get install wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import hmac
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway.broker import Broker, free_port, tansu_binary  # noqa: E402
+
+BENCH = ROOT / "benchmarks"
+CORPUS = BENCH / ".corpus"
+RESULTS = BENCH / "results" / "ingest.json"
+LUA = BENCH / "wrk" / "corpus.lua"
+PYTHON = sys.executable
+GATEWAY = str(Path(PYTHON).with_name("gateway"))
+# Bump when the bodies or the request format change: cached corpora are rebuilt.
+CORPUS_VERSION = 2
+WHITEPAY_SECRET = "bench-whitepay-signature-token"  # noqa: S105 - a throwaway bench secret
+CONNECTIONS = 64
+
+TARGETS = {
+    "whitepay_ratio": 0.5,
+    "whitepay_ratio_stretch": 0.7,
+    "whitepay_p99_ms": 25.0,
+    "velafi_ratio": 0.4,
+    "rss_mb": 150.0,
+    "rss_growth_pct": 5.0,
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Durations and corpus sizes of one benchmark invocation."""
+
+    runs: int
+    warmup: int
+    duration: int
+    corpus: int
+    warm_corpus: int
+    memory_events: int
+
+
+FULL = Plan(runs=3, warmup=3, duration=10, corpus=60_000, warm_corpus=15_000, memory_events=200_000)
+QUICK = Plan(runs=1, warmup=1, duration=3, corpus=15_000, warm_corpus=4_000, memory_events=20_000)
+
+
+# --- corpus ---------------------------------------------------------------------------------
+
+
+def whitepay_body(tag: str, i: int) -> bytes:
+    """A ~1 KB Whitepay `order::completed` notification with a distinct order id."""
+    order_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"whitepay/{tag}/{i}"))
+    order = {
+        "id": order_id,
+        "currency": "USD",
+        "value": f"{1000 + i % 9000}.50",
+        "expected_amount": f"{1000 + i % 9000}.50",
+        "status": "COMPLETE",
+        "external_order_id": f"INV-{tag}-{i:09d}",
+        "created_at": "2024-03-22 14:01:34",
+        "completed_at": "2024-03-22 14:03:34",
+        "acquiring_url": f"https://merchant.pay.whitepay.com/fiat-order/{order_id}",
+        "is_internal": False,
+        "received_total": f"{1000 + i % 9000}.50",
+        "received_currency": "USD",
+        "exchange_rate": "1.00000000000000000000",
+        "description": "Subscription renewal, premium plan, 12 months, billed annually",
+        "merchant": {"id": f"m-{i % 400}", "name": "Example Merchant Ltd", "country": "GB"},
+        "customer": {
+            "email": f"customer{i}@example.com",
+            "ip": "203.0.113.7",
+            "user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/124.0",
+        },
+        "metadata": {"cart": f"cart-{i}", "campaign": "spring-2024", "channel": "web"},
+        "payment_details": {"method": "card", "brand": "visa", "last4": f"{i % 10000:04d}"},
+    }
+    return json.dumps({"order": order, "event_type": "order::completed"}).encode()
+
+
+def velafi_body(tag: str, i: int) -> bytes:
+    """A ~1 KB VelaFi ORDER_WEBHOOK (order completed) with a distinct order id."""
+    digest = hashlib.sha256(f"velafi/{tag}/{i}".encode()).hexdigest()
+    body = {
+        "webhookId": digest[:32],
+        "eventType": "ORDER_WEBHOOK",
+        "orderId": str(int(digest[32:48], 16)),
+        "clientId": f"W{i:012d}",
+        "userId": str(455472 + i % 1000),
+        "merchantId": 4,
+        "orderType": "SELL",
+        "fiat": "MXN",
+        "fiatAmount": f"{99 + i % 900}",
+        "fiatFee": "0",
+        "crypto": "USDT",
+        "cryptoAmount": "5.00",
+        "orderPrice": "19.8158",
+        "orderStatus": "60",
+        "failCode": "",
+        "failReason": "",
+        "network": "TRON",
+        "walletAddress": "TQn9Y2khEsLJW1ChVWFMSMeRDow5KcbLSE",
+        "txHash": hashlib.sha256(digest.encode()).hexdigest(),
+        "bankAccount": {"bank": "BBVA Mexico", "clabe": "012180001234567891", "holder": "J. Doe"},
+        "remark": "Off-ramp order settled to the customer's bank account via SPEI transfer",
+        "customer": {"email": f"customer{i}@example.com", "country": "MX", "kycLevel": 2},
+        "rate": {"pair": "USDT_MXN", "price": "19.8158", "source": "aggregated", "ttl": 30},
+        "createTime": "1735279907000",
+        "updateTime": "1735280582000",
+    }
+    return json.dumps(body).encode()
+
+
+def http_request(source: str, headers: dict[str, str], body: bytes) -> bytes:
+    """The exact bytes wrk sends: HTTP/1.1, keep-alive, fixed Content-Length."""
+    lines = [f"POST /webhooks/{source} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def _whitepay_request(tag: str, i: int) -> bytes:
+    body = whitepay_body(tag, i)
+    mac = hmac.new(WHITEPAY_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return http_request("whitepay", {"Content-Type": "application/json", "Signature": mac}, body)
+
+
+_PRIVATE_KEY: Any = None
+
+
+def _load_private_key(pem: bytes) -> None:
+    global _PRIVATE_KEY
+    from cryptography.hazmat.primitives import serialization
+
+    _PRIVATE_KEY = serialization.load_pem_private_key(pem, password=None)
+
+
+def _velafi_request(args: tuple[str, int]) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    tag, i = args
+    body = velafi_body(tag, i)
+    signature = _PRIVATE_KEY.sign(body, padding.PKCS1v15(), hashes.SHA256()).hex()
+    return http_request(
+        "velafi", {"Content-Type": "application/json", "signature": signature}, body
+    )
+
+
+def rsa_key() -> tuple[bytes, bytes]:
+    """The benchmark's RSA-2048 key pair (private PEM, public PEM), generated once."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private_path, public_path = CORPUS / "velafi-private.pem", CORPUS / "velafi-public.pem"
+    if not private_path.exists():
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        public_path.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    return private_path.read_bytes(), public_path.read_bytes()
+
+
+def corpus_file(provider: str, tag: str, count: int) -> Path:
+    """A corpus file of `count` requests ("<length>\\n<bytes>" records), built if missing."""
+    path = CORPUS / f"v{CORPUS_VERSION}-{provider}-{tag}-{count}.req"
+    if path.exists():
+        return path
+    started = time.monotonic()
+    if provider == "whitepay":
+        requests = [_whitepay_request(tag, i) for i in range(count)]
+    else:
+        private_pem, _ = rsa_key()
+        workers = max(1, len(os.sched_getaffinity(0)))
+        with multiprocessing.Pool(workers, _load_private_key, (private_pem,)) as pool:
+            requests = pool.map(_velafi_request, [(tag, i) for i in range(count)], 500)
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as out:
+        for request in requests:
+            out.write(b"%d\n" % len(request))
+            out.write(request)
+    partial.rename(path)
+    body = requests[0].split(b"\r\n\r\n", 1)[1]
+    print(
+        f"  built {path.name}: {count} requests, {len(body)}-byte bodies, "
+        f"{time.monotonic() - started:.1f}s",
+        flush=True,
+    )
+    return path
+
+
+def check_corpus_verifies(public_pem: bytes) -> None:
+    """Fail early if a corpus request would not pass the gateway's own verifiers."""
+    from gateway.providers import velafi, whitepay
+    from gateway.types import Secrets
+
+    for provider, module, settings in (
+        ("whitepay", whitepay, whitepay.Settings(secret=Secrets.parse(WHITEPAY_SECRET))),
+        ("velafi", velafi, velafi.Settings(public_key=Secrets.parse(public_pem.decode()))),
+    ):
+        raw = CORPUS.glob(f"v{CORPUS_VERSION}-{provider}-run-*.req")
+        data = next(iter(sorted(raw))).read_bytes()
+        request = data[data.index(b"\n") + 1 :]
+        head, body = request.split(b"\r\n\r\n", 1)
+        head_lines = head.decode().split("\r\n")[1:]
+        headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in head_lines)}
+        body = body[: int(headers["content-length"])]
+        verifier = module.build_verifier(settings)
+        content = verifier.verify(body, headers, time.time())
+        module.normalize(module.decode(content), "bench", datetime.now(UTC))
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def cores() -> tuple[int | None, int | None]:
+    """(server core, load core): the first two CPUs this process may use, or no pinning."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2 or shutil.which("taskset") is None:
+        return None, None
+    return allowed[0], allowed[1]
+
+
+def pinned(command: list[str], core: int | None) -> list[str]:
+    """`command` under `taskset -c core` (unchanged when not pinning)."""
+    return command if core is None else ["taskset", "-c", str(core), *command]
+
+
+def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """Status and body of a GET (status 0 when nothing answers)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - 127.0.0.1
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+@contextlib.contextmanager
+def server(
+    command: list[str], port: int, ready_path: str, log: Path, *, any_answer: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run an HTTP server process until the block ends.
+
+    Ready when `ready_path` answers 200 (with `any_answer`, when it answers at all).
+    """
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while (status := get(f"http://127.0.0.1:{port}{ready_path}", 1.0)[0]) != 200:
+            if any_answer and status:
+                break
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited with {process.returncode}; see {log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{' '.join(command)} not ready within 60s; see {log}")
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wrk(port: int, corpus: Path, seconds: int, *, interrupt: Any = None) -> dict[str, Any]:
+    """One wrk run (one thread, 64 connections) over the corpus; its WRK_JSON figures.
+
+    `interrupt`, when given, is polled every half second and ends the run early when true.
+    """
+    command = [
+        "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "2s",
+        "-s", str(LUA), f"http://127.0.0.1:{port}", "--", str(corpus),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if interrupt is not None:
+        while process.poll() is None:
+            time.sleep(0.5)
+            if interrupt():
+                process.send_signal(signal.SIGINT)  # wrk stops and still prints its summary
+                break
+    output = process.communicate(timeout=seconds + 60)[0].decode(errors="replace")
+    line = next((x for x in output.splitlines() if x.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary:\n{output}")
+    figures: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
+    seconds_run = figures["duration_us"] / 1e6
+    errors = sum(figures[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return {
+        "requests": figures["requests"],
+        "rps": round(figures["requests"] / seconds_run, 1),
+        "p50_ms": figures["p50_us"] / 1000,
+        "p90_ms": figures["p90_us"] / 1000,
+        "p99_ms": figures["p99_us"] / 1000,
+        "max_ms": figures["max_us"] / 1000,
+        "errors": errors,
+        "non_2xx": figures["status"],
+        "socket_errors": errors - figures["status"],
+    }
+
+
+_COUNTER = re.compile(
+    r'^gateway_webhooks_received_total\{outcome="([^"]+)",source="([^"]+)"\} ([0-9.e+]+)$', re.M
+)
+
+
+def outcomes(port: int) -> dict[tuple[str, str], int]:
+    """(source, outcome) -> count, from the gateway's /metrics."""
+    status, body = get(f"http://127.0.0.1:{port}/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    return {(s, o): int(float(n)) for o, s, n in _COUNTER.findall(body.decode())}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, in MB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def write_config(directory: Path, bootstrap: str, public_pem: bytes) -> Path:
+    """The gateway config: Whitepay and VelaFi sources, one Kafka destination, acks=all."""
+    (directory / "velafi.pem").write_bytes(public_pem)
+    path = directory / "gateway.yaml"
+    path.write_text(
+        textwrap.dedent(f"""\
+        server:
+          log_format: json
+        kafka:
+          bootstrap_servers: {bootstrap}
+          acks: all
+          enable_idempotence: false   # tansu has no idempotent producer
+          create_topics: true
+        sources:
+          whitepay: {{provider: whitepay, secret: {WHITEPAY_SECRET}}}
+          velafi: {{provider: velafi, public_key: "${{file:velafi.pem}}"}}
+        destinations:
+          orders:
+            kafka: {{topic: payments.orders}}
+        routes:
+          - name: all-orders
+            match: {{type: "order.*"}}
+            to: [orders]
+        """)
+    )
+    return path
+
+
+# --- phases ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything the phases share."""
+
+    plan: Plan
+    config: Path
+    workdir: Path
+    server_core: int | None
+    corpora: dict[str, Path]
+
+    def gateway(self, port: int, log: Path) -> contextlib.AbstractContextManager[Any]:
+        """`gateway serve` with one worker process, pinned to the server core."""
+        command = [GATEWAY, "serve", "--config", str(self.config), "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--workers", "1"]
+        return server(pinned(command, self.server_core), port, "/readyz", log)
+
+    def baseline(self, port: int, log: Path) -> contextlib.AbstractContextManager[Any]:
+        """The bare Litestar app, pinned to the server core."""
+        command = [PYTHON, str(BENCH / "baseline_app.py"), "--port", str(port)]
+        return server(pinned(command, self.server_core), port, "/", log, any_answer=True)
+
+
+def run_once(setup: Setup, index: int) -> dict[str, Any]:
+    """One run: baseline, then the gateway with Whitepay and VelaFi."""
+    plan, corpora = setup.plan, setup.corpora
+    result: dict[str, Any] = {}
+    port = free_port()
+    with setup.baseline(port, setup.workdir / "baseline.log"):
+        wrk(port, corpora["whitepay-warm"], plan.warmup)
+        result["baseline"] = wrk(port, corpora["whitepay-run"], plan.duration)
+    port = free_port()
+    with setup.gateway(port, setup.workdir / f"gateway-run{index}.log") as process:
+        for provider in ("whitepay", "velafi"):
+            wrk(port, corpora[f"{provider}-warm"], plan.warmup)
+            before = outcomes(port)
+            figures = wrk(port, corpora[f"{provider}-run"], plan.duration)
+            after = outcomes(port)
+            for outcome in ("accepted", "duplicate"):
+                key = (provider, outcome)
+                figures[outcome] = after.get(key, 0) - before.get(key, 0)
+            result[provider] = figures
+        result["gateway_rss_mb"] = round(rss_mb(process.pid), 1)
+    for provider in ("whitepay", "velafi"):
+        result[provider]["ratio"] = round(result[provider]["rps"] / result["baseline"]["rps"], 3)
+    return result
+
+
+def memory(setup: Setup) -> dict[str, Any]:
+    """RSS of a fresh gateway after 100k and 200k accepted events (or the quick plan's)."""
+    total = setup.plan.memory_events
+    marks = [total // 2, total]
+    port = free_port()
+    samples: dict[int, float] = {}
+    accepted_at: dict[int, int] = {}
+    with setup.gateway(port, setup.workdir / "gateway-memory.log") as process:
+        start_rss = rss_mb(process.pid)
+
+        def reached() -> bool:
+            accepted = outcomes(port).get(("whitepay", "accepted"), 0)
+            while marks and accepted >= marks[0]:
+                mark = marks.pop(0)
+                samples[mark] = rss_mb(process.pid)
+                accepted_at[mark] = accepted
+            return not marks
+
+        started = time.monotonic()
+        load = wrk(port, setup.corpora["whitepay-memory"], 30 + total // 300, interrupt=reached)
+        elapsed = time.monotonic() - started
+        if marks:
+            raise RuntimeError(f"memory phase ended before {marks[0]} accepted events")
+        counts = outcomes(port)
+    first, second = (samples[m] for m in sorted(samples))
+    return {
+        "events": sorted(samples),
+        "accepted_at_sample": [accepted_at[m] for m in sorted(samples)],
+        "rss_start_mb": round(start_rss, 1),
+        "rss_first_mb": round(first, 1),
+        "rss_second_mb": round(second, 1),
+        "growth_pct": round((second / first - 1) * 100, 2),
+        "duplicates": counts.get(("whitepay", "duplicate"), 0),
+        "errors": load["errors"],
+        "seconds": round(elapsed, 1),
+    }
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per target: the median of each figure over the runs (errors: the total)."""
+    summary: dict[str, Any] = {}
+    for target in ("baseline", "whitepay", "velafi"):
+        rows = [run[target] for run in runs]
+        entry = {
+            key: round(statistics.median(row[key] for row in rows), 3)
+            for key in ("rps", "p50_ms", "p99_ms", "max_ms")
+        }
+        entry["errors"] = sum(row["errors"] for row in rows)
+        if target != "baseline":
+            entry["ratio"] = round(statistics.median(row["ratio"] for row in rows), 3)
+            entry["duplicates"] = sum(row["duplicate"] for row in rows)
+        summary[target] = entry
+    return summary
+
+
+def verdict(summary: dict[str, Any], mem: dict[str, Any]) -> dict[str, bool]:
+    """Which targets of issue 7 the figures meet."""
+    wp, vf = summary["whitepay"], summary["velafi"]
+    return {
+        "whitepay_ratio": wp["ratio"] >= TARGETS["whitepay_ratio"],
+        "whitepay_ratio_stretch": wp["ratio"] >= TARGETS["whitepay_ratio_stretch"],
+        "whitepay_p99": wp["p99_ms"] < TARGETS["whitepay_p99_ms"],
+        "zero_errors": wp["errors"] == 0 and vf["errors"] == 0 and mem["errors"] == 0,
+        "velafi_ratio": vf["ratio"] >= TARGETS["velafi_ratio"],
+        "rss": mem["rss_second_mb"] < TARGETS["rss_mb"],
+        "rss_growth": mem["growth_pct"] < TARGETS["rss_growth_pct"],
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """The human-readable summary."""
+    plan, summary, mem = report["plan"], report["median"], report["memory"]
+    pin = report["pinning"]
+    where = (
+        f"server on cpu {pin['server_core']}, wrk + tansu on cpu {pin['load_core']}"
+        if pin["server_core"] is not None
+        else "unpinned (fewer than 2 CPUs or no taskset)"
+    )
+    print()
+    print(
+        f"ingest: wrk -t1 -c{CONNECTIONS}, {plan['duration']}s after {plan['warmup']}s warm-up, "
+        f"median of {plan['runs']} run(s); {where}"
+    )
+    print(f"{'':22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'ratio':>8}")
+    labels = {
+        "baseline": "bare Litestar",
+        "whitepay": "gateway Whitepay HMAC",
+        "velafi": "gateway VelaFi RSA",
+    }
+    for target, label in labels.items():
+        row = summary[target]
+        ratio = f"{row['ratio']:.2f}" if "ratio" in row else "1.00"
+        print(
+            f"{label:<22}{row['rps']:>9,.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+            f"{row['errors']:>8}{ratio:>8}"
+        )
+    duplicates = summary["whitepay"]["duplicates"] + summary["velafi"]["duplicates"]
+    if duplicates:
+        print(f"warning: {duplicates} duplicate(s): a corpus wrapped around; enlarge it")
+    if not mem:
+        return
+    first, second = mem["events"]
+    print(
+        f"memory: RSS {mem['rss_start_mb']:.1f} MB at start, {mem['rss_first_mb']:.1f} MB after "
+        f"{first:,} accepted, {mem['rss_second_mb']:.1f} MB after {second:,} "
+        f"(growth {mem['growth_pct']:+.1f}%)"
+    )
+    met = report["targets_met"]
+    print("targets: " + ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in met.items()))
+
+
+def main() -> int:
+    """Run the benchmark, print the table, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one short run (smoke check)")
+    parser.add_argument("--runs", type=int, help="override the number of runs")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory phase")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print(
+            "ingest_bench: `wrk` is not installed. Install the Debian package first:\n"
+            "    apt-get update && apt-get install -y wrk\n"
+            "(`make bench` does this for you.)",
+            file=sys.stderr,
+        )
+        return 2
+    plan = QUICK if args.quick else FULL
+    if args.runs:
+        plan = Plan(**{**plan.__dict__, "runs": args.runs})
+    server_core, load_core = cores()
+    CORPUS.mkdir(exist_ok=True)
+    print("corpus:", flush=True)
+    _, public_pem = rsa_key()
+    corpora = {
+        "whitepay-warm": corpus_file("whitepay", "warm", plan.warm_corpus),
+        "whitepay-run": corpus_file("whitepay", "run", plan.corpus),
+        "velafi-warm": corpus_file("velafi", "warm", plan.warm_corpus),
+        "velafi-run": corpus_file("velafi", "run", plan.corpus),
+    }
+    if not args.no_memory:
+        # Headroom: wrk's in-flight requests when it is stopped must not wrap around.
+        count = plan.memory_events + plan.memory_events // 10
+        corpora["whitepay-memory"] = corpus_file("whitepay", "memory", count)
+    check_corpus_verifies(public_pem)
+    if load_core is not None:
+        os.sched_setaffinity(0, {load_core})  # inherited by tansu and wrk
+
+    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
+        workdir = Path(tmp)
+        broker = Broker(tansu_binary(), free_port(), log_path=str(workdir / "tansu.log"))
+        broker.start()
+        try:
+            setup = Setup(
+                plan, write_config(workdir, broker.bootstrap, public_pem), workdir,
+                server_core, corpora,
+            )  # fmt: skip
+            runs = []
+            for index in range(plan.runs):
+                print(f"run {index + 1}/{plan.runs}", flush=True)
+                runs.append(run_once(setup, index))
+                print("  " + json.dumps({k: v.get("rps", v) if isinstance(v, dict) else v
+                                         for k, v in runs[-1].items()}), flush=True)  # fmt: skip
+            mem: dict[str, Any] = {}
+            if not args.no_memory:
+                print(f"memory: {plan.memory_events:,} accepted events", flush=True)
+                mem = memory(setup)
+        except BaseException:
+            for log in sorted(workdir.glob("*.log")):
+                print(f"--- last lines of {log.name}", file=sys.stderr)
+                print(
+                    "\n".join(log.read_text(errors="replace").splitlines()[-20:]), file=sys.stderr
+                )
+            raise
+        finally:
+            broker.stop()
+
+    summary = medians(runs)
+    report: dict[str, Any] = {
+        "benchmark": "ingest",
+        "quick": args.quick,
+        "plan": plan.__dict__,
+        "connections": CONNECTIONS,
+        "server": "uvicorn (uvloop, httptools), 1 worker process",
+        "pinning": {"server_core": server_core, "load_core": load_core},
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "median": summary,
+        "memory": mem,
+        "runs": runs,
+        "targets": TARGETS,
+    }
+    if mem:
+        report["targets_met"] = verdict(summary, mem)
+    print_table(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
