@@ -43,6 +43,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)  # fail fast, before forking workers
     os.environ["GATEWAY_CONFIG"] = config.path
     os.environ["GATEWAY_RUN_WORKERS"] = "0" if args.no_workers else "1"
+    os.environ["GATEWAY_REQUEST_READ_TIMEOUT"] = str(float(config.server.request_read_timeout))
+    from gateway.http.server import GuardedHttpToolsProtocol
+
     uvicorn.run(
         "gateway.cli:app_factory",
         factory=True,
@@ -50,7 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=GuardedHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         log_level=config.server.log_level,

@@ -43,6 +43,7 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     handoff_timeout: Duration = Duration(10)
     retry_after: Duration = Duration(5)
     unready_after: Duration = Duration(15)
+    request_read_timeout: Duration = Duration(15)
     trusted_proxies: list[str] = []
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -48,6 +48,7 @@ def run_dev(args: argparse.Namespace) -> int:
     """Start the broker, print examples, serve until Ctrl-C, then stop everything."""
     import uvicorn
 
+    from gateway.http.server import GuardedHttpToolsProtocol
     from gateway.observability import configure_logging
 
     configure_logging("info", "console")
@@ -73,7 +74,7 @@ def run_dev(args: argparse.Namespace) -> int:
             host="127.0.0.1",
             port=args.port,
             loop="uvloop",
-            http="httptools",
+            http=GuardedHttpToolsProtocol,
             access_log=False,
             timeout_graceful_shutdown=5,
         )

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from gateway.config import Destination, KafkaConfig, ServerConfig
+from gateway.config import Destination, KafkaConfig, ServerConfig, SpoolConfig
 from gateway.providers import registry
 from gateway.secrets import Secret
 from gateway.types import Duration, Secrets
@@ -117,6 +117,7 @@ def config_schema() -> dict[str, Any]:
         "properties": {
             "server": _schema(mi.type_info(ServerConfig)),
             "kafka": _schema(mi.type_info(KafkaConfig)),
+            "spool": _schema(mi.type_info(SpoolConfig)),
             "sources": {"type": "object", "additionalProperties": {"oneOf": sources}},
             "destinations": {"type": "object", "additionalProperties": destination},
             **routes.get("properties", {}),

@@ -221,3 +221,58 @@ def test_readiness_flips_with_broker(tmp_path: Path, keys: Keys) -> None:
     finally:
         stop(served)
         own.stop()
+
+
+@pytest.fixture
+def impatient(tmp_path: Path, keys: Keys, broker: Broker) -> Iterator[Served]:
+    """A served gateway with a 2 s request read deadline."""
+    served = serve(tmp_path, keys, broker.bootstrap, "request_read_timeout: 2s\n  log_format: json")
+    yield served
+    stop(served)
+
+
+def _closed_within(sock: socket.socket, trickle: bytes, seconds: float) -> float | None:
+    """Send `trickle` every 0.5 s; return when the server closed the connection, or None."""
+    started = time.monotonic()
+    sock.settimeout(0.5)
+    while time.monotonic() - started < seconds:
+        try:
+            if sock.recv(4096) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            try:
+                sock.sendall(trickle)
+            except OSError:
+                return time.monotonic() - started
+        except OSError:
+            return time.monotonic() - started
+    return None
+
+
+@pytest.mark.parametrize(
+    "opening,trickle",
+    [
+        (b"", b""),  # connects and sends nothing
+        (b"POST /webhooks/whitepay HTTP/1.1\r\nHost: x\r\n", b"X-Slow: 1\r\n"),  # slow headers
+        (
+            b"POST /webhooks/whitepay HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n{",
+            b" ",
+        ),  # slow body
+    ],
+    ids=["idle", "slow-headers", "slow-body"],
+)
+def test_slow_loris_connections_are_closed(
+    impatient: Served, opening: bytes, trickle: bytes
+) -> None:
+    """Idle, slow-header and slow-body connections are closed at the read deadline, not held forever."""
+    sock = socket.create_connection(("127.0.0.1", impatient.port), timeout=5)
+    try:
+        sock.sendall(opening)
+        took = _closed_within(sock, trickle, seconds=10)
+    finally:
+        sock.close()
+    print(f"closed after {took}s")
+    assert took is not None and took < 5
+    # The server still serves others.
+    assert httpx.get(f"{impatient.url}/healthz").status_code == 200
