@@ -276,3 +276,52 @@ def test_slow_loris_connections_are_closed(
     assert took is not None and took < 5
     # The server still serves others.
     assert httpx.get(f"{impatient.url}/healthz").status_code == 200
+
+
+def test_allow_ips_and_trusted_proxies(tmp_path: Path, keys: Keys, broker: Broker) -> None:
+    """A source's allow_ips gives 403 to other addresses before any parsing; XFF only via trusted proxies."""
+    config = write_config(
+        tmp_path,
+        keys,
+        bootstrap=broker.bootstrap,
+        server="trusted_proxies: [127.0.0.1/32]\n  log_format: json",
+    )
+    text = config.read_text()
+    text = text.replace(
+        "    provider: whitepay\n", "    provider: whitepay\n    allow_ips: [203.0.113.0/24]\n"
+    )
+    text = text.replace(
+        "    provider: w3block\n", "    provider: w3block\n    allow_ips: [127.0.0.0/8]\n"
+    )
+    config.write_text(text)
+    from tests.faults import serve as serve_config
+
+    served = serve_config(config, tmp_path / "gw.log")
+    try:
+        wait_ready(served.url, 200)
+        headers, body = signed("whitepay", sample("whitepay", "order-declined.json"), keys)
+        denied = httpx.post(
+            f"{served.url}/webhooks/whitepay",
+            content=b"not even json",
+            headers={"content-type": "text/plain"},
+        )
+        assert denied.status_code == 403  # before media type, body or signature are looked at
+        forwarded = httpx.post(
+            f"{served.url}/webhooks/whitepay",
+            content=body,
+            headers={**headers, "x-forwarded-for": "203.0.113.50"},
+        )
+        assert forwarded.status_code == 200, forwarded.text
+        spoofed = httpx.post(
+            f"{served.url}/webhooks/whitepay",
+            content=body,
+            headers={**headers, "x-forwarded-for": "203.0.113.50, 198.51.100.9"},
+        )
+        assert spoofed.status_code == 403
+        headers, body = signed("w3block", sample("w3block", "order-failed.json"), keys)
+        assert (
+            httpx.post(f"{served.url}/webhooks/w3block", content=body, headers=headers).status_code
+            == 200
+        )
+    finally:
+        served.stop()
