@@ -76,6 +76,18 @@ def _conjunction(checks: list[Check]) -> Check:
             return second(view, why) if reason is None else reason
 
         return both
+    if len(checks) == 3:  # unrolled like `both`: conjunctions are the hottest combinator
+        first, second, third = checks
+
+        def three(view: EventView, why: bool) -> str | None:
+            reason = first(view, why)
+            if reason is None:
+                reason = second(view, why)
+                if reason is None:
+                    return third(view, why)
+            return reason
+
+        return three
     frozen = tuple(checks)
 
     def every(view: EventView, why: bool) -> str | None:
