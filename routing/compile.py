@@ -295,7 +295,8 @@ class _Parser:
         if not isinstance(raw, Mapping):
             self.error(
                 path,
-                f"expected a predicate {{path: ..., <op>: ...}} or any/all/not, got {type_name(raw)}",
+                "expected a predicate {path: ..., <op>: ...} or any/all/not, "
+                f"got {type_name(raw)}",
             )
             return None
         combinators = [k for k in raw if k in COMBINATORS]

@@ -1,9 +1,9 @@
 """Conditions compiled to closures; the one code path both `route` and `explain` run.
 
 A compiled check is `check(view, why) -> None | str` over an EventView of the event:
-None when the condition holds, otherwise a reason. With `why=False` (routing) the reason is the constant MISS and nothing
-is formatted; with `why=True` (explain) it names the failing condition and the actual
-value. The decision itself never depends on `why`.
+None when the condition holds, otherwise a reason. With `why=False` (routing) the reason
+is the constant MISS and nothing is formatted; with `why=True` (explain) it names the
+failing condition and the actual value. The decision itself never depends on `why`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from typing import Any, Final, NamedTuple
 
 from routing.model import AllOf, AnyOf, Condition, Match, Not, Predicate
 from routing.paths import MISSING, EventView
-from routing.values import ORDERING, glob_regex, is_glob, make_test, show, to_number
+from routing.values import MISS, ORDERING, Check, glob_regex, is_glob, make_check, show, to_number
 
-Check = Callable[[EventView, bool], str | None]
-MISS: Final = "miss"
 SOURCE_PREFIX: Final = "/webhooks/"
 
 
@@ -103,41 +101,21 @@ def _conjunction(checks: list[Check]) -> Check:
 def _predicate(pred: Predicate, label: str) -> Node:
     path, op = pred.path, pred.op
     text = describe(pred)
-    if op == "exists":
-        want = bool(pred.value)
 
-        def exists(view: EventView, why: bool) -> str | None:
-            value = view[path]
-            if (value is not MISSING) is want:
-                return None
-            if not why:
-                return MISS
+    def fail(value: Any) -> str:
+        if op == "exists":
             got = "it is missing" if value is MISSING else f"got {show(value)}"
-            return f"{label}: expected {path} to {'exist' if want else 'be missing'}, {got}"
-
-        def exists_held(view: EventView) -> str:
-            value = view[path]
-            return f"{path} is missing" if value is MISSING else f"{path} = {show(value)}"
-
-        return Node(exists, exists_held, text)
-
-    test = make_test(op, pred.value)
-
-    def check(view: EventView, why: bool) -> str | None:
-        value = view[path]
-        if value is not MISSING and test(value):
-            return None
-        if not why:
-            return MISS
+            return f"{label}: expected {path} to {'exist' if pred.value else 'be missing'}, {got}"
         if value is MISSING:
             return f"{label}: expected {text}, but {path} is missing"
         note = " (not a decimal number)" if op in ORDERING and to_number(value) is None else ""
         return f"{label}: expected {text}, got {show(value)}{note}"
 
     def held(view: EventView) -> str:
-        return f"{path} = {show(view[path])}"
+        value = view[path]
+        return f"{path} is missing" if value is MISSING else f"{path} = {show(value)}"
 
-    return Node(check, held, text)
+    return Node(make_check(op, pred.value, path, fail), held, text)
 
 
 def _all(cond: AllOf, label: str) -> Node:

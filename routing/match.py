@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 from typing import Any, Final
 
-from routing.conditions import Check, compile_attributes, compile_where
+from routing.conditions import compile_attributes, compile_where
 from routing.model import Delivery, Predicate, Route, Routed, RouteTrace
 from routing.paths import EventView, omit, omit_trie
-from routing.values import glob_regex, is_glob
+from routing.values import Check, glob_regex, is_glob
 
 # Memo sizes: a real config sees a few dozen (source, provider, type) triples; the caps
 # only stop an unbounded stream of odd types from growing memory.

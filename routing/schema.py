@@ -113,7 +113,7 @@ def schema() -> dict[str, Any]:
                         "type": "array",
                         "items": _PATH,
                         "uniqueItems": True,
-                        "description": "Paths removed before delivery to this route's destinations.",
+                        "description": "Paths removed before delivery to its destinations.",
                     },
                 },
                 "required": ["name", "match", "to"],

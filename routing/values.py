@@ -8,11 +8,14 @@ import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
-from routing.paths import MISSING, type_name
+from routing.paths import MISSING, EventView, type_name
 
 Test = Callable[[Any], bool]
+# A compiled condition: None when it holds, else a reason (MISS unless explaining).
+Check = Callable[[EventView, bool], str | None]
+MISS: Final = "miss"
 Problem = tuple[tuple[str | int, ...], str]  # (path relative to the operator key, message)
 
 ORDERING = frozenset({"gt", "gte", "lt", "lte"})
@@ -202,6 +205,7 @@ def parse_value(op: str, raw: Any) -> tuple[Any, list[Problem]]:
 def _equals(expected: Any) -> Test:
     # Strings, booleans and null compare by type and value; a number matches any number or
     # decimal string of the same value (amounts are decimal strings, `eq: 200` means 200).
+    # Every test is false for MISSING.
     if expected is None:
         return lambda v: v is None
     if isinstance(expected, bool):
@@ -235,38 +239,87 @@ def _member(members: tuple[Any, ...]) -> Test:
     return member
 
 
-def make_test(op: str, value: Any) -> Test:
-    """The check operator `op` applies to a present value (every op except `exists`)."""
-    if op == "eq":
-        return _equals(value)
-    if op == "ne":
-        eq = _equals(value)
-        return lambda v: not eq(v)
-    if op == "in":
-        return _member(value)
-    if op == "not_in":
-        member = _member(value)
-        return lambda v: not member(v)
+def make_check(op: str, want: Any, path: str, fail: Callable[[Any], str]) -> Check:
+    """The compiled check of predicate `{path, op: want}`: the one place each op is defined.
+
+    It returns None when the predicate holds, else MISS, or `fail(actual)` when explaining.
+    Each check reads its path from the view and decides inline: predicates are the
+    innermost loop of routing, so the common operators avoid a second function call.
+    """
+    if op == "exists":
+        present = bool(want)
+
+        def exists(view: EventView, why: bool) -> str | None:
+            value = view[path]
+            if (value is not MISSING) is present:
+                return None
+            return fail(value) if why else MISS
+
+        return exists
+    if op in ORDERING:
+        # `want.__lt__(n)` is `n > want`: one C call, no operator indirection.
+        bound = {"gt": want.__lt__, "gte": want.__le__, "lt": want.__gt__, "lte": want.__ge__}[op]
+        short = _parse_short
+
+        def ordered(view: EventView, why: bool) -> str | None:
+            value = view[path]
+            # parse_decimal() inlined: this is the hottest check of all.
+            n = short(value) if type(value) is str and len(value) <= _SHORT else to_number(value)
+            if n is not None and bound(n) is True:
+                return None
+            return fail(value) if why else MISS
+
+        return ordered
+    members = want if op == "in" else (want,)
+    if op in ("eq", "in") and all(type(m) is str for m in members):
+        strings = frozenset(members)
+
+        def string_equal(view: EventView, why: bool) -> str | None:
+            value = view[path]
+            if type(value) is str and value in strings:
+                return None
+            return fail(value) if why else MISS
+
+        return string_equal
     if op == "prefix":
-        return lambda v: type(v) is str and v.startswith(value)
+
+        def prefix(view: EventView, why: bool) -> str | None:
+            value = view[path]
+            if type(value) is str and value.startswith(want):
+                return None
+            return fail(value) if why else MISS
+
+        return prefix
     if op == "suffix":
-        return lambda v: type(v) is str and v.endswith(value)
-    if op == "glob":
-        fullmatch = glob_regex(value).fullmatch
-        return lambda v: type(v) is str and fullmatch(v) is not None
-    if op == "regex":
-        search = re.compile(value).search
-        return lambda v: type(v) is str and search(v) is not None
-    # `bound.__lt__(n)` is `n > bound`: one C call, no operator indirection.
-    compare = {"gt": value.__lt__, "gte": value.__le__, "lt": value.__gt__, "lte": value.__ge__}[op]
-    short = _parse_short
 
-    def ordered(v: Any) -> bool:
-        # parse_decimal() inlined: this is the hottest test of all.
-        n = short(v) if type(v) is str and len(v) <= _SHORT else to_number(v)
-        return n is not None and compare(n) is True
+        def suffix(view: EventView, why: bool) -> str | None:
+            value = view[path]
+            if type(value) is str and value.endswith(want):
+                return None
+            return fail(value) if why else MISS
 
-    return ordered
+        return suffix
+    if op in ("glob", "regex"):
+        find = glob_regex(want).fullmatch if op == "glob" else re.compile(want).search
+
+        def pattern(view: EventView, why: bool) -> str | None:
+            value = view[path]
+            if type(value) is str and find(value) is not None:
+                return None
+            return fail(value) if why else MISS
+
+        return pattern
+    # eq/in with numbers, booleans or null, and their negations ne/not_in.
+    test = _equals(want) if op in ("eq", "ne") else _member(want)
+    negate = op in ("ne", "not_in")
+
+    def compare(view: EventView, why: bool) -> str | None:
+        value = view[path]
+        if value is not MISSING and test(value) is not negate:
+            return None
+        return fail(value) if why else MISS
+
+    return compare
 
 
 def show(value: Any, limit: int = 80) -> str:

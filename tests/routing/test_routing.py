@@ -244,14 +244,18 @@ def test_explain_names_the_first_failing_condition_with_the_value() -> None:
         "type": 'type: expected "order.failed" or "withdrawal.*", got "order.completed"',
         "provider": 'provider: expected fatpay, got "w3block"',
         "amount": 'where[1]: expected data.fiat.amount gte 2000, got "1500.00"',
-        "missing": 'where[0]: expected data.external_id prefix "x", but data.external_id is missing',
+        "missing": (
+            'where[0]: expected data.external_id prefix "x", but data.external_id is missing'
+        ),
         "nan": 'where[0]: expected data.payload.note gt 1, got "n" (not a decimal number)',
         "any": (
             "where[0]: none of the `any` alternatives held: "
             'where[0].any[0]: expected data.fiat.currency eq "EUR", got "USD"; '
             "where[0].any[1]: expected data.kind to exist, it is missing"
         ),
-        "not": 'where[0]: expected not(data.payload.note eq "n"), but it held: data.payload.note = "n"',
+        "not": (
+            'where[0]: expected not(data.payload.note eq "n"), but it held: data.payload.note = "n"'
+        ),
         "hit": None,
     }
     text = routing.format_explanation(router.explain(event), router.route(event))
@@ -419,7 +423,8 @@ def test_routing_is_a_pure_library(name: str) -> None:
     """Importing and using `routing` loads no I/O or service module."""
     code = (
         "import sys, routing\n"
-        "r = routing.compile_routes([{'name': 'a', 'match': {'type': 'order.*'}, 'to': ['d']}], ['d'], ['d'])\n"
+        "routes = [{'name': 'a', 'match': {'type': 'order.*'}, 'to': ['d']}]\n"
+        "r = routing.compile_routes(routes, ['d'], ['d'])\n"
         "r.route({'type': 'order.completed'}); r.explain({'type': 'x'}); routing.schema()\n"
         "print('\\n'.join(sorted(sys.modules)))\n"
     )
