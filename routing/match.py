@@ -93,7 +93,9 @@ class _Plan:
 
 
 class _Fanout:
-    __slots__ = ("deliveries", "names")
+    """Where one set of matched routes sends an event: destinations, senders, omits."""
+
+    __slots__ = ("deliveries", "names", "plain")
 
     def __init__(
         self,
@@ -102,6 +104,8 @@ class _Fanout:
     ) -> None:
         self.names = names
         self.deliveries = deliveries
+        # Most fan-outs omit nothing: then every delivery shares the input event.
+        self.plain = all(omitter is None for _, _, omitter in deliveries)
 
 
 class Router:
@@ -193,6 +197,12 @@ class Router:
         fanout = self._fanouts.get(key)
         if fanout is None:
             fanout = self._fanout(key, matched)
+        if fanout.plain:
+            return Routed(
+                fanout.names,
+                tuple([Delivery(d, event, names) for d, names, _ in fanout.deliveries]),
+                False,
+            )
         copies: dict[int, Mapping[str, Any]] = {}
         deliveries = []
         for destination, names, omitter in fanout.deliveries:
