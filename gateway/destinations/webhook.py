@@ -7,7 +7,6 @@ aiohttp session and turns one POST into an `AttemptResult`, never an exception.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import ssl
 import time
@@ -16,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 
 import aiohttp
+from yarl import URL
 
 from gateway.config import WebhookDestination
 from gateway.types import Secrets
@@ -45,8 +45,7 @@ def signature(keys: tuple[bytes, ...], msg_id: str, timestamp: int, body: bytes)
     """`webhook-signature`: one `v1,<base64 HMAC-SHA256>` per key, space-separated."""
     signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
     return " ".join(
-        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-        for key in keys
+        "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode() for key in keys
     )
 
 
@@ -103,7 +102,7 @@ class Endpoint:
     """A webhook destination prepared for sending: keys decoded, timeout built once."""
 
     name: str
-    url: str
+    url: URL  # parsed once, not on every request
     keys: tuple[bytes, ...] = field(repr=False)
     headers: dict[str, str]
     timeout: aiohttp.ClientTimeout
@@ -113,7 +112,7 @@ class Endpoint:
         """Prepare a configured destination."""
         return cls(
             name=name,
-            url=dest.url,
+            url=URL(dest.url),
             keys=signing_keys(dest.secret),
             headers=dict(dest.headers),
             timeout=aiohttp.ClientTimeout(total=dest.timeout),
@@ -158,7 +157,8 @@ class WebhookClient:
         try:
             async with session.post(
                 endpoint.url,
-                data=body,
+                # A ready payload skips aiohttp's per-request payload-type lookup.
+                data=aiohttp.BytesPayload(body, content_type=CONTENT_TYPE),
                 headers=headers,
                 allow_redirects=False,
                 timeout=endpoint.timeout,

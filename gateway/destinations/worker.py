@@ -1,21 +1,22 @@
 """Delivery workers: consume the delivery queue, POST every task, record every outcome.
 
 The queue is `kafka.delivery_topic`, read by the consumer group `kafka.consumer_group`, so
-workers scale across processes and pods. Each record becomes one job, run concurrently:
+workers scale across processes and pods. Every consumed record becomes a job:
 
-- Destinations are isolated. Each has its own concurrency limit and circuit breaker, and
-  nothing is paused per partition, so a dead receiver's retries never hold back another
-  destination's deliveries (tasks of both share partitions: their keys hash together).
+- Destinations are isolated. Each has its own lane: a queue of due jobs served by at most
+  `concurrency` runners, and its own circuit breaker. Nothing is paused per partition, so
+  a dead receiver's retries never hold back another destination's deliveries (tasks of
+  both share partitions: their keys hash together).
 - An offset is committed only when every record before it has a recorded outcome:
   delivered, dead-lettered (the `DeadLetter` acked on `kafka.dead_letter_topic`), or
   re-queued (a `DeliveryTask` carrying its attempt count and `not_before`, acked on the
   delivery topic). A crash at any point leaves the task uncommitted: it is delivered again
   (at least once; receivers dedupe on `webhook-id`), never lost.
-- A retry waits in memory, holding its partition's commit, for at most `hold_limit`
-  seconds; a longer wait (backoff grows to `backoff.max`) is handed back to the queue as a
-  re-queued task. So a crash redelivers at most about `hold_limit` of already-delivered
-  traffic, and a re-queued task's attempts survive restarts.
-- Memory is bounded: past `max_pending` jobs in flight the worker pauses fetching (and
+- A retry waits in memory on a timer, holding its partition's commit, for at most
+  `hold_limit` seconds; a longer wait (backoff grows to `backoff.max`) is handed back to
+  the queue as a re-queued task. So a crash redelivers at most about `hold_limit` of
+  already-delivered traffic, and a re-queued task's attempt count survives restarts.
+- Memory is bounded: past `max_pending` jobs in hand the worker pauses fetching (and
   resumes below 80%). Only a very long, very busy outage gets there.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections import deque
@@ -39,7 +41,7 @@ from aiokafka.errors import KafkaError
 
 from gateway.config import Config, WebhookDestination
 from gateway.destinations.kafka import Producer, client_options
-from gateway.destinations.retry import BreakerState, CircuitBreaker, breaker_for, retry_delay
+from gateway.destinations.retry import BreakerState, breaker_for, retry_delay
 from gateway.destinations.tasks import ENCODER, TASK_DECODER, DeadLetter, DeliveryTask
 from gateway.destinations.webhook import AttemptResult, Endpoint, WebhookClient
 
@@ -87,18 +89,6 @@ class PartitionProgress:
         return self._open[0].offset if self._open else self._end
 
 
-@dataclass(eq=False)
-class _Lane:
-    """One destination's delivery state: endpoint, concurrency slots, breaker."""
-
-    endpoint: Endpoint
-    settings: WebhookDestination
-    slots: asyncio.Semaphore
-    breaker: CircuitBreaker
-    # Set when the current half-open probe has its answer; attempts due meanwhile wait on it.
-    probe_done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 @dataclass(eq=False, slots=True)
 class _Job:
     """One consumed record being worked on."""
@@ -109,9 +99,28 @@ class _Job:
     value: bytes
     task: DeliveryTask | None
     decode_error: str = ""
+    attempts: int = 0  # attempts made so far, across re-queues
+    not_before: float = 0.0  # wall-clock time of the next attempt
     busy: bool = False  # a request is in flight or its outcome is being recorded
     released: bool = False  # stop or rebalance: finish what is in flight, start nothing new
+    hand_back: bool = False  # held for `hold_limit`: re-queue it rather than keep holding
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
     runner: asyncio.Task[None] | None = field(default=None, repr=False)
+    settled: asyncio.Future[None] | None = field(default=None, repr=False)
+
+
+class _Lane:
+    """One destination: its endpoint, breaker, due jobs, and up to `concurrency` runners."""
+
+    def __init__(self, name: str, settings: WebhookDestination) -> None:
+        self.name = name
+        self.settings = settings
+        self.endpoint = Endpoint.of(name, settings)
+        self.breaker = breaker_for(settings.backoff.initial, settings.backoff.max, settings.timeout)
+        self.ready: deque[_Job] = deque()
+        self.runners: set[asyncio.Task[None]] = set()
+        # Set when the current half-open probe has its answer; attempts due meanwhile wait.
+        self.probe_done = asyncio.Event()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -140,13 +149,7 @@ class DeliveryWorkers:
     ) -> None:
         self._config = config
         self._lanes = {
-            name: _Lane(
-                endpoint=Endpoint.of(name, dest),
-                settings=dest,
-                slots=asyncio.Semaphore(dest.concurrency),
-                breaker=breaker_for(dest.backoff.initial, dest.backoff.max, dest.timeout),
-            )
-            for name, dest in config.webhook_destinations().items()
+            name: _Lane(name, dest) for name, dest in config.webhook_destinations().items()
         }
         self._own_producer = producer is None
         self._producer = producer if producer is not None else Producer(config)
@@ -156,12 +159,16 @@ class DeliveryWorkers:
         self._rng = rng or Random()  # jitter, not cryptography
         self._client = WebhookClient()
         self._jobs: set[_Job] = set()
+        self._orphans: set[asyncio.Task[None]] = set()
         self._progress: dict[TopicPartition, PartitionProgress] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._paused = False
         self._grace = self.default_grace()
+        # A concrete logger of the configuration in force now: the module's lazy proxy
+        # re-binds on every call, a measurable cost at thousands of outcome lines a second.
+        self._log = log.bind()
 
     @property
     def ready(self) -> bool:
@@ -213,11 +220,13 @@ class DeliveryWorkers:
                 self._consumer = consumer
                 log.info("delivery_workers_started", topic=self._config.kafka.delivery_topic)
                 await self._consume(consumer)
-                await self._drain(consumer, self._grace)
+                await self._settle(list(self._jobs), self._grace)
+                await self._commit(consumer)
+                log.info("delivery_workers_stopped")
                 return
             except (KafkaError, OSError) as exc:
                 log.warning("delivery_consumer_failed", error=type(exc).__name__, retry_in=delay)
-                await self._abandon(list(self._jobs))
+                await self._settle(list(self._jobs), 0.0)
             finally:
                 self._consumer = None
                 self._progress.clear()
@@ -244,12 +253,9 @@ class DeliveryWorkers:
             batch = await consumer.getmany(timeout_ms=_FETCH_TIMEOUT_MS, max_records=room)
             assigned = consumer.assignment()
             for tp, records in batch.items():
-                if (
-                    tp not in assigned
-                ):  # revoked while the batch was in hand: the new owner reads it
-                    continue
-                for record in records:
-                    self._admit(tp, record)
+                if tp in assigned:  # else revoked while the batch was in hand: not ours now
+                    for record in records:
+                        self._admit(tp, record)
             if time.monotonic() - last_commit >= COMMIT_INTERVAL:
                 await self._commit(consumer)
                 last_commit = time.monotonic()
@@ -278,17 +284,16 @@ class DeliveryWorkers:
             task, error = None, str(exc)
         job = _Job(tp, progress.add(record.offset), record.key, value, task, error)
         self._jobs.add(job)
-        job.runner = asyncio.create_task(self._deliver(job))
-        job.runner.add_done_callback(lambda runner: self._finished(job, runner))
-
-    def _finished(self, job: _Job, runner: asyncio.Task[None]) -> None:
-        self._jobs.discard(job)
-        if not runner.cancelled() and runner.exception() is not None:
-            # A bug, not a delivery failure: the record stays uncommitted (redelivered after
-            # a restart) rather than being dropped.
-            log.error(
-                "delivery_job_crashed", error=repr(runner.exception()), offset=job.entry.offset
-            )
+        lane = self._lanes.get(task.destination) if task is not None else None
+        if task is None or lane is None:
+            job.busy = True
+            orphan = asyncio.create_task(self._orphan(job))
+            job.runner = orphan
+            self._orphans.add(orphan)
+            orphan.add_done_callback(self._orphans.discard)
+            return
+        job.attempts, job.not_before = task.attempt, task.not_before
+        self._schedule(lane, job)
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, only: set[TopicPartition] | None = None
@@ -312,119 +317,147 @@ class DeliveryWorkers:
             self._progress[tp].committed = point
 
     async def _revoke(self, revoked: set[TopicPartition]) -> None:
-        jobs = [job for job in self._jobs if job.tp in revoked]
-        await self._settle(jobs, REVOKE_WAIT)
+        await self._settle([job for job in self._jobs if job.tp in revoked], REVOKE_WAIT)
         consumer = self._consumer
         if consumer is not None:
             await self._commit(consumer, only=revoked)
         for tp in revoked:
             self._progress.pop(tp, None)
 
-    async def _drain(self, consumer: AIOKafkaConsumer, grace: float) -> None:
-        await self._settle(list(self._jobs), grace)
-        await self._commit(consumer)
-        log.info("delivery_workers_stopped")
-
     async def _settle(self, jobs: list[_Job], wait: float) -> None:
         """Let busy jobs finish within `wait`; hand everything else back uncommitted."""
-        busy = []
+        loop = asyncio.get_running_loop()
+        settling: list[asyncio.Future[None]] = []
         for job in jobs:
             job.released = True
-            if job.busy and job.runner is not None:
-                busy.append(job.runner)
-        if busy:
-            await asyncio.wait(busy, timeout=wait)
-        await self._abandon(jobs)
-
-    async def _abandon(self, jobs: list[_Job]) -> None:
-        runners = [job.runner for job in jobs if job.runner is not None and not job.runner.done()]
-        for runner in runners:
+            if job.timer is not None:
+                job.timer.cancel()
+                job.timer = None
+            if job.busy:
+                job.settled = loop.create_future()
+                settling.append(job.settled)
+            else:
+                self._jobs.discard(job)  # a runner that meets it in a lane queue skips it
+        if settling and wait > 0:
+            await asyncio.wait(settling, timeout=wait)
+        late = {job.runner for job in jobs if job.busy and job.runner is not None}
+        for runner in late:
             runner.cancel()
-        await asyncio.gather(*runners, return_exceptions=True)
+        await asyncio.gather(*late, return_exceptions=True)
+        for job in jobs:
+            self._jobs.discard(job)
 
     # -- delivering -----------------------------------------------------------------------
 
-    async def _deliver(self, job: _Job) -> None:
-        task = job.task
-        if task is None:
-            error = f"undecodable delivery task: {job.decode_error}"
-            _log_outcome("", "", 0, None, error, 0.0, "dead_letter")
-            await self._dead_letter(job, _undecodable(job), 0, None, error)
+    def _schedule(self, lane: _Lane, job: _Job) -> None:
+        """Queue the job now if it is due, else on a timer; past `hold_limit`, hand it back."""
+        wait = job.not_before - time.time()
+        if wait <= 0:
+            self._enqueue(lane, job)
             return
-        lane = self._lanes.get(task.destination)
-        if lane is None:
-            error = f"`{task.destination}` is not a configured webhook destination"
-            _log_outcome(
-                task.destination, task.event_id, task.attempt, None, error, 0.0, "dead_letter"
+        loop = asyncio.get_running_loop()
+        if wait > self._hold_limit:
+            job.hand_back = True
+            job.timer = loop.call_later(self._hold_limit, self._enqueue, lane, job)
+        else:
+            # uvloop's timers have millisecond resolution: never fire before `not_before`.
+            job.timer = loop.call_later(wait + 0.001, self._enqueue, lane, job)
+
+    def _enqueue(self, lane: _Lane, job: _Job) -> None:
+        job.timer = None
+        lane.ready.append(job)
+        self._add_runner(lane)
+
+    def _add_runner(self, lane: _Lane) -> None:
+        if len(lane.runners) < lane.settings.concurrency:
+            runner = asyncio.create_task(self._serve_lane(lane))
+            lane.runners.add(runner)
+            runner.add_done_callback(lambda done: self._runner_done(lane, done))
+
+    def _runner_done(self, lane: _Lane, runner: asyncio.Task[None]) -> None:
+        lane.runners.discard(runner)
+        if not runner.cancelled() and runner.exception() is not None:
+            # A bug, not a delivery failure: the job's record stays uncommitted (redelivered
+            # after a restart) rather than being dropped.
+            log.error(
+                "delivery_runner_crashed", destination=lane.name, error=repr(runner.exception())
             )
-            await self._dead_letter(job, task, task.attempt, None, error)
-            return
-        settings = lane.settings
-        attempts, not_before = task.attempt, task.not_before
-        if attempts >= settings.max_attempts:  # re-queued, then `max_attempts` was lowered
-            error = f"max_attempts ({settings.max_attempts}) reached"
-            _log_outcome(task.destination, task.event_id, attempts, None, error, 0.0, "dead_letter")
-            await self._dead_letter(job, task, attempts, None, error)
-            return
-        body = bytes(task.body)
-        while True:
-            wait = not_before - time.time()
-            if wait > 0:
-                if job.released:  # stopping or revoked: the record stays uncommitted
-                    return
+        if lane.ready and not self._stop.is_set():  # a cancelled runner left work behind
+            self._add_runner(lane)
+
+    async def _serve_lane(self, lane: _Lane) -> None:
+        """A runner: take due jobs of one destination, one step each, until none is left."""
+        while lane.ready:
+            job = lane.ready.popleft()
+            if job.released:
+                continue
+            job.busy = True
+            job.runner = asyncio.current_task()
+            try:
+                await self._step(lane, job)
+            finally:
                 job.busy = False
-                if wait > self._hold_limit:
-                    await asyncio.sleep(self._hold_limit)
-                    job.busy = True
-                    await self._requeue(job, task, attempts, not_before)
-                    return
-                await asyncio.sleep(wait)
-            result = await self._attempt(job, lane, task.event_id, body)
-            if result is None:
-                return
-            attempts += 1
-            if result.verdict == "success":
-                _log_result(task, attempts, result, "delivered")
-                job.entry.done = True
-                return
-            if result.verdict == "permanent" or attempts >= settings.max_attempts:
-                _log_result(task, attempts, result, "dead_letter")
-                await self._dead_letter(job, task, attempts, result.status, result.error)
-                return
+                if job.settled is not None and not job.settled.done():
+                    job.settled.set_result(None)
+
+    async def _step(self, lane: _Lane, job: _Job) -> None:
+        """One step of a due job: an attempt and its outcome, or a hand-back to the queue."""
+        task = job.task
+        assert task is not None
+        settings = lane.settings
+        if job.attempts >= settings.max_attempts:  # re-queued, then `max_attempts` was lowered
+            error = f"max_attempts ({settings.max_attempts}) reached"
+            self._outcome(
+                task.destination, task.event_id, job.attempts, None, error, 0.0, "dead_letter"
+            )
+            await self._dead_letter(job, task, None, error)
+            return
+        if job.hand_back:
+            await self._requeue(job, task)
+            return
+        result = await self._attempt(lane, job, task.event_id, bytes(task.body))
+        if result is None:
+            return
+        job.attempts += 1
+        if result.verdict == "success":
+            self._result(task, job.attempts, result, "delivered")
+            self._done(job)
+        elif result.verdict == "permanent" or job.attempts >= settings.max_attempts:
+            self._result(task, job.attempts, result, "dead_letter")
+            await self._dead_letter(job, task, result.status, result.error)
+        else:
             backoff = settings.backoff
             delay = retry_delay(
-                attempts, backoff.initial, backoff.max, result.retry_after, self._rng
+                job.attempts, backoff.initial, backoff.max, result.retry_after, self._rng
             )
-            _log_result(task, attempts, result, "retry", retry_in=round(delay, 3))
-            not_before = time.time() + delay
+            self._result(task, job.attempts, result, "retry", retry_in=round(delay, 3))
+            job.not_before = time.time() + delay
+            if job.released:  # stopping or revoked: the record stays uncommitted
+                self._jobs.discard(job)
+            else:
+                self._schedule(lane, job)
 
     async def _attempt(
-        self, job: _Job, lane: _Lane, event_id: str, body: bytes
+        self, lane: _Lane, job: _Job, event_id: str, body: bytes
     ) -> AttemptResult | None:
-        """One attempt through the destination's slots and breaker; None: released, not sent.
+        """One attempt through the destination's breaker; None: released before sending.
 
         While the breaker is open an attempt fails without being sent (so a task's schedule
         and its dead-letter deadline are those it would have had anyway, minus the load);
         while its half-open probe is out, attempts wait for the probe's answer.
         """
         breaker = lane.breaker
-        while True:
-            await lane.slots.acquire()
-            if job.released:
-                lane.slots.release()
-                return None
-            if breaker.allow(time.monotonic()):
-                break  # keeping the slot
-            lane.slots.release()
+        while not breaker.allow(time.monotonic()):
             if breaker.state is BreakerState.OPEN:
                 return AttemptResult(
                     "retry", None, "circuit open: receiver keeps failing; not sent"
                 )
             await lane.probe_done.wait()
+            if job.released:
+                return None
         probe = breaker.state is BreakerState.HALF_OPEN
         if probe:
             lane.probe_done = asyncio.Event()
-        job.busy = True
         try:
             result = await self._client.send(lane.endpoint, event_id, body, time.time())
         except BaseException:
@@ -432,8 +465,6 @@ class DeliveryWorkers:
                 breaker.release_probe()
                 lane.probe_done.set()
             raise
-        finally:
-            lane.slots.release()
         if result.verdict == "retry":
             breaker.record_failure(time.monotonic())
         else:  # delivered, or refused for good: either way the receiver is up
@@ -442,39 +473,59 @@ class DeliveryWorkers:
             lane.probe_done.set()
         return result
 
+    async def _orphan(self, job: _Job) -> None:
+        """Dead-letter a record that cannot be delivered: undecodable, or no such destination."""
+        try:
+            task = job.task
+            if task is None:
+                task = _undecodable(job)
+                error = f"undecodable delivery task: {job.decode_error}"
+            else:
+                job.attempts = task.attempt
+                error = f"`{task.destination}` is not a configured webhook destination"
+            self._outcome(
+                task.destination, task.event_id, job.attempts, None, error, 0.0, "dead_letter"
+            )
+            await self._dead_letter(job, task, None, error)
+        finally:
+            job.busy = False
+            if job.settled is not None and not job.settled.done():
+                job.settled.set_result(None)
+
+    def _done(self, job: _Job) -> None:
+        job.entry.done = True
+        self._jobs.discard(job)
+
     async def _dead_letter(
-        self, job: _Job, task: DeliveryTask, attempts: int, status: int | None, error: str
+        self, job: _Job, task: DeliveryTask, status: int | None, error: str
     ) -> None:
-        job.busy = True
         letter = DeadLetter(
             destination=task.destination,
             event_id=task.event_id,
             enqueued_at=task.enqueued_at,
             failed_at=time.time(),
-            attempts=attempts,
+            attempts=job.attempts,
             last_status=status,
             last_error=error,
             body=task.body,
         )
         await self._produce(self._config.kafka.dead_letter_topic, ENCODER.encode(letter), job.key)
-        job.entry.done = True
+        self._done(job)
 
-    async def _requeue(
-        self, job: _Job, task: DeliveryTask, attempts: int, not_before: float
-    ) -> None:
-        again = msgspec.structs.replace(task, attempt=attempts, not_before=not_before)
+    async def _requeue(self, job: _Job, task: DeliveryTask) -> None:
+        again = msgspec.structs.replace(task, attempt=job.attempts, not_before=job.not_before)
         await self._produce(self._config.kafka.delivery_topic, ENCODER.encode(again), job.key)
         log.debug(
             "delivery_requeued",
             destination=task.destination,
             event_id=task.event_id,
-            attempt=attempts,
-            next_attempt_in=round(not_before - time.time(), 3),
+            attempt=job.attempts,
+            next_attempt_in=round(job.not_before - time.time(), 3),
         )
-        job.entry.done = True
+        self._done(job)
 
     async def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
-        """Produce and wait for the ack, retrying until the broker takes it (or we are cancelled)."""
+        """Produce and wait for the ack, retrying until the broker takes it (or cancelled)."""
         delay = 0.1
         while True:
             try:
@@ -487,6 +538,48 @@ class DeliveryWorkers:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    def _result(
+        self, task: DeliveryTask, attempt: int, result: AttemptResult, outcome: str, **extra: Any
+    ) -> None:
+        if task.replayed:
+            extra["replayed"] = True
+        self._outcome(
+            task.destination,
+            task.event_id,
+            attempt,
+            result.status,
+            result.error,
+            result.duration,
+            outcome,
+            **extra,
+        )
+
+    def _outcome(
+        self,
+        destination: str,
+        event_id: str,
+        attempt: int,
+        status: int | None,
+        error: str,
+        duration: float,
+        outcome: str,
+        **extra: Any,
+    ) -> None:
+        """The one log line per delivery outcome (never the body, a secret or a signature)."""
+        if error:
+            extra["error"] = error
+        emit = self._log.info if outcome == "delivered" else self._log.warning
+        emit(
+            "delivery",
+            destination=destination,
+            event_id=event_id,
+            attempt=attempt,
+            status=status,
+            outcome=outcome,
+            duration_ms=round(duration * 1000, 1),
+            **extra,
+        )
+
 
 def _undecodable(job: _Job) -> DeliveryTask:
     """A stand-in task for a record that is not a DeliveryTask, so it can be dead-lettered."""
@@ -496,52 +589,10 @@ def _undecodable(job: _Job) -> DeliveryTask:
     )
 
 
-def _log_result(
-    task: DeliveryTask, attempt: int, result: AttemptResult, outcome: str, **extra: Any
-) -> None:
-    _log_outcome(
-        task.destination,
-        task.event_id,
-        attempt,
-        result.status,
-        result.error,
-        result.duration,
-        outcome,
-        replayed=task.replayed,
-        **extra,
-    )
-
-
-def _log_outcome(
-    destination: str,
-    event_id: str,
-    attempt: int,
-    status: int | None,
-    error: str,
-    duration: float,
-    outcome: str,
-    **extra: Any,
-) -> None:
-    """The one log line per delivery outcome (never the body, a secret or a signature)."""
-    emit = log.info if outcome == "delivered" else log.warning
-    if error:
-        extra["error"] = error
-    if not extra.get("replayed", True):
-        del extra["replayed"]
-    emit(
-        "delivery",
-        destination=destination,
-        event_id=event_id,
-        attempt=attempt,
-        status=status,
-        outcome=outcome,
-        duration_ms=round(duration * 1000, 1),
-        **extra,
-    )
-
-
 def main(config: Config, *, consumer_options: Mapping[str, Any] | None = None) -> int:
     """`gateway worker`: run delivery workers until SIGTERM/SIGINT; 1 if they stop on their own."""
+    # Start-up objects (modules, config) never die: keep them out of every GC pass.
+    gc.freeze()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(_serve(config, consumer_options))
 

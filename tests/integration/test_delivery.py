@@ -280,6 +280,32 @@ async def test_retry_after_is_honoured(
     assert second.at - first.at >= 0.95
 
 
+async def test_long_wait_is_handed_back_to_the_queue(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """A wait longer than `hold_limit` goes back to the queue with its attempt count, then delivers."""
+    config = configure(broker, receiver, {"later": Hook("/later")})
+    receiver.behaviours["/later"] = lambda nth: (
+        web.Response(status=503, headers={"Retry-After": "1"}) if nth == 1 else web.Response()
+    )
+    await start_workers(config, running, hold_limit=0.2)
+    await enqueue(queue, config, "later", ["evt-later"])
+    await receiver.wait(lambda: receiver.delivered("/later"), 15, "the re-queued delivery")
+    first, second = receiver.on("/later")
+    assert second.at - first.at >= 0.95
+    # Held 0.2 s at a time, the 1 s wait went round the queue a few times: every copy
+    # carries the attempt already made and the same due time.
+    records = await read_topic(broker.bootstrap, config.kafka.delivery_topic, 2)
+    original, *requeued = (msgspec.json.decode(r.value, type=DeliveryTask) for r in records)
+    assert original.attempt == 0 and len(requeued) >= 1
+    assert {(t.event_id, t.attempt, t.not_before) for t in requeued} == {
+        ("evt-later", 1, requeued[0].not_before)
+    }
+    assert requeued[0].not_before >= original.enqueued_at + 1.0
+    assert {r.key for r in records} == {records[0].key}
+    assert receiver.delivered("/later") == {"evt-later": 1}
+
+
 async def test_400_is_dead_lettered_after_one_attempt(
     broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
 ) -> None:
@@ -444,3 +470,62 @@ async def test_worker_killed_mid_batch_loses_nothing(
         first.kill()
     assert all(r.verified_by == (0,) for r in receiver.on("/slow"))
     assert "delivery_workers_stopped" in log.read_text()
+
+
+# -- replay ---------------------------------------------------------------------------------
+
+
+async def test_replay_filters_by_destination_and_age_and_never_twice(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer
+) -> None:
+    """Replay re-drives fresh tasks (attempt 0, replayed, same key and body) once per dead letter."""
+    config = configure(broker, receiver, {"a": Hook("/a"), "b": Hook("/b")})
+    await create_topics(config.kafka, [config.kafka.delivery_topic, config.kafka.dead_letter_topic])
+    now = time.time()
+
+    def letter(destination: str, event_id: str, age: float) -> DeadLetter:
+        return DeadLetter(
+            destination=destination,
+            event_id=event_id,
+            enqueued_at=now - age - 60,
+            failed_at=now - age,
+            attempts=5,
+            last_status=503,
+            last_error="HTTP 503",
+            body=msgspec.Raw(event_body(event_id)),
+        )
+
+    letters = [
+        letter("a", "a-old", 7200),
+        letter("a", "a-new", 60),
+        letter("b", "b-old", 7200),
+        letter("b", "b-new", 60),
+        letter("removed", "gone", 60),
+    ]
+    for item in letters:
+        key = task_key(item.destination, item.event_id)
+        await queue.send_and_wait(config.kafka.dead_letter_topic, ENCODER.encode(item), key=key)
+    await queue.send_and_wait(config.kafka.dead_letter_topic, b"garbage", key=b"x")
+
+    assert await replay(config, "a", 3600, now) == 1  # only a's recent one
+    assert await replay(config, "a", None, now) == 0  # a's group moved past both for good
+    assert await replay(config, None, None, now) == 2  # b: both; a: nothing new
+    assert await replay(config, None, None, now) == 0
+    with pytest.raises(ValueError, match="no webhook destination"):
+        await replay(config, "removed", None, now)
+
+    records = await read_topic(broker.bootstrap, config.kafka.delivery_topic, 3)
+    tasks = {}
+    for record in records:
+        task = msgspec.json.decode(record.value, type=DeliveryTask)
+        assert record.key == task_key(task.destination, task.event_id)
+        tasks[task.event_id] = task
+    assert sorted(tasks) == ["a-new", "b-new", "b-old"]
+    for task in tasks.values():
+        assert (task.attempt, task.not_before, task.replayed, task.enqueued_at) == (
+            0,
+            0.0,
+            True,
+            now,
+        )
+        assert bytes(task.body) == event_body(task.event_id)
