@@ -113,7 +113,9 @@ def schema() -> dict[str, Any]:
                         "type": "array",
                         "items": _PATH,
                         "uniqueItems": True,
-                        "description": "Paths removed before delivery to its destinations.",
+                        "description": (
+                            "Paths removed before delivery to this route's destinations."
+                        ),
                     },
                 },
                 "required": ["name", "match", "to"],
