@@ -279,8 +279,8 @@ def naive_route(routes: list[dict[str, Any]], unmatched: list[str], event: dict[
 # -- measurement ---------------------------------------------------------------------------
 
 
-def per_event_us(fn: Any, events: list[dict[str, Any]], rounds: int) -> float:
-    """Median over `rounds` of the mean CPU time per event (µs) of `fn` across all events.
+def per_event_us(fn: Any, events: list[dict[str, Any]], rounds: int) -> tuple[float, float]:
+    """Median and minimum over `rounds` of the mean CPU time per event (µs) of `fn`.
 
     CPU time of this process, not wall time: on a shared machine, time spent descheduled
     behind other processes is not the router's cost.
@@ -291,7 +291,7 @@ def per_event_us(fn: Any, events: list[dict[str, Any]], rounds: int) -> float:
         for event in events:
             fn(event)
         samples.append((time.process_time() - start) / len(events) * 1e6)
-    return statistics.median(samples)
+    return statistics.median(samples), min(samples)
 
 
 def run(sizes: tuple[int, ...], n_events: int, rounds: int) -> list[dict[str, Any]]:
@@ -313,14 +313,16 @@ def run(sizes: tuple[int, ...], n_events: int, rounds: int) -> list[dict[str, An
             assert list(routed.routes) == names, (routed.routes, names)
             assert [(d.destination, d.event) for d in routed.deliveries] == deliveries
             matched += len(names)
-        compiled = per_event_us(router.route, events, rounds)
-        naive = per_event_us(partial(naive_route, routes, unmatched), events, rounds)
+        compiled, compiled_min = per_event_us(router.route, events, rounds)
+        naive, naive_min = per_event_us(partial(naive_route, routes, unmatched), events, rounds)
         results.append(
             {
                 "routes": size,
                 "compiled_us": round(compiled, 3),
                 "naive_us": round(naive, 3),
                 "speedup": round(naive / compiled, 1),
+                "compiled_min_us": round(compiled_min, 3),
+                "naive_min_us": round(naive_min, 3),
                 "matched_routes_per_event": round(matched / len(events), 2),
                 "compile_ms": round(compile_ms, 1),
             }
