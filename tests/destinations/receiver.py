@@ -29,7 +29,7 @@ class Received:
     event_id: str
     nth: int  # 1 for the first request of this event on this path
     body: bytes
-    headers: dict[str, str]
+    headers: dict[str, str]  # names lower-cased
     verified_by: tuple[int, ...]  # indices of the receiver's secrets that verify it
     at: float  # time.monotonic() on arrival
     answered: int  # the status the receiver answered with (0: never answered)
@@ -69,7 +69,7 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        headers = dict(request.headers)
+        headers = {name.lower(): value for name, value in request.headers.items()}
         path = "/" + request.match_info["path"]
         event_id = headers.get("webhook-id", "")
         self._counts[(path, event_id)] += 1

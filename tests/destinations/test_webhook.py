@@ -182,8 +182,8 @@ async def test_success_is_signed_with_every_secret(
     [got] = receiver.on("/ok")
     assert got.body == BODY
     assert got.verified_by == (0, 1)
-    assert got.headers["Content-Type"] == CONTENT_TYPE
-    assert got.headers["X-Team"] == "payments"
+    assert got.headers["content-type"] == CONTENT_TYPE
+    assert got.headers["x-team"] == "payments"
 
 
 async def test_redirect_is_not_followed(receiver: Receiver, client: WebhookClient) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 import msgspec
 import pytest
+import structlog
+import structlog.testing
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from litestar.testing import AsyncTestClient
@@ -242,8 +244,8 @@ async def test_ingress_to_receiver_signed_with_both_secrets(
     assert got.verified_by == (0, 1)  # each rotated secret verifies on its own
     event = json.loads(got.body)
     assert event["id"] == event_id and event["type"] == "order.declined"
-    assert got.headers["Content-Type"] == "application/cloudevents+json"
-    assert got.headers["X-Team"] == "payments"
+    assert got.headers["content-type"] == "application/cloudevents+json"
+    assert got.headers["x-team"] == "payments"
 
 
 async def test_failing_receiver_gets_the_event_once_successfully(
@@ -252,16 +254,33 @@ async def test_failing_receiver_gets_the_event_once_successfully(
     """503 three times, then 200: four requests, one success, same id, nothing dead-lettered."""
     config = configure(broker, receiver, {"flaky": Hook("/flaky", max_attempts=6)})
     receiver.behaviours["/flaky"] = lambda nth: web.Response(status=503 if nth <= 3 else 200)
-    await start_workers(config, running)
-    await enqueue(queue, config, "flaky", ["evt-flaky"])
-    await receiver.wait(lambda: receiver.delivered("/flaky"), 15, "a successful delivery")
-    await asyncio.sleep(0.3)  # room for a wrong extra attempt to show up
+    with structlog.testing.capture_logs() as logs:
+        await start_workers(config, running)
+        await enqueue(queue, config, "flaky", ["evt-flaky"])
+        await receiver.wait(lambda: receiver.delivered("/flaky"), 15, "a successful delivery")
+        await asyncio.sleep(0.3)  # room for a wrong extra attempt to show up
     requests = receiver.on("/flaky")
     assert [r.answered for r in requests] == [503, 503, 503, 200]
     assert {r.event_id for r in requests} == {"evt-flaky"}
     assert all(r.verified_by == (0,) for r in requests)
     assert receiver.delivered("/flaky") == {"evt-flaky": 1}
     assert await dead_letters(broker.bootstrap, config, 0) == []
+    # One log line per attempt's outcome, with what an operator needs and nothing secret.
+    lines = [line for line in logs if line["event"] == "delivery"]
+    assert [(x["attempt"], x["status"], x["outcome"]) for x in lines] == [
+        (1, 503, "retry"),
+        (2, 503, "retry"),
+        (3, 503, "retry"),
+        (4, 200, "delivered"),
+    ]
+    for line in lines:
+        assert (line["destination"], line["event_id"]) == ("flaky", "evt-flaky")
+        assert isinstance(line["duration_ms"], float)
+    text = repr(logs)
+    secret = receiver.secrets[0]
+    assert secret not in text and secret.removeprefix("whsec_") not in text
+    assert not any(r.headers["webhook-signature"] in text for r in requests)
+    assert "signature" not in text.lower()
 
 
 async def test_retry_after_is_honoured(
@@ -410,6 +429,39 @@ async def test_dead_receiver_does_not_delay_a_healthy_one(
 
 
 # -- crash and shutdown ---------------------------------------------------------------------
+
+
+async def test_graceful_stop_finishes_in_flight_and_hands_back_the_rest(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """stop(grace) lets an in-flight attempt finish and commits it; cut short, it is redone."""
+    config = configure(broker, receiver, {"slow": Hook("/slow", timeout="5s", concurrency=1)})
+
+    async def slow(nth: int) -> web.Response:
+        await asyncio.sleep(0.8)
+        return web.Response()
+
+    receiver.behaviours["/slow"] = slow
+    first = await start_workers(config, running)
+    await enqueue(queue, config, "slow", ["evt-1"])  # same key each time: one partition
+    await receiver.wait(lambda: receiver.on("/slow"), 15, "the first request")
+    await first.stop(grace=3.0)  # the request is in flight: stop waits for its answer
+    assert receiver.delivered("/slow") == {"evt-1": 1}
+
+    second = await start_workers(config, running)
+    await enqueue(queue, config, "slow", ["evt-2"])
+    await receiver.wait(lambda: len(receiver.on("/slow")) == 2, 15, "the second request")
+    await second.stop(grace=0.1)  # too short: the attempt is cut, its record left uncommitted
+
+    await start_workers(config, running)
+    await receiver.wait(
+        lambda: [r.event_id for r in receiver.on("/slow")].count("evt-2") == 2,
+        15,
+        "evt-2 again",
+    )
+    await asyncio.sleep(0.3)
+    # evt-1 was committed by the graceful stop, so the third worker never saw it again.
+    assert [r.event_id for r in receiver.on("/slow")] == ["evt-1", "evt-2", "evt-2"]
 
 
 def _spawn_worker(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
