@@ -32,6 +32,7 @@ _KEY_LIMIT: Final = 256  # longer attribute values are routed without memoizing 
 _BY_INDEX: Final = attrgetter("index")
 
 Omitter = Callable[[Any], Any]
+_UNROUTED: Final = Routed((), (), True)  # immutable, so one instance serves every event
 
 
 class _Compiled:
@@ -130,7 +131,8 @@ class Router:
 
     def route(self, event: Mapping[str, Any]) -> Routed:
         """The routes `event` matches and one delivery per destination (or `unmatched`)."""
-        view = EventView.of(event)
+        view = EventView()  # EventView.of(event), inlined on the hot path
+        view.event = event
         key = (event.get("source"), event.get("provider"), event.get("type"))
         try:
             plan = self._plans.get(key)
@@ -192,7 +194,9 @@ class Router:
 
     def _deliver(self, event: Mapping[str, Any], matched: list[_Compiled]) -> Routed:
         if not matched:
-            return Routed((), tuple(Delivery(d, event, ()) for d in self.unmatched), True)
+            if not self.unmatched:
+                return _UNROUTED
+            return Routed((), tuple([Delivery(d, event, ()) for d in self.unmatched]), True)
         key = tuple([c.index for c in matched])
         fanout = self._fanouts.get(key)
         if fanout is None:
