@@ -279,19 +279,39 @@ def naive_route(routes: list[dict[str, Any]], unmatched: list[str], event: dict[
 # -- measurement ---------------------------------------------------------------------------
 
 
-def per_event_us(fn: Any, events: list[dict[str, Any]], rounds: int) -> tuple[float, float]:
-    """Median and minimum over `rounds` of the mean CPU time per event (µs) of `fn`.
+def per_event_us(
+    fns: dict[str, Any], events: list[dict[str, Any]], rounds: int
+) -> dict[str, tuple[float, float]]:
+    """Per function: median and minimum over `rounds` of the mean CPU µs per event.
 
-    CPU time of this process, not wall time: on a shared machine, time spent descheduled
-    behind other processes is not the router's cost.
+    The functions take turns within each round, so a burst of load on a shared machine
+    hits both sides of the comparison alike. CPU time of this process, not wall time:
+    time spent descheduled behind other processes is not the router's cost.
     """
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.process_time()
+            for event in events:
+                fn(event)
+            samples[name].append((time.process_time() - start) / len(events) * 1e6)
+    return {name: (statistics.median(s), min(s)) for name, s in samples.items()}
+
+
+def calibration_ns(rounds: int) -> float:
+    """The CPU time of one empty Python call in a loop (ns): this machine's speed, for scale."""
+    calls = [None] * 100_000
+
+    def nothing(_: Any) -> None:
+        return None
+
     samples = []
     for _ in range(rounds):
         start = time.process_time()
-        for event in events:
-            fn(event)
-        samples.append((time.process_time() - start) / len(events) * 1e6)
-    return statistics.median(samples), min(samples)
+        for item in calls:
+            nothing(item)
+        samples.append((time.process_time() - start) / len(calls) * 1e9)
+    return statistics.median(samples)
 
 
 def run(sizes: tuple[int, ...], n_events: int, rounds: int) -> list[dict[str, Any]]:
@@ -313,8 +333,12 @@ def run(sizes: tuple[int, ...], n_events: int, rounds: int) -> list[dict[str, An
             assert list(routed.routes) == names, (routed.routes, names)
             assert [(d.destination, d.event) for d in routed.deliveries] == deliveries
             matched += len(names)
-        compiled, compiled_min = per_event_us(router.route, events, rounds)
-        naive, naive_min = per_event_us(partial(naive_route, routes, unmatched), events, rounds)
+        timed = per_event_us(
+            {"compiled": router.route, "naive": partial(naive_route, routes, unmatched)},
+            events,
+            rounds,
+        )
+        (compiled, compiled_min), (naive, naive_min) = timed["compiled"], timed["naive"]
         results.append(
             {
                 "routes": size,
@@ -340,6 +364,7 @@ def main() -> None:
     results = run((10, 100, 1000), n_events, rounds)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    empty_call = calibration_ns(rounds)
     print(f"routing: median CPU time per event ({n_events} events x {rounds} rounds)")
     print(
         f"{'routes':>7} {'compiled µs':>12} {'naive µs':>10} {'speedup':>8} {'matches/event':>14}"
@@ -354,6 +379,7 @@ def main() -> None:
     print(f"target at 1,000 routes (>= 10x naive, < 20 µs): {'met' if ok else 'MISSED'}")
     if load is not None:
         print(f"load average while measuring: {load:.2f} on {os.cpu_count()} CPUs")
+    print(f"machine speed: an empty Python call costs {empty_call:.0f} ns here")
     report = {
         "benchmark": "routing",
         "quick": args.quick,
@@ -364,6 +390,7 @@ def main() -> None:
         "processor": platform.processor() or None,
         "cpus": os.cpu_count(),
         "load_average_1m": load,
+        "empty_call_ns": round(empty_call, 1),
         "results": results,
         "target": {"routes": 1000, "min_speedup": 10, "max_compiled_us": 20, "met": ok},
     }
