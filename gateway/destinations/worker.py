@@ -39,6 +39,7 @@ import uvloop
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from gateway import metrics
 from gateway.config import Config, WebhookDestination
 from gateway.destinations.kafka import Producer, client_options
 from gateway.destinations.retry import BreakerState, breaker_for, retry_delay
@@ -55,6 +56,10 @@ REVOKE_WAIT = 3.0
 _FETCH_TIMEOUT_MS = 200
 _FETCH_MAX_RECORDS = 500
 _RESUME_FRACTION = 0.8
+_CIRCUIT_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+# Dead letters of records no configured destination can take share one label value, so a
+# queue full of stale names cannot blow up the metric's cardinality.
+_UNCONFIGURED = "(unconfigured)"
 
 
 @dataclass(eq=False, slots=True)
@@ -121,6 +126,19 @@ class _Lane:
         self.runners: set[asyncio.Task[None]] = set()
         # Set when the current half-open probe has its answer; attempts due meanwhile wait.
         self.probe_done = asyncio.Event()
+        # Metric children resolved once: outcomes are counted thousands of times a second.
+        self.outcomes = {
+            outcome: metrics.DELIVERIES.labels(name, outcome)
+            for outcome in ("delivered", "retry", "dead_letter", "requeued")
+        }
+        self.latency = metrics.DELIVERY_ATTEMPT_LATENCY.labels(name)
+        self.dead_lettered = metrics.DEAD_LETTERED.labels(name)
+        self.circuit = metrics.CIRCUIT_STATE.labels(name)
+        self.circuit.set(0)
+
+    def breaker_changed(self) -> None:
+        """Publish the breaker's state (0 closed, 1 half-open, 2 open)."""
+        self.circuit.set(_CIRCUIT_VALUE[self.breaker.state])
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -258,6 +276,7 @@ class DeliveryWorkers:
                         self._admit(tp, record)
             if time.monotonic() - last_commit >= COMMIT_INTERVAL:
                 await self._commit(consumer)
+                await self._measure_lag(consumer)
                 last_commit = time.monotonic()
 
     def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
@@ -315,6 +334,20 @@ class DeliveryWorkers:
             return
         for tp, point in offsets.items():
             self._progress[tp].committed = point
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Queue lag: tasks on this worker's partitions without a recorded outcome yet."""
+        lag = 0
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)  # known once the partition has been fetched
+            if end is None:
+                continue
+            progress = self._progress.get(tp)
+            point = progress.commit_point() if progress is not None else None
+            if point is None:
+                point = await consumer.position(tp)
+            lag += max(0, end - point)
+        metrics.DELIVERY_QUEUE_LAG.set(lag)
 
     async def _revoke(self, revoked: set[TopicPartition]) -> None:
         await self._settle([job for job in self._jobs if job.tp in revoked], REVOKE_WAIT)
@@ -410,10 +443,10 @@ class DeliveryWorkers:
             self._outcome(
                 task.destination, task.event_id, job.attempts, None, error, 0.0, "dead_letter"
             )
-            await self._dead_letter(job, task, None, error)
+            await self._dead_letter(job, task, None, error, lane)
             return
         if job.hand_back:
-            await self._requeue(job, task)
+            await self._requeue(job, task, lane)
             return
         result = await self._attempt(lane, job, task.event_id, bytes(task.body))
         if result is None:
@@ -421,11 +454,13 @@ class DeliveryWorkers:
         job.attempts += 1
         if result.verdict == "success":
             self._result(task, job.attempts, result, "delivered")
+            lane.outcomes["delivered"].inc()
             self._done(job)
         elif result.verdict == "permanent" or job.attempts >= settings.max_attempts:
             self._result(task, job.attempts, result, "dead_letter")
-            await self._dead_letter(job, task, result.status, result.error)
+            await self._dead_letter(job, task, result.status, result.error, lane)
         else:
+            lane.outcomes["retry"].inc()
             backoff = settings.backoff
             delay = retry_delay(
                 job.attempts, backoff.initial, backoff.max, result.retry_after, self._rng
@@ -458,6 +493,7 @@ class DeliveryWorkers:
         probe = breaker.state is BreakerState.HALF_OPEN
         if probe:
             lane.probe_done = asyncio.Event()
+            lane.breaker_changed()
         try:
             result = await self._client.send(lane.endpoint, event_id, body, time.time())
         except BaseException:
@@ -465,12 +501,16 @@ class DeliveryWorkers:
                 breaker.release_probe()
                 lane.probe_done.set()
             raise
+        state = breaker.state
         if result.verdict == "retry":
             breaker.record_failure(time.monotonic())
         else:  # delivered, or refused for good: either way the receiver is up
             breaker.record_success()
+        if breaker.state is not state:
+            lane.breaker_changed()
         if probe:
             lane.probe_done.set()
+        lane.latency.observe(result.duration)
         return result
 
     async def _orphan(self, job: _Job) -> None:
@@ -486,7 +526,7 @@ class DeliveryWorkers:
             self._outcome(
                 task.destination, task.event_id, job.attempts, None, error, 0.0, "dead_letter"
             )
-            await self._dead_letter(job, task, None, error)
+            await self._dead_letter(job, task, None, error, None)
         finally:
             job.busy = False
             if job.settled is not None and not job.settled.done():
@@ -497,7 +537,7 @@ class DeliveryWorkers:
         self._jobs.discard(job)
 
     async def _dead_letter(
-        self, job: _Job, task: DeliveryTask, status: int | None, error: str
+        self, job: _Job, task: DeliveryTask, status: int | None, error: str, lane: _Lane | None
     ) -> None:
         letter = DeadLetter(
             destination=task.destination,
@@ -511,8 +551,14 @@ class DeliveryWorkers:
         )
         await self._produce(self._config.kafka.dead_letter_topic, ENCODER.encode(letter), job.key)
         self._done(job)
+        if lane is not None:
+            lane.outcomes["dead_letter"].inc()
+            lane.dead_lettered.inc()
+        else:
+            metrics.DELIVERIES.labels(_UNCONFIGURED, "dead_letter").inc()
+            metrics.DEAD_LETTERED.labels(_UNCONFIGURED).inc()
 
-    async def _requeue(self, job: _Job, task: DeliveryTask) -> None:
+    async def _requeue(self, job: _Job, task: DeliveryTask, lane: _Lane) -> None:
         again = msgspec.structs.replace(task, attempt=job.attempts, not_before=job.not_before)
         await self._produce(self._config.kafka.delivery_topic, ENCODER.encode(again), job.key)
         log.debug(
@@ -523,6 +569,7 @@ class DeliveryWorkers:
             next_attempt_in=round(job.not_before - time.time(), 3),
         )
         self._done(job)
+        lane.outcomes["requeued"].inc()
 
     async def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
         """Produce and wait for the ack, retrying until the broker takes it (or cancelled)."""

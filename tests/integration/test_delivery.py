@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import prometheus_client
 import pytest
 import structlog
 import structlog.testing
@@ -209,6 +210,11 @@ async def read_topic(bootstrap: str, topic: str, expected: int, seconds: float =
         await consumer.stop()
 
 
+def sample_value(name: str, **labels: str) -> float | None:
+    """A metric sample as `/metrics` would show it (this process's default registry)."""
+    return prometheus_client.REGISTRY.get_sample_value(name, labels)
+
+
 async def dead_letters(bootstrap: str, config: Config, expected: int) -> list[DeadLetter]:
     """The dead letters on the config's dead-letter topic."""
     records = await read_topic(bootstrap, config.kafka.dead_letter_topic, expected)
@@ -338,6 +344,10 @@ async def test_400_is_dead_lettered_after_one_attempt(
     assert (letter.last_status, letter.last_error) == (400, "HTTP 400")
     assert bytes(letter.body) == bodies["evt-400"]
     assert len(receiver.on("/strict")) == 1
+    assert sample_value("gateway_dead_lettered_total", destination="strict") == 1
+    assert (
+        sample_value("gateway_deliveries_total", destination="strict", outcome="dead_letter") == 1
+    )
 
 
 async def test_503_is_dead_lettered_after_max_attempts_then_replay_delivers(
@@ -394,6 +404,7 @@ async def test_breaker_stops_hammering_a_down_receiver(
     assert sorted(letter.event_id for letter in letters) == events
     assert any(letter.last_error.startswith("circuit open") for letter in letters)
     assert len(receiver.on("/outage")) < len(events) * hook.max_attempts
+    assert sample_value("gateway_circuit_state", destination="outage") == 2  # open
 
 
 # -- isolation ------------------------------------------------------------------------------
