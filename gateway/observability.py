@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
+import msgspec
 import structlog
 
 from gateway.secrets import Secret
@@ -22,6 +24,9 @@ class Redactor:
 
     def __init__(self, secret_values: Iterable[str] = ()) -> None:
         self._values: list[str] = []
+        # Log keys are a small fixed vocabulary: decide once per key instead of running the
+        # (comparatively slow) case-insensitive regex on every key of every line.
+        self._secret_keys: dict[str, bool] = {}
         self.add(secret_values)
 
     def add(self, secret_values: Iterable[str]) -> None:
@@ -37,8 +42,16 @@ class Redactor:
     def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
         return {k: self._clean(k, v) for k, v in event.items()}
 
+    def _is_secret_key(self, key: str) -> bool:
+        known = self._secret_keys.get(key)
+        if known is None:
+            known = key != "event" and SECRET_KEY.search(key) is not None
+            if len(self._secret_keys) < 4096:  # keys from payload dicts are unbounded
+                self._secret_keys[key] = known
+        return known
+
     def _clean(self, key: object, value: Any) -> Any:
-        if isinstance(key, str) and SECRET_KEY.search(key) and key != "event":
+        if isinstance(key, str) and self._is_secret_key(key):
             return REDACTED
         if isinstance(value, Secret):
             return REDACTED
@@ -59,15 +72,43 @@ class Redactor:
 REDACTOR = Redactor()
 
 
-def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
-    """Configure structlog (and stdlib logging) once per process."""
+def _fallback(value: Any) -> Any:
+    """What structlog's own JSONRenderer writes for a value JSON has no type for."""
+    method = getattr(value, "__structlog__", None)
+    return method() if callable(method) else repr(value)
+
+
+_LINE_ENCODER = msgspec.json.Encoder(enc_hook=_fallback)
+
+
+def _json_line(event: Any, **_: Any) -> str:
+    """One JSON log line: msgspec (several times faster than `json.dumps`) when ASCII.
+
+    A line with non-ASCII text goes through `json.dumps` instead, whose `\\u` escapes keep
+    every line ASCII whatever the encoding of the stream it is written to.
+    """
+    try:
+        line = _LINE_ENCODER.encode(event).decode()
+    except (TypeError, ValueError, msgspec.EncodeError):
+        line = ""
+    return line if line and line.isascii() else json.dumps(event, default=_fallback)
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "auto", stream: Any = None, *, final: bool = False
+) -> None:
+    """Configure structlog (and stdlib logging) once per process.
+
+    `final`: the configuration will not change again (a server process), so loggers may
+    cache it on first use instead of rebinding on every call.
+    """
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False)
         if fmt == "console"
-        else structlog.processors.JSONRenderer()
+        else structlog.processors.JSONRenderer(serializer=_json_line)
     )
     numeric = logging.getLevelName(level.upper())
     structlog.configure(
@@ -81,7 +122,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
-        cache_logger_on_first_use=False,
+        # Rebinding a logger on every call costs about as much as rendering the line.
+        cache_logger_on_first_use=final,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=stream, format="%(name)s %(levelname)s %(message)s")
 
