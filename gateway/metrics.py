@@ -9,18 +9,46 @@ process that answered, which is exact for the default single worker.
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import prometheus_client
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
     Gauge,
-    Histogram,
     generate_latest,
     multiprocess,
 )
 
 from gateway import __version__
+
+
+class _CachedLabels:
+    """`labels(...)` as a dict lookup after the first call per label set.
+
+    prometheus-client validates, converts and locks on every `labels()` call (several
+    microseconds, a few times per request); label values here come from config and fixed
+    vocabularies, so the children are few and never removed.
+    """
+
+    def labels(self, *values: Any, **named: Any) -> Any:
+        """The child for these label values (positional values are cached)."""
+        if named:
+            return super().labels(*values, **named)  # type: ignore[misc]
+        children: dict[tuple[Any, ...], Any] = self.__dict__.setdefault("_cached_children", {})
+        child = children.get(values)
+        if child is None:
+            child = children[values] = super().labels(*values)  # type: ignore[misc]
+        return child
+
+
+class Counter(_CachedLabels, prometheus_client.Counter):
+    """prometheus-client's Counter with cached `labels(...)`."""
+
+
+class Histogram(_CachedLabels, prometheus_client.Histogram):
+    """prometheus-client's Histogram with cached `labels(...)`."""
+
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _MULTIPROC = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
