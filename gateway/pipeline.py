@@ -153,7 +153,10 @@ class Pipeline:
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.gather(*(self._produce(r) for r in records))
+                if len(records) == 1:  # the usual case: no task and gathering future to build
+                    await self._produce(records[0])
+                else:
+                    await asyncio.gather(*(self._produce(r) for r in records))
         except (TimeoutError, KafkaError) as exc:
             if self._spool is None:
                 reason = (
