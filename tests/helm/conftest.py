@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helm.support import ALL_ON, REPO, Doc, Helm, discovery_server
+from tests.helm.support import ALL_ON, ALL_ON_SPOOL, REPO, Doc, Helm, discovery_server
 
 
 @pytest.fixture(scope="session")
@@ -36,10 +36,16 @@ def all_on_docs(helm: Helm) -> list[Doc]:
     return helm.template(ALL_ON)
 
 
-@pytest.fixture(scope="session", params=["default", "all-on"])
+@pytest.fixture(scope="session")
+def all_on_spool_docs(helm: Helm) -> list[Doc]:
+    """Every option on plus the spool: serve as a StatefulSet with per-replica claims."""
+    return helm.template(ALL_ON, ALL_ON_SPOOL)
+
+
+@pytest.fixture(scope="session", params=["default", "all-on", "all-on-spool"])
 def rendered(request: pytest.FixtureRequest) -> list[Doc]:
-    """Each of the two renderings in turn."""
-    name = "default_docs" if request.param == "default" else "all_on_docs"
+    """Each of the three renderings in turn."""
+    name = request.param.replace("-", "_") + "_docs"
     docs: list[Doc] = request.getfixturevalue(name)
     return docs
 

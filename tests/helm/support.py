@@ -19,6 +19,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "webhook-gateway"
 ALL_ON = REPO / "helm" / "ci" / "all-on.values.yaml"
+# Layered over ALL_ON: the same release with the local spool on.
+ALL_ON_SPOOL = REPO / "helm" / "ci" / "all-on-spool.values.yaml"
 BAD_TYPES = REPO / "helm" / "ci" / "bad-types.values.yaml"
 RELEASE = "gw"
 KUBE_VERSION = "1.37.0"
@@ -85,7 +87,7 @@ _RESOURCES = {
         ("configmaps", "ConfigMap"),
         ("pods", "Pod"),
     ],
-    "apps/v1": [("deployments", "Deployment")],
+    "apps/v1": [("deployments", "Deployment"), ("statefulsets", "StatefulSet")],
     "autoscaling/v2": [("horizontalpodautoscalers", "HorizontalPodAutoscaler")],
     "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget")],
     "networking.k8s.io/v1": [("ingresses", "Ingress"), ("networkpolicies", "NetworkPolicy")],

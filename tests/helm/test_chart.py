@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes_validate import utils as kv
 
-from tests.helm.support import ALL_ON, BAD_TYPES, CHART, RELEASE, REPO, Doc, Helm
+from tests.helm.support import ALL_ON, ALL_ON_SPOOL, BAD_TYPES, CHART, RELEASE, REPO, Doc, Helm
 
 pytestmark = pytest.mark.helm
 
@@ -49,16 +49,24 @@ def one(docs: list[Doc], kind: str, component: str | None = None) -> Doc:
     return found[0]
 
 
-def deployment(docs: list[Doc], component: str = "serve") -> Doc:
-    """The Deployment of one component."""
-    return one(docs, "Deployment", component)
+def workloads(docs: list[Doc]) -> list[Doc]:
+    """The Deployments and StatefulSets (serve is a StatefulSet when the spool is on)."""
+    return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+
+
+def workload(docs: list[Doc], component: str = "serve") -> Doc:
+    """The Deployment or StatefulSet of one component."""
+    found = [
+        d for d in workloads(docs)
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]  # fmt: skip
+    assert len(found) == 1, f"expected one {component} workload, got {len(found)}"
+    return found[0]
 
 
 def pod_specs(docs: list[Doc]) -> list[tuple[str, Doc]]:
-    """(name, pod spec) of every pod the chart creates: Deployments and the test pod."""
-    specs = [
-        (d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in of_kind(docs, "Deployment")
-    ]
+    """(name, pod spec) of every pod the chart creates: workloads and the test pod."""
+    specs = [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in workloads(docs)]
     specs += [(d["metadata"]["name"], d["spec"]) for d in of_kind(docs, "Pod")]
     return specs
 
@@ -69,18 +77,51 @@ def all_containers(spec: Doc) -> list[Doc]:
 
 
 def main_container(docs: list[Doc], component: str = "serve") -> Doc:
-    """The `gateway` container of a Deployment."""
+    """The `gateway` container of a workload."""
     (container,) = [
-        c for c in deployment(docs, component)["spec"]["template"]["spec"]["containers"]
+        c for c in workload(docs, component)["spec"]["template"]["spec"]["containers"]
         if c["name"] == "gateway"
     ]  # fmt: skip
     return container
 
 
+def config_map(docs: list[Doc]) -> Doc:
+    """The ConfigMap holding the gateway config (not the dashboard's)."""
+    (found,) = [d for d in of_kind(docs, "ConfigMap") if "gateway.yaml" in d["data"]]
+    return found
+
+
 def config_text(docs: list[Doc]) -> str:
     """The gateway YAML in the rendered ConfigMap."""
-    text: str = one(docs, "ConfigMap")["data"]["gateway.yaml"]
+    text: str = config_map(docs)["data"]["gateway.yaml"]
     return text
+
+
+def deep_merge(base: Doc, override: Doc) -> Doc:
+    """Values files layered as helm does: maps merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def strict_yaml_docs(text: str) -> list[Doc]:
+    """YAML documents parsed strictly: a repeated mapping key (decoders reject or drop) fails."""
+
+    class Strict(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Doc:
+        keys = [loader.construct_object(k) for k, _ in node.value]
+        repeated = {k for k in keys if keys.count(k) > 1}
+        assert not repeated, f"repeated keys {repeated} at {node.start_mark}"
+        return dict(loader.construct_pairs(node))
+
+    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return [doc for doc in yaml.load_all(text, Loader=Strict) if doc]
 
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -113,7 +154,8 @@ def secret_files(spec: Doc, container: Doc) -> set[str]:
     volumes = {v["name"]: v for v in spec["volumes"]}
     out: set[str] = set()
     for mount in container["volumeMounts"]:
-        secret = volumes[mount["name"]].get("secret")
+        # A StatefulSet's claim-template volumes (the spool) are not in the pod spec.
+        secret = volumes.get(mount["name"], {}).get("secret")
         if secret is None:
             continue
         if "items" in secret:
@@ -134,9 +176,11 @@ def file_is_mounted(path: str, mounted: set[str]) -> bool:
 # --- lint, kinds, schema -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", [[], [ALL_ON]], ids=["default", "all-on"])
+@pytest.mark.parametrize(
+    "values", [[], [ALL_ON], [ALL_ON, ALL_ON_SPOOL]], ids=["default", "all-on", "all-on-spool"]
+)
 def test_lint_strict_passes(helm: Helm, values: list[Path]) -> None:
-    """`helm lint --strict` passes for the default values and with every option on."""
+    """`helm lint --strict` passes for the default values, every option on, and the spool on."""
     args = ["lint", "--strict", str(CHART)]
     for file in values:
         args += ["-f", str(file)]
@@ -150,14 +194,14 @@ def test_defaults_render_the_minimal_set(default_docs: list[Doc]) -> None:
     assert kinds == sorted(
         ["ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "ServiceAccount"]
     )
-    assert deployment(default_docs)["spec"]["replicas"] == 2
+    assert workload(default_docs)["spec"]["replicas"] == 2
 
 
 def test_all_on_renders_every_optional_resource(all_on_docs: list[Doc]) -> None:
-    """Every toggle on: worker Deployment, Ingress, two HPAs and PDBs, ServiceMonitor, policy."""
+    """Every toggle on: worker, Ingress, two HPAs and PDBs, ServiceMonitor, policy, dashboard."""
     kinds = sorted(d["kind"] for d in all_on_docs)
     assert kinds == sorted(
-        ["ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler",
+        ["ConfigMap", "ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler",
          "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "Pod", "PodDisruptionBudget",
          "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor"]
     )  # fmt: skip
@@ -165,18 +209,21 @@ def test_all_on_renders_every_optional_resource(all_on_docs: list[Doc]) -> None:
     assert worker["args"][:3] == ["worker", "--config", "/etc/gateway/config/gateway.yaml"]
     for component in ("serve", "worker"):
         # The HPA owns the replica count; a fixed one would fight it on every upgrade.
-        assert "replicas" not in deployment(all_on_docs, component)["spec"]
+        assert "replicas" not in workload(all_on_docs, component)["spec"]
 
 
 def test_values_files_satisfy_the_schema() -> None:
-    """values.yaml and the all-on file are valid under values.schema.json; the schema is sound."""
+    """values.yaml and the CI values files are valid under values.schema.json; it is sound."""
     schema = json.loads((CHART / "values.schema.json").read_text())
     jsonschema.Draft7Validator.check_schema(schema)
-    for file in (CHART / "values.yaml", ALL_ON):
-        errors = list(
-            jsonschema.Draft7Validator(schema).iter_errors(yaml.safe_load(file.read_text()))
-        )
-        assert not errors, f"{file.name}: {[e.message for e in errors]}"
+    all_on = yaml.safe_load(ALL_ON.read_text())
+    for name, values in (
+        ("values.yaml", yaml.safe_load((CHART / "values.yaml").read_text())),
+        (ALL_ON.name, all_on),
+        (ALL_ON_SPOOL.name, deep_merge(all_on, yaml.safe_load(ALL_ON_SPOOL.read_text()))),
+    ):
+        errors = list(jsonschema.Draft7Validator(schema).iter_errors(values))
+        assert not errors, f"{name}: {[e.message for e in errors]}"
 
 
 def test_bad_values_file_is_rejected_by_the_schema(helm: Helm) -> None:
@@ -192,6 +239,9 @@ def test_bad_values_file_is_rejected_by_the_schema(helm: Helm) -> None:
             "ingress.enabled: Invalid type. Expected: boolean, given: string",
             "shutdown.terminationGracePeriodSeconds: Invalid type. Expected: integer",
             "podSecurityContext.runAsNonRoot",
+            "spool.enabled: Invalid type. Expected: boolean, given: string",
+            "spool.accessModes: Invalid type. Expected: array, given: string",
+            "grafanaDashboard.enabled: Invalid type. Expected: boolean, given: integer",
         ):
             assert field in output
 
@@ -208,6 +258,15 @@ def test_bad_values_file_is_rejected_by_the_schema(helm: Helm) -> None:
         ("serve.podDisruptionBudget.maxUnavailable", '"one"', "maxUnavailable"),
         ("image.pullPolicy", '"Sometimes"', "image.pullPolicy"),
         ("replicaCount", "2", "Additional property replicaCount is not allowed"),
+        ("spool.enabled", '"yes"', "spool.enabled: Invalid type"),
+        ("spool.accessModes", '["ReadWriteMany"]', "spool.accessModes.0"),
+        ("spool.accessModes", "[]", "spool.accessModes: Array must have at least 1 items"),
+        ("spool.mountPath", '"/"', "spool.mountPath: Does not match pattern"),
+        ("spool.size", '"lots"', "spool.size"),
+        ("spool.existingClaim", "true", "spool.existingClaim: Invalid type"),
+        ("spool.volume", '"x"', "Additional property volume is not allowed"),
+        ("grafanaDashboard.enabled", '"true"', "grafanaDashboard.enabled: Invalid type"),
+        ("grafanaDashboard.labels", '{"grafana_dashboard": 1}', "grafanaDashboard.labels"),
     ],
 )
 def test_schema_rejects_wrong_values(helm: Helm, key: str, value: str, message: str) -> None:
@@ -285,20 +344,22 @@ def test_probes_use_healthz_and_readyz(rendered: list[Doc]) -> None:
         assert container[probe]["httpGet"] == {"path": path, "port": "http"}, probe
 
 
-@pytest.mark.parametrize("values_file", [None, ALL_ON], ids=["default", "all-on"])
-def test_grace_period_outlasts_prestop_and_drain(helm: Helm, values_file: Path | None) -> None:
+@pytest.mark.parametrize(
+    "values", [[], [ALL_ON], [ALL_ON, ALL_ON_SPOOL]], ids=["default", "all-on", "all-on-spool"]
+)
+def test_grace_period_outlasts_prestop_and_drain(helm: Helm, values: list[Path]) -> None:
     """terminationGracePeriodSeconds exceeds the preStop sleep plus the gateway's drain budget."""
     shutdown = yaml.safe_load((CHART / "values.yaml").read_text())["shutdown"]
-    if values_file is not None:
-        shutdown |= yaml.safe_load(values_file.read_text()).get("shutdown", {})
-    docs = helm.template(*([values_file] if values_file else []))
+    for file in values:
+        shutdown |= yaml.safe_load(file.read_text()).get("shutdown", {})
+    docs = helm.template(*values)
     command = main_container(docs)["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep"
     sleep = int(command[1])
     assert sleep == shutdown["preStopSleepSeconds"] > 0
     # The gateway's own drain: server.handoff_timeout (10s by default) plus the producer flush.
     assert shutdown["drainSeconds"] >= 20
-    for d in of_kind(docs, "Deployment"):
+    for d in workloads(docs):
         grace = d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         assert grace > sleep + shutdown["drainSeconds"], d["metadata"]["name"]
 
@@ -315,7 +376,7 @@ def test_pods_roll_when_the_config_changes(
     """The checksum annotation is the config's SHA-256: it changes with the config and only then."""
 
     def checksum(docs: list[Doc]) -> str:
-        value: str = deployment(docs)["spec"]["template"]["metadata"]["annotations"][
+        value: str = workload(docs)["spec"]["template"]["metadata"]["annotations"][
             "checksum/config"
         ]
         return value
@@ -336,7 +397,7 @@ def test_pods_roll_when_the_config_changes(
 def test_worker_pods_roll_with_the_same_config(all_on_docs: list[Doc]) -> None:
     """The worker Deployment carries the same config checksum as serve."""
     annotations = [
-        deployment(all_on_docs, c)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        workload(all_on_docs, c)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
         for c in ("serve", "worker")
     ]
     assert annotations[0] == annotations[1]
@@ -347,7 +408,7 @@ def test_worker_pods_roll_with_the_same_config(all_on_docs: list[Doc]) -> None:
 
 def test_init_container_runs_gateway_check_on_the_mounted_config(rendered: list[Doc]) -> None:
     """Before the gateway starts, `gateway check` validates the very file it will load."""
-    for d in of_kind(rendered, "Deployment"):
+    for d in workloads(rendered):
         component = d["metadata"]["labels"]["app.kubernetes.io/component"]
         spec = d["spec"]["template"]["spec"]
         (init,) = spec["initContainers"]
@@ -362,7 +423,7 @@ def test_init_container_runs_gateway_check_on_the_mounted_config(rendered: list[
         assert init["volumeMounts"] == main["volumeMounts"]
         (mount,) = [m for m in init["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
         volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
-        configmap = one(rendered, "ConfigMap")
+        configmap = config_map(rendered)
         assert volume["configMap"]["name"] == configmap["metadata"]["name"]
         assert path[len(mount["mountPath"]) + 1 :] in configmap["data"]
         assert {"name": "GATEWAY_CONFIG", "value": path} in main["env"]
@@ -371,7 +432,7 @@ def test_init_container_runs_gateway_check_on_the_mounted_config(rendered: list[
 def test_every_config_reference_is_provided_by_the_pod(rendered: list[Doc]) -> None:
     """Each `${env:NAME}` without default is set on the container; each `${file:}` is mounted."""
     text = config_text(rendered)
-    spec = deployment(rendered)["spec"]["template"]["spec"]
+    spec = workload(rendered)["spec"]["template"]["spec"]
     container = main_container(rendered)
     env = env_provided(container)
     mounted = secret_files(spec, container)
@@ -482,11 +543,11 @@ def test_configmap_config_passes_gateway_check(rendered: list[Doc], tmp_path: Pa
 
 def test_selectors_target_the_right_pods(rendered: list[Doc]) -> None:
     """Service, PDBs, HPAs, Ingress, ServiceMonitor and NetworkPolicy all point at real targets."""
-    serve_labels = deployment(rendered)["spec"]["template"]["metadata"]["labels"]
+    serve_labels = workload(rendered)["spec"]["template"]["metadata"]["labels"]
     service = one(rendered, "Service")
     assert matches(service["spec"]["selector"], serve_labels)
     assert service["spec"]["ports"][0]["targetPort"] == "http"
-    deployments = {d["metadata"]["name"]: d for d in of_kind(rendered, "Deployment")}
+    deployments = {d["metadata"]["name"]: d for d in workloads(rendered)}
     for name, d in deployments.items():
         pod_labels = d["spec"]["template"]["metadata"]["labels"]
         assert matches(d["spec"]["selector"]["matchLabels"], pod_labels), name
@@ -499,7 +560,10 @@ def test_selectors_target_the_right_pods(rendered: list[Doc]) -> None:
         ]  # fmt: skip
         assert selected == [pdb["metadata"]["name"]]
     for hpa in of_kind(rendered, "HorizontalPodAutoscaler"):
-        assert hpa["spec"]["scaleTargetRef"]["name"] in deployments
+        target = hpa["spec"]["scaleTargetRef"]
+        assert target["name"] in deployments
+        assert target["kind"] == deployments[target["name"]]["kind"]
+        assert target["apiVersion"] == deployments[target["name"]]["apiVersion"]
     for ingress in of_kind(rendered, "Ingress"):
         for rule in ingress["spec"]["rules"]:
             (path,) = rule["http"]["paths"]
@@ -544,6 +608,260 @@ def test_manifests_validate_against_kubernetes_schemas(rendered: list[Doc], vers
             path = ".".join(str(p) for p in exc.path)
             pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {path}: {exc.message}")
     assert set(unknown) <= {"ServiceMonitor"}
+
+
+# --- spool ---------------------------------------------------------------------------------
+
+SPOOL_MOUNT = "/var/lib/gateway/spool"
+
+
+def spool_config(tmp_path: Path, old: str, new: str) -> list[str]:
+    """`--set-file config=` args for the all-on-spool config with `old` replaced by `new`."""
+    text = yaml.safe_load(ALL_ON_SPOOL.read_text())["config"]
+    assert old in text
+    edited = tmp_path / "gateway.yaml"
+    edited.write_text(text.replace(old, new))
+    return ["--set-file", f"config={edited}"]
+
+
+def mounts_by_name(container: Doc) -> dict[str, Doc]:
+    """A container's volume mounts, by volume name."""
+    return {m["name"]: m for m in container["volumeMounts"]}
+
+
+def test_spool_ci_config_is_all_on_plus_a_spool_section() -> None:
+    """The spool CI variant differs from all-on only in its spool values and `spool:` section."""
+    all_on = yaml.safe_load(ALL_ON.read_text())
+    overlay = yaml.safe_load(ALL_ON_SPOOL.read_text())
+    assert set(overlay) == {"spool", "config"}
+    config = yaml.safe_load(overlay["config"])
+    assert config.pop("spool") == {
+        "path": f"{SPOOL_MOUNT}/spool.db",
+        "max_bytes": 2147483648,
+        "drain_interval": "500ms",
+    }
+    assert config == yaml.safe_load(all_on["config"])
+
+
+def test_spool_off_keeps_a_deployment_without_volume(rendered: list[Doc]) -> None:
+    """serve is a StatefulSet exactly when the spool is on, and only serve pods mount it."""
+    serve = workload(rendered)
+    spool_on = serve["kind"] == "StatefulSet"
+    assert spool_on == ("spool" in yaml.safe_load(config_text(rendered)))
+    for d in workloads(rendered):
+        spec = d["spec"]["template"]["spec"]
+        is_serve = d["metadata"]["labels"]["app.kubernetes.io/component"] == "serve"
+        for container in all_containers(spec):
+            assert ("spool" in mounts_by_name(container)) == (spool_on and is_serve)
+        assert "spool" not in {v["name"] for v in spec["volumes"]}
+        assert ("volumeClaimTemplates" in d["spec"]) == (spool_on and is_serve)
+
+
+def test_spool_gives_each_replica_its_own_claim(all_on_spool_docs: list[Doc]) -> None:
+    """With the spool on, serve is a StatefulSet whose pods each mount their own writable claim."""
+    serve = workload(all_on_spool_docs)
+    assert serve["kind"] == "StatefulSet"
+    assert serve["metadata"]["name"] == "gw-webhook-gateway-serve"
+    spec = serve["spec"]
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "spool"
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOncePod"],
+        "storageClassName": "gp3-encrypted",
+        "resources": {"requests": {"storage": "4Gi"}},
+    }
+    # Claim templates are immutable: labels that move with chart or app version would make
+    # every upgrade fail.
+    assert claim["metadata"]["labels"] == spec["selector"]["matchLabels"]
+    # Spooled events survive scale-downs and uninstalls.
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
+    }
+    assert spec["serviceName"] == one(all_on_spool_docs, "Service")["metadata"]["name"]
+    assert spec["podManagementPolicy"] == "Parallel"
+    assert "strategy" not in spec and spec["updateStrategy"] == {"type": "RollingUpdate"}
+    # The HPA owns the replica count, as for the Deployment.
+    assert "replicas" not in spec
+    hpa = [
+        h for h in of_kind(all_on_spool_docs, "HorizontalPodAutoscaler")
+        if h["metadata"]["labels"]["app.kubernetes.io/component"] == "serve"
+    ]  # fmt: skip
+    assert hpa[0]["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+    # The gateway and its config check see the claim where the config's spool.path points;
+    # the root filesystem stays read-only.
+    path = yaml.safe_load(config_text(all_on_spool_docs))["spool"]["path"]
+    for container in all_containers(spec["template"]["spec"]):
+        mount = mounts_by_name(container)["spool"]
+        assert mount == {"name": "spool", "mountPath": SPOOL_MOUNT}
+        assert path.startswith(mount["mountPath"] + "/")
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_spool_rolls_the_pods_like_the_deployment(
+    all_on_docs: list[Doc], all_on_spool_docs: list[Doc]
+) -> None:
+    """The StatefulSet's pods are the Deployment's plus the spool: same probes, checksum, PDB."""
+    deployment_pod = workload(all_on_docs)["spec"]["template"]
+    statefulset_pod = workload(all_on_spool_docs)["spec"]["template"]
+    assert statefulset_pod["metadata"]["labels"] == deployment_pod["metadata"]["labels"]
+    assert (
+        statefulset_pod["metadata"]["annotations"]["checksum/config"]
+        == hashlib.sha256(config_text(all_on_spool_docs).encode()).hexdigest()
+    )
+    main, before = main_container(all_on_spool_docs), main_container(all_on_docs)
+    for key in ("args", "ports", "startupProbe", "livenessProbe", "readinessProbe", "lifecycle"):
+        assert main[key] == before[key], key
+    assert [m for m in main["volumeMounts"] if m["name"] != "spool"] == before["volumeMounts"]
+    assert one(all_on_spool_docs, "PodDisruptionBudget", "serve") == one(
+        all_on_docs, "PodDisruptionBudget", "serve"
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "claim"),
+    [
+        (["--set", "spool.storageClassName=-"], {"storageClassName": ""}),
+        (["--set", "spool.storageClassName="], {}),
+    ],
+    ids=["dash-means-no-class", "empty-means-default-class"],
+)
+def test_spool_storage_class(helm: Helm, override: list[str], claim: Doc) -> None:
+    """storageClassName "-" renders an explicit empty class; empty leaves the cluster default."""
+    docs = helm.template(ALL_ON, ALL_ON_SPOOL, extra=override)
+    (template,) = workload(docs)["spec"]["volumeClaimTemplates"]
+    assert {k: v for k, v in template["spec"].items() if k == "storageClassName"} == claim
+
+
+def test_spool_existing_claim_serves_a_single_replica(helm: Helm) -> None:
+    """existingClaim mounts that claim in the one serve pod instead of claim templates."""
+    docs = helm.template(
+        ALL_ON,
+        ALL_ON_SPOOL,
+        extra=["--set-json", 'spool.existingClaim="{{ .Release.Name }}-spool"',
+               "--set", "serve.autoscaling.enabled=false", "--set", "serve.replicaCount=1"],
+    )  # fmt: skip
+    serve = workload(docs)
+    assert serve["kind"] == "StatefulSet"
+    assert serve["spec"]["replicas"] == 1
+    assert "volumeClaimTemplates" not in serve["spec"]
+    assert "persistentVolumeClaimRetentionPolicy" not in serve["spec"]
+    volumes = {v["name"]: v for v in serve["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["spool"] == {"name": "spool", "persistentVolumeClaim": {"claimName": "gw-spool"}}
+    assert mounts_by_name(main_container(docs))["spool"]["mountPath"] == SPOOL_MOUNT
+    assert [
+        h["spec"]["scaleTargetRef"]["name"] for h in of_kind(docs, "HorizontalPodAutoscaler")
+    ] == ["gw-webhook-gateway-worker"]
+    for doc in docs:
+        if doc["kind"] != "ServiceMonitor":
+            kv.validate(doc, KUBE_VERSIONS[0], strict=True)
+
+
+@pytest.mark.parametrize(
+    ("size", "accepted"),
+    [("4Gi", True), ("2148M", True), ("2147483649", True), ("2Gi", False), ("2147M", False),
+     ("2147483648", False)],
+)  # fmt: skip
+def test_spool_volume_must_exceed_max_bytes(helm: Helm, size: str, accepted: bool) -> None:
+    """A claim no bigger than the config's max_bytes (2 GiB here) fills before the spool does."""
+    result = helm.template_result(ALL_ON, ALL_ON_SPOOL, extra=["--set", f"spool.size={size}"])
+    assert (result.returncode == 0) == accepted, result.stderr
+    if not accepted:
+        assert "must exceed the config's spool.max_bytes (2147483648)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "override", "edit", "message"),
+    [
+        pytest.param(
+            [], ["--set", "spool.enabled=true"], None,
+            "spool.enabled=true but the gateway config (value `config`) has no `spool:` section",
+            id="enabled-without-section",
+        ),
+        pytest.param(
+            [ALL_ON, ALL_ON_SPOOL], ["--set", "spool.mountPath=/var/lib/spool"], None,
+            'the config\'s spool.path ("/var/lib/gateway/spool/spool.db") is not under '
+            "spool.mountPath (/var/lib/spool)",
+            id="path-outside-mount",
+        ),
+        pytest.param(
+            [ALL_ON, ALL_ON_SPOOL], [], ("spool/spool.db", "spool/../spool.db"),
+            "is not under spool.mountPath", id="path-escapes-mount",
+        ),
+        pytest.param(
+            [ALL_ON, ALL_ON_SPOOL], [], ("spool/spool.db", "spool"),
+            "is not under spool.mountPath", id="path-is-the-mount",
+        ),
+        pytest.param(
+            [ALL_ON, ALL_ON_SPOOL], ["--set", "spool.existingClaim=gw-spool"], None,
+            "spool.existingClaim (gw-spool) is one volume for every serve pod, so it needs "
+            "serve.replicaCount <= 1 and serve.autoscaling.enabled=false",
+            id="existing-claim-with-hpa",
+        ),
+        pytest.param(
+            [ALL_ON, ALL_ON_SPOOL],
+            ["--set", "spool.existingClaim=gw-spool", "--set", "serve.autoscaling.enabled=false"],
+            None, "(got replicaCount=3, autoscaling.enabled=false)",
+            id="existing-claim-with-replicas",
+        ),
+        pytest.param(
+            [ALL_ON, ALL_ON_SPOOL], ["--set", "spool.enabled=false"], None,
+            'the config has a `spool:` section (path "/var/lib/gateway/spool/spool.db") but '
+            "spool.enabled=false",
+            id="section-without-volume",
+        ),
+        pytest.param(
+            [ALL_ON, ALL_ON_SPOOL], ["--set", "spool.mountPath=/etc/gateway/config"],
+            ("/var/lib/gateway/spool/", "/etc/gateway/config/"),
+            "spool.mountPath /etc/gateway/config clashes with configDir or /tmp",
+            id="mount-clash",
+        ),
+    ],
+)  # fmt: skip
+def test_unusable_spool_is_refused(
+    helm: Helm,
+    tmp_path: Path,
+    values: list[Path],
+    override: list[str],
+    edit: tuple[str, str] | None,
+    message: str,
+) -> None:
+    """A spool the pods could not write, or a volume the gateway would not use, fails rendering."""
+    extra = [*override, *(spool_config(tmp_path, *edit) if edit else [])]
+    assert message in failure_text(helm, *values, extra=extra)
+
+
+def test_spool_on_a_writable_extra_volume_needs_no_claim(helm: Helm, tmp_path: Path) -> None:
+    """spool.enabled=false accepts a `spool:` section whose path a writable volume holds."""
+    docs = helm.template(
+        ALL_ON,
+        extra=[
+            "--set", "spool.enabled=false",
+            "--set-json", 'extraVolumes=[{"name": "scratch", "emptyDir": {}}]',
+            "--set-json", 'extraVolumeMounts=[{"name": "scratch", "mountPath": "/var/scratch"}]',
+            *spool_config(tmp_path, "/var/lib/gateway/spool/", "/var/scratch/"),
+        ],
+    )  # fmt: skip
+    assert workload(docs)["kind"] == "Deployment"
+    assert yaml.safe_load(config_text(docs))["spool"]["path"] == "/var/scratch/spool.db"
+    read_only = ["--set-json", 'extraVolumeMounts=[{"name": "scratch", "mountPath": "/var/scratch",'
+                 ' "readOnly": true}]']  # fmt: skip
+    stderr = failure_text(
+        helm,
+        ALL_ON,
+        extra=["--set", "spool.enabled=false", *read_only,
+               "--set-json", 'extraVolumes=[{"name": "scratch", "emptyDir": {}}]',
+               *spool_config(tmp_path, "/var/lib/gateway/spool/", "/var/scratch/")],
+    )  # fmt: skip
+    assert "but spool.enabled=false" in stderr
+
+
+def test_rendered_manifests_have_no_repeated_keys(helm: Helm) -> None:
+    """No manifest repeats a key (e.g. a label given by commonLabels and a component's labels)."""
+    result = helm.template_result(ALL_ON, ALL_ON_SPOOL)
+    assert result.returncode == 0, result.stderr
+    kinds = {d["kind"] for d in strict_yaml_docs(result.stdout)}
+    assert {"StatefulSet", "ConfigMap"} <= kinds
 
 
 # --- NOTES.txt -----------------------------------------------------------------------------
@@ -595,3 +913,20 @@ def test_notes_warn_when_fatpay_url_is_not_an_ingress_url(helm: Helm, fake_apise
     )
     assert "https://pay.example.org/webhooks/fatpay   (no ingress.tls for pay.example.org" in text
     assert "WARNING: that URL is not one of the ingress URLs above" in text
+
+
+def test_notes_follow_the_statefulset_and_its_claims(helm: Helm, fake_apiserver: str) -> None:
+    """With the spool on, NOTES name statefulset/, list the claims, warn before deleting them."""
+    text = notes(helm, fake_apiserver, ALL_ON, ALL_ON_SPOOL)
+    assert "deployment/gw-webhook-gateway-serve" not in text
+    assert "rollout status statefulset/gw-webhook-gateway-serve" in text
+    assert "rollout restart statefulset/gw-webhook-gateway-serve" in text
+    assert "keep accepted events in /var/lib/gateway/spool/spool.db" in text
+    assert "spool-gw-webhook-gateway-serve-<ordinal> (4Gi each)" in text
+    assert "get pvc -l app.kubernetes.io/instance=gw,app.kubernetes.io/component=serve" in text
+    assert "scale-down by the HPA" in text
+    assert "only if gateway_spool_depth was 0" in text
+    assert "Dashboard: ConfigMap gw-webhook-gateway-dashboard (namespace monitoring" in text
+    default = notes(helm, fake_apiserver)
+    assert "rollout status deployment/gw-webhook-gateway-serve" in default
+    assert "Spool" not in default and "Dashboard" not in default

@@ -89,9 +89,16 @@ the config has no provider in the pod spec, and when two mounts share a path. Ca
 {{- define "webhook-gateway.checkReferences" -}}
 {{- $text := include "webhook-gateway.configText" . }}
 {{- $mounts := list (trimSuffix "/" .Values.configDir) "/tmp" }}
+{{- if .Values.spool.enabled }}
+{{- $spoolDir := trimSuffix "/" .Values.spool.mountPath }}
+{{- if has $spoolDir $mounts }}
+{{- fail (printf "spool.mountPath %s clashes with configDir or /tmp" .Values.spool.mountPath) }}
+{{- end }}
+{{- $mounts = append $mounts $spoolDir }}
+{{- end }}
 {{- range .Values.secretFiles }}
 {{- if has (trimSuffix "/" .mountPath) $mounts }}
-{{- fail (printf "secretFiles: mountPath %s is used twice (or clashes with configDir or /tmp)" .mountPath) }}
+{{- fail (printf "secretFiles: mountPath %s is used twice (or clashes with configDir, /tmp or spool.mountPath)" .mountPath) }}
 {{- end }}
 {{- $mounts = append $mounts (trimSuffix "/" .mountPath) }}
 {{- end }}
@@ -153,49 +160,66 @@ the config has no provider in the pod spec, and when two mounts share a path. Ca
 {{- end }}
 {{- end }}
 
+{{/* Mounts of every gateway container of one component; call with (dict "root" $ "component" "serve"). */}}
 {{- define "webhook-gateway.volumeMounts" -}}
+{{- $v := .root.Values -}}
 - name: config
-  mountPath: {{ trimSuffix "/" .Values.configDir }}
+  mountPath: {{ trimSuffix "/" $v.configDir }}
   readOnly: true
 - name: tmp
   mountPath: /tmp
-{{- range $i, $f := .Values.secretFiles }}
+{{- if and (eq .component "serve") $v.spool.enabled }}
+- name: spool
+  mountPath: {{ trimSuffix "/" $v.spool.mountPath }}
+{{- end }}
+{{- range $i, $f := $v.secretFiles }}
 - name: secret-{{ $i }}
   mountPath: {{ trimSuffix "/" $f.mountPath }}
   readOnly: true
 {{- end }}
-{{- with .Values.extraVolumeMounts }}
+{{- with $v.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
 
+{{/*
+Pod volumes of one component; call with (dict "root" $ "component" "serve"). The serve
+StatefulSet's per-pod `spool` volume comes from its volumeClaimTemplates, not from here.
+*/}}
 {{- define "webhook-gateway.volumes" -}}
+{{- $root := .root }}
+{{- $v := $root.Values -}}
 - name: config
   configMap:
-    name: {{ include "webhook-gateway.fullname" . }}-config
+    name: {{ include "webhook-gateway.fullname" $root }}-config
 - name: tmp
   emptyDir:
-    sizeLimit: {{ .Values.tmpDir.sizeLimit }}
-    {{- with .Values.tmpDir.medium }}
+    sizeLimit: {{ $v.tmpDir.sizeLimit }}
+    {{- with $v.tmpDir.medium }}
     medium: {{ . }}
     {{- end }}
-{{- range $i, $f := .Values.secretFiles }}
+{{- if and (eq .component "serve") $v.spool.enabled $v.spool.existingClaim }}
+- name: spool
+  persistentVolumeClaim:
+    claimName: {{ tpl $v.spool.existingClaim $root }}
+{{- end }}
+{{- range $i, $f := $v.secretFiles }}
 - name: secret-{{ $i }}
   secret:
-    secretName: {{ tpl $f.secretName $ }}
+    secretName: {{ tpl $f.secretName $root }}
     defaultMode: {{ $f.defaultMode }}
     {{- with $f.items }}
     items:
       {{- toYaml . | nindent 6 }}
     {{- end }}
 {{- end }}
-{{- with .Values.extraVolumes }}
+{{- with $v.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
 
 {{/*
-The pod template of one Deployment. Call with
+The pod template of one workload (Deployment or StatefulSet). Call with
 (dict "root" $ "component" "serve" "container" <the main container as YAML text>).
 */}}
 {{- define "webhook-gateway.podTemplate" -}}
@@ -242,7 +266,7 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       volumeMounts:
-        {{- include "webhook-gateway.volumeMounts" $root | nindent 8 }}
+        {{- include "webhook-gateway.volumeMounts" . | nindent 8 }}
       securityContext:
         {{- toYaml $v.securityContext | nindent 8 }}
       resources:
@@ -257,11 +281,11 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       volumeMounts:
-        {{- include "webhook-gateway.volumeMounts" $root | nindent 8 }}
+        {{- include "webhook-gateway.volumeMounts" . | nindent 8 }}
       securityContext:
         {{- toYaml $v.securityContext | nindent 8 }}
   volumes:
-    {{- include "webhook-gateway.volumes" $root | nindent 4 }}
+    {{- include "webhook-gateway.volumes" . | nindent 4 }}
   {{- with $v.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
@@ -303,5 +327,73 @@ spec:
     target:
       type: Utilization
       averageUtilization: {{ .targetMemoryUtilizationPercentage }}
+{{- end }}
+{{- end }}
+
+{{/* The spool. */}}
+
+{{/* Kind of the serve workload: a StatefulSet when the pods keep a spool on a volume. */}}
+{{- define "webhook-gateway.serveKind" -}}
+{{- if .Values.spool.enabled }}StatefulSet{{ else }}Deployment{{ end }}
+{{- end }}
+
+{{/*
+Bytes in a Kubernetes quantity such as 2Gi, 500M or 1073741824; empty when the quantity has
+a fraction, an exponent or a suffix above T (the size check below then does not apply).
+*/}}
+{{- define "webhook-gateway.quantityBytes" -}}
+{{- $q := toString . }}
+{{- if regexMatch "^[0-9]+(k|M|G|T|Ki|Mi|Gi|Ti)?$" $q }}
+{{- $digits := regexFind "^[0-9]+" $q }}
+{{- $factor := get (dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776) (trimPrefix $digits $q) }}
+{{- mul (int64 $digits) (int64 $factor) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuses to render a spool the pods could not use: spool.enabled without a `spool:` section in
+the config, a spool path outside spool.mountPath, a volume no bigger than the spool's
+max_bytes, one existing claim shared by several replicas; and a `spool:` section with
+spool.enabled=false whose path no writable volume holds (the root filesystem is read-only).
+*/}}
+{{- define "webhook-gateway.checkSpool" -}}
+{{- $s := .Values.spool }}
+{{- $cfg := include "webhook-gateway.configData" . | fromJson }}
+{{- $section := $cfg.spool }}
+{{- $path := "" }}
+{{- if kindIs "map" $section }}{{ $path = toString (default "" $section.path) }}{{ end }}
+{{- $dir := trimSuffix "/" (clean $s.mountPath) }}
+{{- if $s.enabled }}
+{{- if not (kindIs "map" $section) }}
+{{- fail (printf "spool.enabled=true but the gateway config (value `config`) has no `spool:` section, so the gateway would never use the volume: add `spool: {path: %s/spool.db}` to it, or set spool.enabled=false" $dir) }}
+{{- end }}
+{{- if not (hasPrefix (printf "%s/" $dir) (clean $path)) }}
+{{- fail (printf "the config's spool.path (%q) is not under spool.mountPath (%s): the spool would land on the read-only root filesystem. Use a literal path such as %s/spool.db" $path $dir $dir) }}
+{{- end }}
+{{- if $s.existingClaim }}
+{{- $sv := .Values.serve }}
+{{- if or $sv.autoscaling.enabled (gt (int $sv.replicaCount) 1) }}
+{{- fail (printf "spool.existingClaim (%s) is one volume for every serve pod, so it needs serve.replicaCount <= 1 and serve.autoscaling.enabled=false (got replicaCount=%v, autoscaling.enabled=%v). Leave existingClaim empty to give each replica its own claim" $s.existingClaim $sv.replicaCount $sv.autoscaling.enabled) }}
+{{- end }}
+{{- else }}
+{{- /* The gateway's default max_bytes; a `${env:...}` value cannot be checked here. */}}
+{{- $maxBytes := get $section "max_bytes" | default 1073741824 }}
+{{- $size := include "webhook-gateway.quantityBytes" $s.size }}
+{{- if and $size (not (kindIs "string" $maxBytes)) (le (int64 $size) (int64 $maxBytes)) }}
+{{- fail (printf "spool.size (%v = %s bytes) must exceed the config's spool.max_bytes (%v): SQLite's WAL and the filesystem need room beyond it, or the disk fills before the spool reports full" $s.size $size (int64 $maxBytes)) }}
+{{- end }}
+{{- end }}
+{{- else if $path }}
+{{- $writable := list "/tmp" }}
+{{- range .Values.extraVolumeMounts }}
+{{- if not .readOnly }}{{ $writable = append $writable (trimSuffix "/" .mountPath) }}{{ end }}
+{{- end }}
+{{- $found := false }}
+{{- range $writable }}
+{{- if hasPrefix (printf "%s/" .) (clean $path) }}{{ $found = true }}{{ end }}
+{{- end }}
+{{- if not $found }}
+{{- fail (printf "the config has a `spool:` section (path %q) but spool.enabled=false: the gateway could not create it on the read-only root filesystem. Set spool.enabled=true (a PersistentVolumeClaim per serve pod) or remove the section" $path) }}
+{{- end }}
 {{- end }}
 {{- end }}
