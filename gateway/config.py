@@ -25,6 +25,7 @@ import msgspec
 import yaml
 
 from gateway.errors import ConfigError
+from gateway.event import STATUSES
 from gateway.providers import registry
 from gateway.types import Duration, Secrets, dec_hook
 from routing import Router, RoutingConfigError, compile_routes
@@ -510,7 +511,9 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         if isinstance(body, dict) and isinstance(body.get("provider"), str)
     }
     try:
-        router = compile_routes(raw.get("routes"), raw.get("unmatched"), known, declared_sources)
+        router = compile_routes(
+            raw.get("routes"), raw.get("unmatched"), known, declared_sources, statuses=STATUSES
+        )
     except RoutingConfigError as exc:
         for problem in exc.errors:
             doc.error(tuple(problem.path), problem.message)
