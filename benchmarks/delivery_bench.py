@@ -6,7 +6,7 @@ gateway worker`, logging at info as in production), and a minimal HTTP/1.1 recei
 verified with the `standardwebhooks` library afterwards. The rate is measured at the
 receiver, from the first request to the N-th, so group join and start-up are excluded.
 
-    .venv/bin/python benchmarks/delivery_bench.py [--events 20000] [--concurrency 64]
+    .venv/bin/python benchmarks/delivery_bench.py [--events 20000] [--concurrency 16]
 
 Prints a table and writes benchmarks/results/delivery.json. Target: >= 2,000/s.
 """
@@ -274,7 +274,7 @@ def main() -> int:
     """Run the benchmark, print the table, write the JSON result."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=16)  # the config default
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="delivery-bench-") as tmp:
         result = uvloop.run(run(args.events, args.concurrency, Path(tmp)))
