@@ -42,7 +42,7 @@ def create_app(
         if run_workers and config.webhook_destinations():
             from gateway.destinations.worker import DeliveryWorkers
 
-            workers = DeliveryWorkers(config)
+            workers = DeliveryWorkers(config, producer=producer)  # one producer per process
             await workers.start()
         app.state.workers = workers
         try:
@@ -70,6 +70,42 @@ def create_app(
     )
     app.state.pipeline = pipeline
     app.state.producer = producer
+    app.state.config = config
+    app.state.workers_required = False
+    return app
+
+
+def create_worker_app(config: Config) -> Litestar:
+    """`gateway worker --port P`: delivery workers with /healthz, /readyz and /metrics."""
+    from gateway.destinations.worker import DeliveryWorkers
+
+    REDACTOR.add(config_secret_values(config))
+    producer = Producer(config)
+    workers = DeliveryWorkers(config, producer=producer)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await producer.start()
+        await workers.start()
+        try:
+            yield
+        finally:
+            await workers.stop()
+            await producer.stop()
+
+    app = Litestar(
+        route_handlers=[healthz, readyz, metrics_page],
+        lifespan=[lifespan],
+        exception_handlers={
+            HTTPException: http_exception_handler,
+            Exception: internal_error_handler,
+        },
+        openapi_config=None,
+        debug=False,
+    )
+    app.state.producer = producer
+    app.state.workers = workers
+    app.state.workers_required = True
     app.state.config = config
     return app
 

@@ -86,8 +86,35 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from gateway.observability import configure_logging
 
     config = _load(args.config)
+    if args.port is None:
+        configure_logging(config.server.log_level, config.server.log_format)
+        return worker_main(config)
+    import uvicorn
+
+    os.environ["GATEWAY_CONFIG"] = config.path
+    uvicorn.run(
+        "gateway.cli:worker_app_factory",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=config.server.log_level,
+        timeout_graceful_shutdown=35,
+    )
+    return 0
+
+
+def worker_app_factory() -> Any:
+    """uvicorn factory for `gateway worker --port`: config from GATEWAY_CONFIG."""
+    from gateway.app import create_worker_app
+    from gateway.observability import configure_logging
+
+    config = _load(os.environ.get("GATEWAY_CONFIG"))
     configure_logging(config.server.log_level, config.server.log_format)
-    return worker_main(config)
+    return create_worker_app(config)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -236,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="delivery workers only")
     worker.add_argument("--config")
+    worker.add_argument(
+        "--port", type=int, help="also serve /healthz, /readyz and /metrics on this port"
+    )
+    worker.add_argument("--host", default="0.0.0.0")  # noqa: S104 - pods listen on all interfaces
     worker.set_defaults(func=cmd_worker)
 
     replay = sub.add_parser("replay", help="re-drive dead-lettered deliveries")

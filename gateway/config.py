@@ -73,6 +73,8 @@ class KafkaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     delivery_topic: str = "gateway.deliveries"
     dead_letter_topic: str = "gateway.dead-letter"
     consumer_group: str = "webhook-gateway-delivery"
+    session_timeout: Duration = Duration(10)
+    heartbeat_interval: Duration = Duration(3)
     create_topics: bool = False
     topic_partitions: Positive = 3
     topic_replication: Positive = 1

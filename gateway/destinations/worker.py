@@ -258,6 +258,8 @@ class DeliveryWorkers:
         return {
             **client_options(cfg),
             "group_id": cfg.consumer_group,
+            "session_timeout_ms": int(cfg.session_timeout * 1000),
+            "heartbeat_interval_ms": int(cfg.heartbeat_interval * 1000),
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             **self._consumer_options,

@@ -15,16 +15,23 @@ async def healthz() -> dict[str, str]:
 
 @get("/readyz", summary="Config loaded and broker reachable")
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Ready once the config is loaded and the Kafka producer is connected."""
-    producer = request.app.state.producer
-    ready = bool(producer.ready)
-    return Response(
-        {
-            "status": "ready" if ready else "not ready",
-            "kafka": "connected" if ready else "disconnected",
-        },
-        status_code=200 if ready else 503,
-    )
+    """Ready once the config is loaded and the Kafka producer is connected.
+
+    A `gateway worker` process is ready only once its consumer reads the delivery queue
+    too; the ingress does not wait for its in-process workers (deliveries wait on Kafka).
+    """
+    state = request.app.state
+    connected = bool(state.producer.ready)
+    workers = state.get("workers")
+    consuming = workers is not None and bool(workers.ready)
+    ready = connected and (consuming or not state.get("workers_required", False))
+    body: dict[str, Any] = {
+        "status": "ready" if ready else "not ready",
+        "kafka": "connected" if connected else "disconnected",
+    }
+    if workers is not None:
+        body["workers"] = "consuming" if consuming else "not consuming"
+    return Response(body, status_code=200 if ready else 503)
 
 
 @get("/metrics", summary="Prometheus metrics", include_in_schema=False)
