@@ -10,7 +10,7 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
-from gateway import __version__
+from gateway import __version__, tracing
 from gateway.config import Config
 from gateway.destinations.kafka import Producer
 from gateway.http.health import healthz, metrics_page, readyz
@@ -34,6 +34,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         workers = None
         drainer = None
+        tracing.setup(config.tracing)
         await producer.start()
         if spool is not None and config.spool is not None:
             drainer = Drainer(spool, _sender(producer), config.spool.drain_interval)
@@ -56,6 +57,7 @@ def create_app(
             await producer.stop()
             if spool is not None:
                 spool.close()
+            tracing.shutdown()
 
     app = Litestar(
         route_handlers=[receive, healthz, readyz, metrics_page],
@@ -85,6 +87,7 @@ def create_worker_app(config: Config) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        tracing.setup(config.tracing)
         await producer.start()
         await workers.start()
         try:
@@ -92,6 +95,7 @@ def create_worker_app(config: Config) -> Litestar:
         finally:
             await workers.stop()
             await producer.stop()
+            tracing.shutdown()
 
     app = Litestar(
         route_handlers=[healthz, readyz, metrics_page],

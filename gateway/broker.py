@@ -58,8 +58,16 @@ class Broker:
         advertised = f"tcp://{self.advertised}"
         out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
-            [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
-             "--storage-engine", "memory://tansu/"],
+            [
+                self.binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                advertised,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -115,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     consume = sub.add_parser("consume")
     consume.add_argument("topic")
-    consume.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    consume.add_argument(
+        "--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
     consume.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
     asyncio.run(_consume(args.topic, args.bootstrap, args.seconds))
@@ -124,5 +134,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-

@@ -87,8 +87,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     if args.port is None:
+        from gateway import tracing
+
         configure_logging(config.server.log_level, config.server.log_format)
-        return worker_main(config)
+        tracing.setup(config.tracing)
+        try:
+            return worker_main(config)
+        finally:
+            tracing.shutdown()
     import uvicorn
 
     os.environ["GATEWAY_CONFIG"] = config.path

@@ -27,6 +27,7 @@ import yaml
 from gateway.errors import ConfigError
 from gateway.event import STATUSES
 from gateway.providers import registry
+from gateway.tracing import TracingConfig
 from gateway.types import Duration, Secrets, dec_hook
 from routing import Router, RoutingConfigError, compile_routes
 
@@ -145,6 +146,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     router: Router
     trusted_proxies: tuple[IPNetwork, ...] = ()
     spool: SpoolConfig | None = None
+    tracing: TracingConfig = TracingConfig()
 
     def kafka_destinations(self) -> dict[str, KafkaDestination]:
         """Destinations of the Kafka kind, by name."""
@@ -159,7 +161,16 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 # Loading: YAML nodes -> plain values with a line for every path, references resolved.
 
 _REFERENCE = re.compile(r"\$\{(env|file):([^}]*)\}")
-_TOP_LEVEL = ("server", "kafka", "spool", "sources", "destinations", "routes", "unmatched")
+_TOP_LEVEL = (
+    "server",
+    "kafka",
+    "spool",
+    "tracing",
+    "sources",
+    "destinations",
+    "routes",
+    "unmatched",
+)
 _SOURCE_COMMON = ("provider", "allow_ips")
 
 
@@ -492,6 +503,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
     spool = (
         None if raw.get("spool") is None else _convert(raw["spool"], SpoolConfig, ("spool",), doc)
     )
+    tracing = _convert(raw.get("tracing"), TracingConfig, ("tracing",), doc)
     sources = _sources(raw.get("sources"), doc)
     destinations = _destinations(raw.get("destinations"), doc)
     if not sources and ("sources",) not in doc.lines:
@@ -519,7 +531,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
     except RoutingConfigError as exc:
         for problem in exc.errors:
             doc.error(tuple(problem.path), problem.message)
-    if doc.problems or router is None or _MISSING in (server, kafka, spool):
+    if doc.problems or router is None or _MISSING in (server, kafka, spool, tracing):
         raise ConfigError(doc.problems)
     return Config(
         path=file,
@@ -530,6 +542,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         router=router,
         trusted_proxies=trusted,
         spool=spool,
+        tracing=tracing,
     )
 
 

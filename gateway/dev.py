@@ -56,7 +56,9 @@ def run_dev(args: argparse.Namespace) -> int:
         raise SystemExit(f"port {args.port} is in use: stop what runs there or pass --port")
     broker_port = args.broker_port
     if not _port_free(broker_port):
-        raise SystemExit(f"broker port {broker_port} is in use: stop what runs there or pass --broker-port")
+        raise SystemExit(
+            f"broker port {broker_port} is in use: stop what runs there or pass --broker-port"
+        )
     broker = Broker(tansu_binary(), broker_port)
     broker.start()
     try:
@@ -64,10 +66,14 @@ def run_dev(args: argparse.Namespace) -> int:
         os.environ["GATEWAY_CONFIG"] = args.config
         print(f"\nbroker: tansu on {broker.bootstrap} (memory storage: data is gone when it stops)")
         print(f"gateway: http://127.0.0.1:{args.port}  (config {args.config})\n")
-        print("Signed example requests (FaTPay's is valid for 5 minutes and once: re-run `gateway sign`):\n")
+        print(
+            "Signed example requests (FaTPay's is valid for 5 minutes and once: re-run `gateway sign`):\n"
+        )
         for name, curl in examples(args.config, args.port):
             print(f"# {name}\n{curl}\n")
-        print("Read what lands on Kafka with: .venv/bin/python -m gateway.broker consume payments.orders\n")
+        print(
+            "Read what lands on Kafka with: .venv/bin/python -m gateway.broker consume payments.orders\n"
+        )
         uvicorn.run(
             "gateway.cli:app_factory",
             factory=True,
@@ -81,4 +87,3 @@ def run_dev(args: argparse.Namespace) -> int:
     finally:
         broker.stop()
     return 0
-

@@ -82,7 +82,9 @@ def rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def from_epoch(value: int | float | str | Decimal | None, *, millis: bool = False) -> datetime | None:
+def from_epoch(
+    value: int | float | str | Decimal | None, *, millis: bool = False
+) -> datetime | None:
     """A provider's epoch timestamp (seconds or milliseconds, number or string) as UTC."""
     if value is None or value == "":
         return None

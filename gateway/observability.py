@@ -15,7 +15,9 @@ import structlog
 from gateway.secrets import Secret
 
 # Keys whose values are never logged, at any depth (`clientSecret`, `x-fp-signature`, ...).
-SECRET_KEY = re.compile(r"secret|password|passwd|token|signature|authorization|api[-_]?key|private", re.I)
+SECRET_KEY = re.compile(
+    r"secret|password|passwd|token|signature|authorization|api[-_]?key|private", re.I
+)
 REDACTED = "[redacted]"
 
 
@@ -125,7 +127,11 @@ def configure_logging(
         # Rebinding a logger on every call costs about as much as rendering the line.
         cache_logger_on_first_use=final,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=stream, format="%(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=max(numeric, logging.WARNING),
+        stream=stream,
+        format="%(name)s %(levelname)s %(message)s",
+    )
 
 
 def config_secret_values(config: Any) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 from aiokafka.errors import KafkaError
 
-from gateway import metrics
+from gateway import metrics, tracing
 from gateway.config import Config, Source
 from gateway.dedupe import SeenIds
 from gateway.destinations import kafka as kafka_records
@@ -205,15 +205,19 @@ class Pipeline:
         self, destination: str, routed_event: Mapping[str, Any], event: CloudEvent, now: float
     ) -> SpooledRecord:
         """The Kafka record one destination gets: a topic record, or a delivery task."""
+        trace = tracing.traceparent()
         dest = self._kafka.get(destination)
         if dest is not None:
             key, value, headers = kafka_records.record(routed_event, dest)
+            if trace is not None:
+                headers.append(("traceparent", trace.encode()))
             return SpooledRecord(dest.topic, key, value, headers)
         task = DeliveryTask(
             destination=destination,
             event_id=event.id,
             enqueued_at=now,
             body=msgspec.Raw(encode(routed_event)),
+            traceparent=trace,
         )
         return SpooledRecord(
             self.config.kafka.delivery_topic,

@@ -16,9 +16,10 @@ class DeliveryTask(msgspec.Struct, frozen=True, kw_only=True):
     event_id: str
     enqueued_at: float
     body: msgspec.Raw
-    attempt: int = 0          # attempts already made (a re-queued retry carries its count)
-    not_before: float = 0.0   # unix time before which the next attempt must not start
+    attempt: int = 0  # attempts already made (a re-queued retry carries its count)
+    not_before: float = 0.0  # unix time before which the next attempt must not start
     replayed: bool = False
+    traceparent: str | None = None  # W3C trace context of the webhook that produced it
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

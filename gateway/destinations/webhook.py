@@ -17,6 +17,7 @@ from typing import Literal
 import aiohttp
 from yarl import URL
 
+from gateway import tracing
 from gateway.config import WebhookDestination
 from gateway.types import Secrets
 
@@ -153,6 +154,9 @@ class WebhookClient:
         if session is None:
             raise RuntimeError("WebhookClient.start() was not called")
         headers = request_headers(endpoint.headers, endpoint.keys, msg_id, int(now), body)
+        trace = tracing.traceparent()
+        if trace is not None:  # the receiver's trace continues the delivery attempt's span
+            headers["traceparent"] = trace
         started = time.monotonic()
         try:
             async with session.post(

@@ -39,7 +39,7 @@ import uvloop
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from gateway import metrics
+from gateway import metrics, tracing
 from gateway.config import Config, WebhookDestination
 from gateway.destinations.kafka import Producer, client_options
 from gateway.destinations.retry import BreakerState, breaker_for, retry_delay
@@ -450,7 +450,20 @@ class DeliveryWorkers:
         if job.hand_back:
             await self._requeue(job, task, lane)
             return
-        result = await self._attempt(lane, job, task.event_id, bytes(task.body))
+        if tracing.enabled():
+            parent = {"traceparent": task.traceparent} if task.traceparent else None
+            attributes = {
+                "gateway.destination": task.destination,
+                "gateway.event_id": task.event_id,
+            }
+            with tracing.span("webhook.delivery", attributes, parent) as span:
+                result = await self._attempt(lane, job, task.event_id, bytes(task.body))
+                if result is not None:
+                    span.set_attribute("gateway.verdict", result.verdict)
+                    if result.status is not None:
+                        span.set_attribute("http.response.status_code", result.status)
+        else:
+            result = await self._attempt(lane, job, task.event_id, bytes(task.body))
         if result is None:
             return
         job.attempts += 1

@@ -11,7 +11,7 @@ import structlog
 from litestar import Request, Response, post
 from litestar.params import FromPath
 
-from gateway import metrics
+from gateway import metrics, tracing
 from gateway.config import IPNetwork
 from gateway.errors import (
     BodyTooLarge,
@@ -77,6 +77,17 @@ def _media_type(request: Request[Any, Any, Any]) -> str:
 )
 async def receive(request: Request[Any, Any, Any], source: FromPath[str]) -> Response[bytes]:
     """Verify, normalize, route and durably hand off one provider webhook."""
+    if not tracing.enabled():
+        return await _receive(request, source)
+    parent = request.headers.get("traceparent")
+    attributes = {"http.request.method": "POST", "url.path": request.url.path}
+    with tracing.span("webhook", attributes, {"traceparent": parent} if parent else None) as span:
+        response = await _receive(request, source)
+        span.set_attribute("http.response.status_code", response.status_code)
+        return response
+
+
+async def _receive(request: Request[Any, Any, Any], source: str) -> Response[bytes]:
     started = time.perf_counter()
     pipeline: Pipeline = request.app.state.pipeline
     provider: str | None = None
@@ -117,6 +128,7 @@ async def receive(request: Request[Any, Any, Any], source: FromPath[str]) -> Res
         )
         return problem(exc, provider)
     event = outcome.event
+    tracing.annotate(source=source, provider=provider, event_id=event.id, outcome=outcome.status)
     metrics.WEBHOOKS.labels(source, outcome.status).inc()
     metrics.REQUEST_DURATION.labels(source).observe(time.perf_counter() - started)
     log.info(
