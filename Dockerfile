@@ -22,9 +22,13 @@ COPY gateway ./gateway
 COPY routing ./routing
 # Every dependency has a wheel for this platform, so no compiler is needed even here.
 # pip compiles the installed modules to .pyc, so the read-only runtime never writes any.
-RUN pip install -c constraints.txt . \
+# The `otel` extra (OpenTelemetry API, SDK, OTLP/HTTP exporter) is always installed: tracing
+# stays off unless the config's `tracing:` section turns it on, and then needs no rebuild.
+# The import proves the exporter tracing.enabled loads is really there.
+RUN pip install -c constraints.txt ".[otel]" \
  && pip check \
  && gateway --help > /dev/null \
+ && python -c "import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter" \
  && pip uninstall --yes pip
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -64,6 +64,12 @@ def workload(docs: list[Doc], component: str = "serve") -> Doc:
     return found[0]
 
 
+def component_of(doc: Doc) -> str:
+    """The `app.kubernetes.io/component` label of a manifest."""
+    component: str = doc["metadata"]["labels"]["app.kubernetes.io/component"]
+    return component
+
+
 def pod_specs(docs: list[Doc]) -> list[tuple[str, Doc]]:
     """(name, pod spec) of every pod the chart creates: workloads and the test pod."""
     specs = [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in workloads(docs)]
@@ -198,12 +204,13 @@ def test_defaults_render_the_minimal_set(default_docs: list[Doc]) -> None:
 
 
 def test_all_on_renders_every_optional_resource(all_on_docs: list[Doc]) -> None:
-    """Every toggle on: worker, Ingress, two HPAs and PDBs, ServiceMonitor, policy, dashboard."""
+    """Every toggle on: worker (+ metrics Service), Ingress, two HPAs, PDBs and ServiceMonitors..."""
     kinds = sorted(d["kind"] for d in all_on_docs)
     assert kinds == sorted(
         ["ConfigMap", "ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler",
          "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "Pod", "PodDisruptionBudget",
-         "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor"]
+         "PodDisruptionBudget", "Service", "Service", "ServiceAccount", "ServiceMonitor",
+         "ServiceMonitor"]
     )  # fmt: skip
     worker = main_container(all_on_docs, "worker")
     assert worker["args"][:3] == ["worker", "--config", "/etc/gateway/config/gateway.yaml"]
@@ -242,6 +249,8 @@ def test_bad_values_file_is_rejected_by_the_schema(helm: Helm) -> None:
             "spool.enabled: Invalid type. Expected: boolean, given: string",
             "spool.accessModes: Invalid type. Expected: array, given: string",
             "grafanaDashboard.enabled: Invalid type. Expected: boolean, given: integer",
+            "worker.port: Invalid type. Expected: integer, given: string",
+            "worker.httpEnabled: Invalid type. Expected: boolean, given: string",
         ):
             assert field in output
 
@@ -267,6 +276,23 @@ def test_bad_values_file_is_rejected_by_the_schema(helm: Helm) -> None:
         ("spool.volume", '"x"', "Additional property volume is not allowed"),
         ("grafanaDashboard.enabled", '"true"', "grafanaDashboard.enabled: Invalid type"),
         ("grafanaDashboard.labels", '{"grafana_dashboard": 1}', "grafanaDashboard.labels"),
+        ("worker.port", '"8001"', "worker.port: Invalid type. Expected: integer, given: string"),
+        ("worker.port", "80", "worker.port: Must be greater than or equal to 1024"),
+        ("worker.httpEnabled", '"yes"', "worker.httpEnabled: Invalid type"),
+        ("worker.shutdown.drainSeconds", '"45"', "worker.shutdown.drainSeconds: Invalid type"),
+        ("worker.probes.startup.failureThreshold", "0", "worker.probes.startup.failureThreshold"),
+        # The full-spec probe values of chart 0.2 are gone: setting them fails loudly.
+        ("worker.livenessProbe", "{}", "Additional property livenessProbe is not allowed"),
+        (
+            "worker.podDisruptionBudget.unhealthyPodEvictionPolicy",
+            '"Never"',
+            "worker.podDisruptionBudget.unhealthyPodEvictionPolicy",
+        ),
+        (
+            "networkPolicy.metricsFrom",
+            '{"podSelector": {}}',
+            "networkPolicy.metricsFrom: Invalid type",
+        ),
     ],
 )
 def test_schema_rejects_wrong_values(helm: Helm, key: str, value: str, message: str) -> None:
@@ -349,19 +375,28 @@ def test_probes_use_healthz_and_readyz(rendered: list[Doc]) -> None:
 )
 def test_grace_period_outlasts_prestop_and_drain(helm: Helm, values: list[Path]) -> None:
     """terminationGracePeriodSeconds exceeds the preStop sleep plus the gateway's drain budget."""
-    shutdown = yaml.safe_load((CHART / "values.yaml").read_text())["shutdown"]
+    merged: Doc = yaml.safe_load((CHART / "values.yaml").read_text())
     for file in values:
-        shutdown |= yaml.safe_load(file.read_text()).get("shutdown", {})
+        merged = deep_merge(merged, yaml.safe_load(file.read_text()))
     docs = helm.template(*values)
+    shutdown = merged["shutdown"]
     command = main_container(docs)["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep"
     sleep = int(command[1])
     assert sleep == shutdown["preStopSleepSeconds"] > 0
     # The gateway's own drain: server.handoff_timeout (10s by default) plus the producer flush.
     assert shutdown["drainSeconds"] >= 20
-    for d in workloads(docs):
-        grace = d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        assert grace > sleep + shutdown["drainSeconds"], d["metadata"]["name"]
+    grace = workload(docs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace == shutdown["terminationGracePeriodSeconds"] > sleep + shutdown["drainSeconds"]
+    if merged["worker"]["enabled"]:
+        worker = merged["worker"]["shutdown"]
+        spec = workload(docs, "worker")["spec"]["template"]["spec"]
+        # The worker's own shutdown window (uvicorn's graceful 35s) is inside its drain budget.
+        assert worker["drainSeconds"] >= 35
+        assert spec["terminationGracePeriodSeconds"] == worker["terminationGracePeriodSeconds"]
+        assert spec["terminationGracePeriodSeconds"] > (
+            worker["preStopSleepSeconds"] + worker["drainSeconds"]
+        )
 
 
 def test_too_short_grace_period_is_refused(helm: Helm) -> None:
@@ -544,7 +579,7 @@ def test_configmap_config_passes_gateway_check(rendered: list[Doc], tmp_path: Pa
 def test_selectors_target_the_right_pods(rendered: list[Doc]) -> None:
     """Service, PDBs, HPAs, Ingress, ServiceMonitor and NetworkPolicy all point at real targets."""
     serve_labels = workload(rendered)["spec"]["template"]["metadata"]["labels"]
-    service = one(rendered, "Service")
+    service = one(rendered, "Service", "serve")
     assert matches(service["spec"]["selector"], serve_labels)
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     deployments = {d["metadata"]["name"]: d for d in workloads(rendered)}
@@ -573,9 +608,22 @@ def test_selectors_target_the_right_pods(rendered: list[Doc]) -> None:
                 "port": {"name": "http"},
             }
     for monitor in of_kind(rendered, "ServiceMonitor"):
-        assert matches(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
-        assert monitor["spec"]["endpoints"][0]["port"] == "http"
-        assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+        # Each ServiceMonitor scrapes /metrics through a port its one Service really has.
+        (selected,) = [
+            s for s in of_kind(rendered, "Service")
+            if matches(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
+        ]  # fmt: skip
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["port"] in {p["name"] for p in selected["spec"]["ports"]}
+        assert endpoint["path"] == "/metrics"
+    for svc in of_kind(rendered, "Service"):
+        # Every Service selects the pods of exactly one workload, through a declared port.
+        (target,) = [
+            d for d in workloads(rendered)
+            if matches(svc["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])
+        ]  # fmt: skip
+        ports = {p["name"] for p in main_container(rendered, component_of(target))["ports"]}
+        assert {p["targetPort"] for p in svc["spec"]["ports"]} <= ports
     for policy in of_kind(rendered, "NetworkPolicy"):
         for d in deployments.values():
             assert matches(
@@ -608,6 +656,214 @@ def test_manifests_validate_against_kubernetes_schemas(rendered: list[Doc], vers
             path = ".".join(str(p) for p in exc.path)
             pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {path}: {exc.message}")
     assert set(unknown) <= {"ServiceMonitor"}
+
+
+# --- worker: health, readiness, metrics ----------------------------------------------------
+
+WORKER_CONFIG_PATH = "/etc/gateway/config/gateway.yaml"
+# Pods listen on every interface; the kubelet probes and Prometheus scrape the pod IP.
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104
+
+
+def validate_all(docs: list[Doc]) -> None:
+    """kubernetes-validate --strict on every manifest but the ServiceMonitors (a CRD)."""
+    for doc in docs:
+        if doc["kind"] != "ServiceMonitor":
+            for version in KUBE_VERSIONS:
+                kv.validate(doc, version, strict=True)
+
+
+def scrapes(docs: list[Doc]) -> list[tuple[str, str]]:
+    """(component, container port) of every scrape the ServiceMonitors configure."""
+    out: list[tuple[str, str]] = []
+    for monitor in of_kind(docs, "ServiceMonitor"):
+        for service in of_kind(docs, "Service"):
+            if not matches(
+                monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"]
+            ):
+                continue
+            for endpoint in monitor["spec"]["endpoints"]:
+                for port in service["spec"]["ports"]:
+                    if port["name"] != endpoint["port"]:
+                        continue
+                    out += [
+                        (component_of(d), port["targetPort"]) for d in workloads(docs)
+                        if matches(service["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])
+                    ]  # fmt: skip
+    return sorted(out)
+
+
+@pytest.mark.parametrize("port", [8001, 9102])
+def test_worker_serves_health_readiness_and_metrics(helm: Helm, port: int) -> None:
+    """`gateway worker --port P`: port `metrics` = P, /healthz and /readyz probes, headless Service."""
+    docs = helm.template(ALL_ON, extra=["--set", f"worker.port={port}"])
+    container = main_container(docs, "worker")
+    args = container["args"]
+    assert args[:3] == ["worker", "--config", WORKER_CONFIG_PATH]
+    assert args[args.index("--port") + 1] == str(port)
+    assert args[args.index("--host") + 1] == ALL_INTERFACES
+    assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    for probe, path in (
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        # Ready only once the producer is connected and the consumer reads the queue.
+        ("readinessProbe", "/readyz"),
+    ):
+        assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}, probe
+    service = one(docs, "Service", "worker")
+    # Headless: a list of worker pods for Prometheus, not a load-balanced address.
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    worker_pods = workload(docs, "worker")["spec"]["template"]["metadata"]["labels"]
+    serve_pods = workload(docs)["spec"]["template"]["metadata"]["labels"]
+    assert matches(service["spec"]["selector"], worker_pods)
+    assert not matches(service["spec"]["selector"], serve_pods)
+    validate_all(docs)
+
+
+def test_worker_defaults(helm: Helm) -> None:
+    """Enabled with defaults: port 8001, a start-up window of a minute or more, no preStop."""
+    docs = helm.template(extra=["--set", "worker.enabled=true"])
+    container = main_container(docs, "worker")
+    assert container["args"] == [
+        "worker", "--config", WORKER_CONFIG_PATH, "--host", ALL_INTERFACES, "--port", "8001"
+    ]  # fmt: skip
+    startup = container["startupProbe"]
+    # Start-up (which holds liveness back) is never what cuts a slow first connect short.
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+    # Nothing routes traffic to workers, so no preStop sleep delays their SIGTERM.
+    assert "lifecycle" not in container
+    grace = {
+        component_of(d): d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        for d in workloads(docs)
+    }
+    assert grace == {"serve": 45, "worker": 60}
+    kinds = sorted(
+        d["kind"] for d in docs
+        if d["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"
+    )  # fmt: skip
+    assert kinds == ["Deployment", "PodDisruptionBudget", "Service"]
+    validate_all(docs)
+
+
+@pytest.mark.parametrize(
+    ("values", "override", "expected"),
+    [
+        ([ALL_ON], [], [("serve", "http"), ("worker", "metrics")]),
+        ([ALL_ON, ALL_ON_SPOOL], [], [("serve", "http"), ("worker", "metrics")]),
+        ([ALL_ON], ["--set", "worker.httpEnabled=false"], [("serve", "http")]),
+        ([ALL_ON], ["--set", "worker.enabled=false"], [("serve", "http")]),
+    ],
+    ids=["all-on", "all-on-spool", "worker-without-http", "no-worker"],
+)
+def test_every_pod_is_scraped_exactly_once(
+    helm: Helm, values: list[Path], override: list[str], expected: list[tuple[str, str]]
+) -> None:
+    """The ServiceMonitors reach serve pods on `http` and worker pods on `metrics`, once each."""
+    docs = helm.template(*values, extra=override)
+    assert scrapes(docs) == expected
+    for monitor in of_kind(docs, "ServiceMonitor"):
+        # Both carry the user's settings (e.g. the label Prometheus selects on).
+        assert monitor["metadata"]["labels"]["release"] == "prometheus"
+        assert monitor["spec"]["endpoints"][0]["interval"] == "15s"
+
+
+def test_network_policy_admits_the_worker_scrape(helm: Helm, all_on_docs: list[Doc]) -> None:
+    """Prometheus (metricsFrom, else ingressFrom) may reach the workers' `metrics` port only."""
+    values = yaml.safe_load(ALL_ON.read_text())["networkPolicy"]
+
+    def sources(docs: list[Doc]) -> dict[str, object]:
+        rules = one(docs, "NetworkPolicy")["spec"]["ingress"]
+        return {port["port"]: rule.get("from") for rule in rules for port in rule["ports"]}
+
+    assert values["metricsFrom"] != values["ingressFrom"]
+    assert sources(all_on_docs) == {"http": values["ingressFrom"], "metrics": values["metricsFrom"]}
+    # The named port exists on worker pods only, so the rule opens nothing on serve pods.
+    assert [p["name"] for p in main_container(all_on_docs, "worker")["ports"]] == ["metrics"]
+    assert [p["name"] for p in main_container(all_on_docs)["ports"]] == ["http"]
+    fallback = helm.template(ALL_ON, extra=["--set-json", "networkPolicy.metricsFrom=[]"])
+    assert sources(fallback)["metrics"] == values["ingressFrom"]
+    silent = helm.template(ALL_ON, extra=["--set", "worker.httpEnabled=false"])
+    assert set(sources(silent)) == {"http"}
+
+
+def test_worker_without_http_runs_bare(helm: Helm) -> None:
+    """worker.httpEnabled=false: no --port, no ports or probes, no Service; HPA and PDB stay."""
+    docs = helm.template(ALL_ON, extra=["--set", "worker.httpEnabled=false"])
+    container = main_container(docs, "worker")
+    assert container["args"] == ["worker", "--config", WORKER_CONFIG_PATH]
+    for key in ("ports", "startupProbe", "livenessProbe", "readinessProbe"):
+        assert key not in container, key
+    assert [component_of(s) for s in of_kind(docs, "Service")] == ["serve"]
+    assert [component_of(m) for m in of_kind(docs, "ServiceMonitor")] == ["serve"]
+    for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        assert one(docs, kind, "worker")["spec"]
+    validate_all(docs)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--set", "worker.shutdown.drainSeconds=30"],
+         "worker.shutdown.drainSeconds (30) must be at least 35"),
+        (["--set", "worker.shutdown.terminationGracePeriodSeconds=50"],
+         "worker.shutdown.terminationGracePeriodSeconds (50) must exceed "
+         "worker.shutdown.preStopSleepSeconds + worker.shutdown.drainSeconds (50)"),
+        (["--set", "worker.shutdown.preStopSleepSeconds=15"],
+         "worker.shutdown.terminationGracePeriodSeconds (60) must exceed "
+         "worker.shutdown.preStopSleepSeconds + worker.shutdown.drainSeconds (60)"),
+        (["--set", "worker.shutdown.drainSeconds=56"], "must exceed"),
+    ],
+    ids=["drain-below-own-window", "grace-equals-budget", "prestop-eats-grace", "drain-eats-grace"],
+)  # fmt: skip
+def test_too_short_worker_grace_is_refused(helm: Helm, override: list[str], message: str) -> None:
+    """A worker grace period that cannot cover preStop + the worker's drain fails rendering."""
+    # all-on: preStop 5s, drain 45s, grace 60s.
+    assert message in failure_text(helm, ALL_ON, extra=override)
+
+
+def test_worker_grace_boundary_and_prestop(helm: Helm, all_on_docs: list[Doc]) -> None:
+    """Grace one second over preStop + drain renders; a preStop sleep renders only when set."""
+    container = main_container(all_on_docs, "worker")
+    assert container["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "5"]}}}
+    docs = helm.template(
+        ALL_ON,
+        extra=["--set", "worker.shutdown.drainSeconds=35",
+               "--set", "worker.shutdown.terminationGracePeriodSeconds=41"],
+    )  # fmt: skip
+    spec = workload(docs, "worker")["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] == 41
+    # serve keeps its own grace period.
+    assert workload(docs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 60
+
+
+@pytest.mark.parametrize(
+    ("kube_version", "expected"),
+    [("1.37.0", {"serve": "IfHealthyBudget", "worker": "AlwaysAllow"}),
+     ("1.27.0", {"serve": "IfHealthyBudget", "worker": "AlwaysAllow"}),
+     ("1.26.0", {"serve": None, "worker": None})],
+)  # fmt: skip
+def test_not_ready_workers_do_not_block_node_drains(
+    helm: Helm, kube_version: str, expected: dict[str, str | None]
+) -> None:
+    """Workers unready in a Kafka outage stay evictable; the field is left out before 1.27."""
+    result = helm.run(
+        "template", RELEASE, str(CHART), "--kube-version", kube_version, "-f", str(ALL_ON)
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    policies = {
+        component_of(pdb): pdb["spec"].get("unhealthyPodEvictionPolicy")
+        for pdb in of_kind(docs, "PodDisruptionBudget")
+    }
+    assert policies == expected
+
+
+def test_default_serve_pdb_keeps_the_kubernetes_eviction_default(default_docs: list[Doc]) -> None:
+    """serve's PDB sets no unhealthyPodEvictionPolicy unless asked to."""
+    assert "unhealthyPodEvictionPolicy" not in one(default_docs, "PodDisruptionBudget")["spec"]
 
 
 # --- spool ---------------------------------------------------------------------------------
@@ -678,7 +934,7 @@ def test_spool_gives_each_replica_its_own_claim(all_on_spool_docs: list[Doc]) ->
         "whenDeleted": "Retain",
         "whenScaled": "Retain",
     }
-    assert spec["serviceName"] == one(all_on_spool_docs, "Service")["metadata"]["name"]
+    assert spec["serviceName"] == one(all_on_spool_docs, "Service", "serve")["metadata"]["name"]
     assert spec["podManagementPolicy"] == "Parallel"
     assert "strategy" not in spec and spec["updateStrategy"] == {"type": "RollingUpdate"}
     # The HPA owns the replica count, as for the Deployment.
@@ -930,3 +1186,19 @@ def test_notes_follow_the_statefulset_and_its_claims(helm: Helm, fake_apiserver:
     default = notes(helm, fake_apiserver)
     assert "rollout status deployment/gw-webhook-gateway-serve" in default
     assert "Spool" not in default and "Dashboard" not in default
+
+
+def test_notes_describe_the_worker_endpoints(helm: Helm, fake_apiserver: str) -> None:
+    """NOTES name the worker rollout, its readiness and its ServiceMonitor, or say it has no HTTP."""
+    text = notes(helm, fake_apiserver, ALL_ON)
+    assert "rollout status deployment/gw-webhook-gateway-worker" in text
+    assert "Workers turn ready (/readyz on port 8001)" in text
+    assert "ServiceMonitor gw-webhook-gateway-worker (worker pods, port 8001)" in text
+    bare = notes(helm, fake_apiserver, ALL_ON, extra=("--set", "worker.httpEnabled=false"))
+    assert "Workers run without HTTP" in bare
+    assert "gw-webhook-gateway-worker (worker pods" not in bare
+    unmonitored = notes(
+        helm, fake_apiserver, extra=("--set", "worker.enabled=true", "--set", "worker.port=9102")
+    )
+    assert "each worker pod's port 9102 (headless Service gw-webhook-gateway-worker)" in unmonitored
+    assert "worker" not in notes(helm, fake_apiserver)

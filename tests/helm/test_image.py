@@ -90,10 +90,46 @@ def test_final_stage_has_no_build_tools_or_sources() -> None:
         assert copy.startswith("--from="), f"final stage copies from the context: {copy}"
 
 
+def pip_install_args() -> list[str]:
+    """The arguments of the build stage's one `pip install` command."""
+    found: list[list[str]] = []
+    for run in instructions(stages()[0], "RUN"):
+        for command in run.split("&&"):
+            words = shlex.split(command)
+            if words[:2] == ["pip", "install"]:
+                found.append(words[2:])
+    (args,) = found
+    return args
+
+
+def canonical(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def test_build_stage_installs_pinned_dependencies() -> None:
-    """The project is installed with constraints.txt, so the image has the tested versions."""
-    build = stages()[0]
-    assert any("pip install -c constraints.txt ." in run for run in instructions(build, "RUN"))
+    """The project and its `otel` extra are installed with constraints.txt (tested versions)."""
+    args = pip_install_args()
+    assert args[:2] == ["-c", "constraints.txt"]
+    (target,) = args[2:]
+    match = re.fullmatch(r"\.\[([\w,-]+)\]", target)
+    assert match, f"the build installs {target!r}, not the project with extras"
+    extras = match.group(1).split(",")
+    # Tracing is optional at run time, but the image must be able to turn it on.
+    assert "otel" in extras
+    optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    pins = {
+        canonical(line.split("==")[0].strip())
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.lstrip().startswith("#")
+    }
+    for extra in extras:
+        assert extra in optional, f"pyproject.toml defines no extra {extra!r}"
+        for requirement in optional[extra]:
+            name = re.match(r"[A-Za-z0-9._-]+", requirement)
+            assert name and canonical(name.group(0)) in pins, f"{requirement} is not pinned"
 
 
 def test_build_context_holds_what_the_build_copies() -> None:

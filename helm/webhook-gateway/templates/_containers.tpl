@@ -54,16 +54,43 @@
     - worker
     - --config
     - {{ include "webhook-gateway.configPath" . }}
+    {{- if $w.httpEnabled }}
+    - --host
+    - 0.0.0.0
+    - --port
+    - {{ $w.port | quote }}
+    {{- end }}
     {{- range $w.extraArgs }}
     - {{ . | quote }}
     {{- end }}
-  {{- with $w.livenessProbe }}
+  {{- if $w.httpEnabled }}
+  ports:
+    - name: metrics
+      containerPort: {{ $w.port }}
+      protocol: TCP
+  startupProbe:
+    httpGet:
+      path: /healthz
+      port: metrics
+    {{- toYaml $w.probes.startup | nindent 4 }}
   livenessProbe:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  {{- with $w.readinessProbe }}
+    httpGet:
+      path: /healthz
+      port: metrics
+    {{- toYaml $w.probes.liveness | nindent 4 }}
+  # Ready once the producer is connected and the consumer reads the delivery queue: a
+  # rollout replaces an old worker only when its successor consumes.
   readinessProbe:
-    {{- toYaml . | nindent 4 }}
+    httpGet:
+      path: /readyz
+      port: metrics
+    {{- toYaml $w.probes.readiness | nindent 4 }}
+  {{- end }}
+  {{- with $w.shutdown.preStopSleepSeconds }}
+  lifecycle:
+    preStop:
+      exec:
+        command: ["sleep", {{ . | quote }}]
   {{- end }}
   resources:
     {{- toYaml $w.resources | nindent 4 }}

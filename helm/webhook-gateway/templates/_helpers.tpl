@@ -249,7 +249,7 @@ spec:
   {{- end }}
   securityContext:
     {{- toYaml $v.podSecurityContext | nindent 4 }}
-  terminationGracePeriodSeconds: {{ $v.shutdown.terminationGracePeriodSeconds }}
+  terminationGracePeriodSeconds: {{ (ternary $v.worker.shutdown $v.shutdown (eq .component "worker")).terminationGracePeriodSeconds }}
   {{- if $v.configCheck.enabled }}
   initContainers:
     - name: config-check
@@ -395,5 +395,38 @@ spool.enabled=false whose path no writable volume holds (the root filesystem is 
 {{- if not $found }}
 {{- fail (printf "the config has a `spool:` section (path %q) but spool.enabled=false: the gateway could not create it on the read-only root filesystem. Set spool.enabled=true (a PersistentVolumeClaim per serve pod) or remove the section" $path) }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The worker. */}}
+
+{{/*
+Seconds `gateway worker --port` itself allows for shutting down: uvicorn's graceful window
+(timeout_graceful_shutdown in gateway/cli.py). worker.shutdown.drainSeconds may not be
+shorter. The delivery workers stop in the app's lifespan shutdown, which uvicorn runs once
+open requests are done (at once for probes and scrapes): their grace (at most 30s) plus up
+to 10s to commit and leave the group is what the default drainSeconds (45) covers.
+*/}}
+{{- define "webhook-gateway.workerShutdownSeconds" -}}
+35
+{{- end }}
+
+{{/* Whether the worker pods serve HTTP (health, readiness, metrics). */}}
+{{- define "webhook-gateway.workerHttp" -}}
+{{- if and .Values.worker.enabled .Values.worker.httpEnabled }}true{{ end }}
+{{- end }}
+
+{{/*
+Refuses a worker grace period the kubelet would cut short: the pod must outlast the preStop
+sleep plus the drain budget, and that budget must cover the worker's own shutdown window.
+*/}}
+{{- define "webhook-gateway.checkWorkerShutdown" -}}
+{{- $sd := .Values.worker.shutdown }}
+{{- $own := include "webhook-gateway.workerShutdownSeconds" . | int }}
+{{- if lt (int $sd.drainSeconds) $own }}
+{{- fail (printf "worker.shutdown.drainSeconds (%v) must be at least %d, the graceful shutdown window of `gateway worker` itself: the kubelet would kill workers still finishing in-flight deliveries" $sd.drainSeconds $own) }}
+{{- end }}
+{{- if le (int $sd.terminationGracePeriodSeconds) (add $sd.preStopSleepSeconds $sd.drainSeconds | int) }}
+{{- fail (printf "worker.shutdown.terminationGracePeriodSeconds (%v) must exceed worker.shutdown.preStopSleepSeconds + worker.shutdown.drainSeconds (%v): the kubelet would kill workers still finishing deliveries" $sd.terminationGracePeriodSeconds (add $sd.preStopSleepSeconds $sd.drainSeconds)) }}
 {{- end }}
 {{- end }}
