@@ -108,7 +108,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         lifespan="on",
         access_log=False,
         log_level=config.server.log_level,
-        timeout_graceful_shutdown=35,
+        timeout_graceful_shutdown=5,  # HTTP here is probes and scrapes; workers drain after
     )
     return 0
 
