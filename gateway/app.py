@@ -59,16 +59,11 @@ def create_app(
                 spool.close()
             tracing.shutdown()
 
-    app = Litestar(
-        route_handlers=[receive, healthz, readyz, metrics_page],
-        lifespan=[lifespan],
-        exception_handlers={
-            HTTPException: http_exception_handler,
-            Exception: internal_error_handler,
-        },
+    app = _litestar(
+        [receive, healthz, readyz, metrics_page],
+        lifespan,
         openapi_config=OpenAPIConfig(title="Webhook gateway", version=__version__),
         request_max_body_size=config.server.max_body_bytes + 1,
-        debug=False,
     )
     app.state.pipeline = pipeline
     app.state.producer = producer
@@ -97,21 +92,26 @@ def create_worker_app(config: Config) -> Litestar:
             await producer.stop()
             tracing.shutdown()
 
-    app = Litestar(
-        route_handlers=[healthz, readyz, metrics_page],
-        lifespan=[lifespan],
-        exception_handlers={
-            HTTPException: http_exception_handler,
-            Exception: internal_error_handler,
-        },
-        openapi_config=None,
-        debug=False,
-    )
+    app = _litestar([healthz, readyz, metrics_page], lifespan, openapi_config=None)
     app.state.producer = producer
     app.state.workers = workers
     app.state.workers_required = True
     app.state.config = config
     return app
+
+
+def _litestar(handlers: list[Any], lifespan: Any, **options: Any) -> Litestar:
+    """A Litestar app with the gateway's error mapping (problem details, never a traceback)."""
+    return Litestar(
+        route_handlers=handlers,
+        lifespan=[lifespan],
+        exception_handlers={
+            HTTPException: http_exception_handler,
+            Exception: internal_error_handler,
+        },
+        debug=False,
+        **options,
+    )
 
 
 def _sender(producer: Producer) -> Send:

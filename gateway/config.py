@@ -29,7 +29,7 @@ from gateway.event import STATUSES
 from gateway.providers import registry
 from gateway.tracing import TracingConfig
 from gateway.types import Duration, Secrets, dec_hook
-from routing import Router, RoutingConfigError, compile_routes
+from routing import Router, RoutingConfigError, compile_routes, format_path
 
 PathT = tuple[str | int, ...]
 Positive = Annotated[int, msgspec.Meta(gt=0)]
@@ -204,17 +204,6 @@ class _Loaded:
                 message = message.replace(value, "***")
         where = format_path(path) or "<document>"
         self.problems.append(f"{self.file}:{self.line_of(path)}: {where}: {message}")
-
-
-def format_path(path: PathT) -> str:
-    """`("routes", 3, "match")` -> `routes[3].match`."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out
 
 
 def _resolve(text: str, path: PathT, doc: _Loaded) -> str:

@@ -10,8 +10,10 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import msgspec
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 from gateway.errors import PayloadError, SignatureError
 
@@ -42,6 +44,33 @@ def load_rsa_public_keys(values: Iterable[str]) -> list[RSAPublicKey]:
             raise ValueError(f"public key #{index} is not an RSA key")
         keys.append(key)
     return keys
+
+
+def rsa_sha256_valid(keys: Iterable[RSAPublicKey], signature: bytes, message: bytes) -> bool:
+    """Whether any key verifies the PKCS#1 v1.5 SHA-256 signature (Java `SHA256withRSA`)."""
+    for key in keys:
+        try:
+            key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        except (InvalidSignature, ValueError):
+            continue
+        return True
+    return False
+
+
+def load_rsa_private_key(pem: str) -> RSAPrivateKey:
+    """An unencrypted RSA private key from PEM (for `gateway sign`)."""
+    try:
+        key = serialization.load_pem_private_key(pem.strip().encode("ascii"), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("key is not an unencrypted PEM private key") from exc
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError("key is not an RSA private key")
+    return key
+
+
+def rsa_sha256_sign(pem: str, message: bytes) -> bytes:
+    """PKCS#1 v1.5 SHA-256 signature with a PEM private key (what the RSA providers send)."""
+    return load_rsa_private_key(pem).sign(message, padding.PKCS1v15(), hashes.SHA256())
 
 
 def macs_equal(expected: bytes, received: bytes) -> bool:

@@ -13,10 +13,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 from gateway.errors import PayloadError, SignatureError
 from gateway.event import CloudEvent, EventData, Money, decimal_str, event_id, from_epoch, rfc3339
@@ -111,17 +107,6 @@ class _NonceCache:
             del self._expiry[nonce]
 
 
-def _rsa_valid(keys: Iterable[RSAPublicKey], signature: bytes, message: bytes) -> bool:
-    """Whether any key verifies the PKCS#1 v1.5 SHA-256 signature."""
-    for key in keys:
-        try:
-            key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
-        except (InvalidSignature, ValueError):
-            continue
-        return True
-    return False
-
-
 class FatPayVerifier:
     """Checks partner id, timestamp window, nonce reuse and the header signature."""
 
@@ -165,7 +150,7 @@ class FatPayVerifier:
             messages = [_message(host, self._path, params) for host in self._hosts]
         except UnicodeEncodeError as exc:
             raise SignatureError("X-FP-* header is not encodable") from exc
-        if not any(_rsa_valid(self._keys, decoded, m) for m in messages):
+        if not any(_common.rsa_sha256_valid(self._keys, decoded, m) for m in messages):
             raise SignatureError("X-FP-Signature does not match")
         # Recorded only after the signature holds, so forged requests cannot burn nonces.
         self._nonces.add(nonce, int(stamp) + self._tolerance)
@@ -259,16 +244,6 @@ def normalize(decoded: Webhook, source: str, received: datetime) -> CloudEvent:
     )
 
 
-def _private_key(pem: str) -> RSAPrivateKey:
-    try:
-        key = serialization.load_pem_private_key(pem.strip().encode("ascii"), password=None)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("key is not an unencrypted PEM private key") from exc
-    if not isinstance(key, RSAPrivateKey):
-        raise ValueError("key is not an RSA private key")
-    return key
-
-
 def sign(
     key: str,
     body: bytes,
@@ -285,8 +260,6 @@ def sign(
         _NONCE: secrets.token_hex(8),
         _TIMESTAMP: str(int(now)),
     }
-    signature = _private_key(key).sign(
-        signing_message(url, headers), padding.PKCS1v15(), hashes.SHA256()
-    )
+    signature = _common.rsa_sha256_sign(key, signing_message(url, headers))
     headers[_SIGNATURE] = base64.b64encode(signature).decode("ascii")
     return {"content-type": "application/json", **headers}, body

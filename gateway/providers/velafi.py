@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import msgspec
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 from gateway.errors import PayloadError, SignatureError
 from gateway.event import (
@@ -56,17 +52,6 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     public_key: Secrets
 
 
-def _rsa_valid(keys: Iterable[RSAPublicKey], signature: bytes, message: bytes) -> bool:
-    """Whether any key verifies the PKCS#1 v1.5 SHA-256 signature."""
-    for key in keys:
-        try:
-            key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
-        except (InvalidSignature, ValueError):
-            continue
-        return True
-    return False
-
-
 class VelaFiVerifier:
     """Checks the hex RSA signature VelaFi puts over the raw body."""
 
@@ -83,7 +68,7 @@ class VelaFiVerifier:
             raise SignatureError("missing signature header")
         if len(text) > _MAX_SIGNATURE_CHARS or len(text) % 2 or not _HEX.fullmatch(text):
             raise SignatureError("signature header is not hex")
-        if not _rsa_valid(self._keys, bytes.fromhex(text), raw):
+        if not _common.rsa_sha256_valid(self._keys, bytes.fromhex(text), raw):
             raise SignatureError("signature does not match")
         return raw
 
@@ -215,16 +200,6 @@ def normalize(decoded: Webhook, source: str, received: datetime) -> CloudEvent:
     )
 
 
-def _private_key(pem: str) -> RSAPrivateKey:
-    try:
-        key = serialization.load_pem_private_key(pem.strip().encode("ascii"), password=None)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("key is not an unencrypted PEM private key") from exc
-    if not isinstance(key, RSAPrivateKey):
-        raise ValueError("key is not an RSA private key")
-    return key
-
-
 def sign(
     key: str,
     body: bytes,
@@ -234,5 +209,5 @@ def sign(
     partner_id: str | None = None,
 ) -> tuple[dict[str, str], bytes]:
     """The headers and body VelaFi would send: lowercase hex RSA signature of the body."""
-    signature = _private_key(key).sign(body, padding.PKCS1v15(), hashes.SHA256())
+    signature = _common.rsa_sha256_sign(key, body)
     return {"content-type": "application/json", "signature": signature.hex()}, body
