@@ -39,9 +39,11 @@ def _rsa() -> RsaPair:
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return RsaPair(private, public)
 
 
@@ -63,15 +65,21 @@ class Keys:
 
     def all_secrets(self) -> list[str]:
         """Every secret value (private keys, HMAC secrets), for leak checks."""
-        out = [self.pay3, self.pay3_old, self.whitepay, self.whitepay_old, self.w3block, self.w3block_old]
+        out = [
+            self.pay3,
+            self.pay3_old,
+            self.whitepay,
+            self.whitepay_old,
+            self.w3block,
+            self.w3block_old,
+        ]
         for pair in (self.fatpay, self.fatpay_old, self.velafi, self.velafi_old):
             out.append(pair.private_pem)
         return out
 
 
-@pytest.fixture(scope="session")
-def keys() -> Keys:
-    """Fresh RSA keys and HMAC secrets for this test session."""
+def make_keys() -> Keys:
+    """Fresh RSA keys and HMAC secrets."""
     return Keys(
         fatpay=_rsa(),
         fatpay_old=_rsa(),
@@ -84,6 +92,12 @@ def keys() -> Keys:
         w3block="w3b-" + uuid.uuid4().hex,
         w3block_old="w3b-old-" + uuid.uuid4().hex,
     )
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    """Fresh RSA keys and HMAC secrets for this test session."""
+    return make_keys()
 
 
 FATPAY_URL = "https://hooks.example.com/webhooks/fatpay"

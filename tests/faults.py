@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -98,6 +100,11 @@ class Served:
         """Base URL."""
         return f"http://127.0.0.1:{self.port}"
 
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON log lines written so far."""
+        text = self.log.read_text(errors="replace")
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
     def stop(self, timeout: float = 40) -> int:
         """SIGTERM and wait for a graceful exit; returns the exit code."""
         if self.process.poll() is None:
@@ -151,12 +158,12 @@ def serve(config: Path, log: Path, port: int | None = None) -> Served:
     raise AssertionError(f"gateway did not start: {log.read_text()[-3000:]}")
 
 
-def wait_ready(url: str, seconds: float = 30) -> None:
-    """Poll /readyz until 200."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+def wait_ready(url: str, want: int = 200, seconds: float = 30) -> float:
+    """Poll /readyz until it answers `want`; return how long that took."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == want:
+                return time.monotonic() - started
         time.sleep(0.2)
-    raise AssertionError("gateway never became ready")
+    raise AssertionError(f"/readyz never answered {want}")

@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from gateway.config import load_config
-from tests.conftest import Keys, write_config
+from tests.conftest import Keys, make_keys, write_config
 from tests.ingress_helpers import REPRESENTATIVE, sample, signed, with_field
 
 PROVIDERS = list(REPRESENTATIVE)
@@ -31,24 +31,9 @@ SIGNATURE_HEADERS = {
 
 
 @pytest.fixture(scope="module")
-def keys_module(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+def keys_module() -> Keys:
     """Keys for this module (module-scoped so hypothesis can reuse one app)."""
-    import uuid
-
-    from tests.conftest import _rsa
-
-    return Keys(
-        fatpay=_rsa(),
-        fatpay_old=_rsa(),
-        velafi=_rsa(),
-        velafi_old=_rsa(),
-        pay3="pay3-" + uuid.uuid4().hex,
-        pay3_old="pay3-old-" + uuid.uuid4().hex,
-        whitepay="wp-" + uuid.uuid4().hex,
-        whitepay_old="wp-old-" + uuid.uuid4().hex,
-        w3block="w3b-" + uuid.uuid4().hex,
-        w3block_old="w3b-old-" + uuid.uuid4().hex,
-    )
+    return make_keys()
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +56,10 @@ async def client(config_path: Path) -> AsyncIterator[AsyncTestClient]:
 def assert_rejected(response: object, allow_503: bool = False) -> None:
     """4xx, never 2xx or 5xx (503 only where a valid signature was expected to pass)."""
     status = response.status_code  # type: ignore[attr-defined]
-    assert (status != 500 and status < 503) or (allow_503 and status == 503), (status, response.text)  # type: ignore[attr-defined]
+    assert (status != 500 and status < 503) or (allow_503 and status == 503), (
+        status,
+        response.text,
+    )  # type: ignore[attr-defined]
     assert not 200 <= status < 300, response.text  # type: ignore[attr-defined]
     assert "Traceback" not in response.text  # type: ignore[attr-defined]
 

@@ -2,103 +2,35 @@
 
 from __future__ import annotations
 
-import json
-import os
 import select
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from gateway.broker import Broker, free_port, tansu_binary
+from tests import faults
 from tests.conftest import Keys, write_config
+from tests.faults import Served, wait_ready
 from tests.ingress_helpers import sample, signed, with_field
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass
-class Served:
-    """A running `gateway serve` process and where its logs go."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_lines(self) -> list[dict]:  # type: ignore[type-arg]
-        """The JSON log lines written so far."""
-        out = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                out.append(json.loads(line))
-        return out
-
-
 def serve(tmp_path: Path, keys: Keys, bootstrap: str, server: str) -> Served:
-    """Start `python -m gateway serve` and wait until it answers /healthz."""
-    config = write_config(tmp_path, keys, bootstrap=bootstrap, server=server)
-    port = free_port()
-    log = tmp_path / "gateway.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
+    """`gateway serve` on a test config with the given `server:` settings."""
+    return faults.serve(
+        write_config(tmp_path, keys, bootstrap=bootstrap, server=server), tmp_path / "gateway.log"
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return Served(process, port, log)
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"gateway did not start: {log.read_text()[-2000:]}")
-
-
-def wait_ready(url: str, want: int, seconds: float = 30) -> float:
-    """Poll /readyz until it answers `want`; return how long it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        if httpx.get(f"{url}/readyz", timeout=2).status_code == want:
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise AssertionError(f"/readyz never answered {want}")
 
 
 def stop(served: Served) -> None:
     """SIGTERM and wait (graceful shutdown)."""
-    served.process.terminate()
-    try:
-        served.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        served.process.kill()
-        raise
+    served.stop(timeout=30)
 
 
 @pytest.fixture
@@ -294,9 +226,7 @@ def test_allow_ips_and_trusted_proxies(tmp_path: Path, keys: Keys, broker: Broke
         "    provider: w3block\n", "    provider: w3block\n    allow_ips: [127.0.0.0/8]\n"
     )
     config.write_text(text)
-    from tests.faults import serve as serve_config
-
-    served = serve_config(config, tmp_path / "gw.log")
+    served = faults.serve(config, tmp_path / "gw.log")
     try:
         wait_ready(served.url, 200)
         headers, body = signed("whitepay", sample("whitepay", "order-declined.json"), keys)
