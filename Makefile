@@ -34,8 +34,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+## make bench: every benchmark (ratios against same-run baselines), then the summary table
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) benchmarks/routing_bench.py
+	$(PY) benchmarks/delivery_bench.py
+	$(PY) benchmarks/ingest_bench.py
+	@test ! -f benchmarks/report.py || $(PY) benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
