@@ -16,6 +16,8 @@ What it does, all on 127.0.0.1:
   (counted from its own /metrics); RSS is read from /proc at both points;
 - prints medians over the runs (req/s, p50, p99, errors = non-2xx + socket errors, and the
   gateway/baseline ratio of each run's figures) and writes benchmarks/results/ingest.json.
+  It also prints each server's CPU time per request and their ratio (baseline/gateway):
+  on a shared machine a busy neighbour lowers req/s, but hardly what a request costs.
 
 It installs nothing: wrk comes from the Debian package (`apt-get install wrk`).
 """
@@ -370,12 +372,42 @@ def outcomes(port: int) -> dict[tuple[str, str], int]:
     return {(s, o): int(float(n)) for o, s, n in _COUNTER.findall(body.decode())}
 
 
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (granian serves from a child process)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            pids += _tree(int(child))
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process and its descendants have used so far."""
+    total = 0
+    for each in _tree(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, port: int, corpus: Path, seconds: int) -> dict[str, Any]:
+    """A wrk run plus the server's CPU time per request (robust to a noisy neighbour)."""
+    before = cpu_seconds(pid)
+    figures = wrk(port, corpus, seconds)
+    used = cpu_seconds(pid) - before
+    figures["cpu_us_per_request"] = round(used / max(figures["requests"], 1) * 1e6, 1)
+    figures["cpu_share"] = round(used / seconds, 2)
+    return figures
+
+
 def rss_mb(pid: int) -> float:
-    """Resident set size of a process, in MB (VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    """Resident set size of the process that serves (the deepest descendant), in MB."""
+    serving = _tree(pid)[-1]
+    for line in Path(f"/proc/{serving}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    raise RuntimeError(f"no VmRSS for pid {serving}")
 
 
 def write_config(directory: Path, bootstrap: str, public_pem: bytes) -> Path:
@@ -418,17 +450,33 @@ class Setup:
     workdir: Path
     server_core: int | None
     corpora: dict[str, Path]
+    asgi_server: str = "uvicorn"
 
     def gateway(self, port: int, log: Path) -> contextlib.AbstractContextManager[Any]:
         """`gateway serve` with one worker process, pinned to the server core."""
-        command = [GATEWAY, "serve", "--config", str(self.config), "--host", "127.0.0.1"]
-        command += ["--port", str(port), "--workers", "1"]
+        if self.asgi_server == "granian":
+            os.environ["GATEWAY_CONFIG"] = str(self.config)
+            command = granian("gateway.cli:app_factory", port, factory=True)
+        else:
+            command = [GATEWAY, "serve", "--config", str(self.config), "--host", "127.0.0.1"]
+            command += ["--port", str(port), "--workers", "1"]
         return server(pinned(command, self.server_core), port, "/readyz", log)
 
     def baseline(self, port: int, log: Path) -> contextlib.AbstractContextManager[Any]:
         """The bare Litestar app, pinned to the server core."""
-        command = [PYTHON, str(BENCH / "baseline_app.py"), "--port", str(port)]
+        if self.asgi_server == "granian":
+            command = granian("benchmarks.baseline_app:app", port)
+        else:
+            command = [PYTHON, str(BENCH / "baseline_app.py"), "--port", str(port)]
         return server(pinned(command, self.server_core), port, "/", log, any_answer=True)
+
+
+def granian(target: str, port: int, *, factory: bool = False) -> list[str]:
+    """Granian serving `target` like uvicorn does here: one worker, uvloop, HTTP/1.1 only."""
+    command = [str(Path(PYTHON).with_name("granian")), "--interface", "asgi", "--loop", "uvloop"]
+    command += ["--http", "1", "--no-ws", "--workers", "1", "--runtime-mode", "st"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    return [*command, *(["--factory"] if factory else []), target]
 
 
 def run_once(setup: Setup, index: int) -> dict[str, Any]:
@@ -436,23 +484,26 @@ def run_once(setup: Setup, index: int) -> dict[str, Any]:
     plan, corpora = setup.plan, setup.corpora
     result: dict[str, Any] = {}
     port = free_port()
-    with setup.baseline(port, setup.workdir / "baseline.log"):
+    with setup.baseline(port, setup.workdir / "baseline.log") as process:
         wrk(port, corpora["whitepay-warm"], plan.warmup)
-        result["baseline"] = wrk(port, corpora["whitepay-run"], plan.duration)
+        result["baseline"] = measured(process.pid, port, corpora["whitepay-run"], plan.duration)
     port = free_port()
     with setup.gateway(port, setup.workdir / f"gateway-run{index}.log") as process:
         for provider in ("whitepay", "velafi"):
             wrk(port, corpora[f"{provider}-warm"], plan.warmup)
             before = outcomes(port)
-            figures = wrk(port, corpora[f"{provider}-run"], plan.duration)
+            figures = measured(process.pid, port, corpora[f"{provider}-run"], plan.duration)
             after = outcomes(port)
             for outcome in ("accepted", "duplicate"):
                 key = (provider, outcome)
                 figures[outcome] = after.get(key, 0) - before.get(key, 0)
             result[provider] = figures
         result["gateway_rss_mb"] = round(rss_mb(process.pid), 1)
+    base = result["baseline"]
     for provider in ("whitepay", "velafi"):
-        result[provider]["ratio"] = round(result[provider]["rps"] / result["baseline"]["rps"], 3)
+        row = result[provider]
+        row["ratio"] = round(row["rps"] / base["rps"], 3)
+        row["cpu_ratio"] = round(base["cpu_us_per_request"] / row["cpu_us_per_request"], 3)
     return result
 
 
@@ -501,11 +552,12 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [run[target] for run in runs]
         entry = {
             key: round(statistics.median(row[key] for row in rows), 3)
-            for key in ("rps", "p50_ms", "p99_ms", "max_ms")
+            for key in ("rps", "p50_ms", "p99_ms", "max_ms", "cpu_us_per_request")
         }
         entry["errors"] = sum(row["errors"] for row in rows)
         if target != "baseline":
             entry["ratio"] = round(statistics.median(row["ratio"] for row in rows), 3)
+            entry["cpu_ratio"] = round(statistics.median(row["cpu_ratio"] for row in rows), 3)
             entry["duplicates"] = sum(row["duplicate"] for row in rows)
         summary[target] = entry
     return summary
@@ -539,7 +591,10 @@ def print_table(report: dict[str, Any]) -> None:
         f"ingest: wrk -t1 -c{CONNECTIONS}, {plan['duration']}s after {plan['warmup']}s warm-up, "
         f"median of {plan['runs']} run(s); {where}"
     )
-    print(f"{'':22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'ratio':>8}")
+    print(
+        f"{'':22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'ratio':>8}"
+        f"{'CPU us/req':>12}{'CPU ratio':>11}"
+    )
     labels = {
         "baseline": "bare Litestar",
         "whitepay": "gateway Whitepay HMAC",
@@ -548,9 +603,10 @@ def print_table(report: dict[str, Any]) -> None:
     for target, label in labels.items():
         row = summary[target]
         ratio = f"{row['ratio']:.2f}" if "ratio" in row else "1.00"
+        cpu_ratio = f"{row['cpu_ratio']:.2f}" if "cpu_ratio" in row else "1.00"
         print(
             f"{label:<22}{row['rps']:>9,.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
-            f"{row['errors']:>8}{ratio:>8}"
+            f"{row['errors']:>8}{ratio:>8}{row['cpu_us_per_request']:>12,.0f}{cpu_ratio:>11}"
         )
     duplicates = summary["whitepay"]["duplicates"] + summary["velafi"]["duplicates"]
     if duplicates:
@@ -574,6 +630,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, help="override the number of runs")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory phase")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--server",
+        choices=["uvicorn", "granian"],
+        default="uvicorn",
+        help="ASGI server for both apps (granian must be installed; it is not a dependency)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print(
@@ -582,6 +644,10 @@ def main() -> int:
             "(`make bench` does this for you.)",
             file=sys.stderr,
         )
+        return 2
+    load_start = round(os.getloadavg()[0], 2)
+    if args.server == "granian" and not Path(PYTHON).with_name("granian").exists():
+        print("ingest_bench: --server granian needs `pip install granian`", file=sys.stderr)
         return 2
     plan = QUICK if args.quick else FULL
     if args.runs:
@@ -611,7 +677,7 @@ def main() -> int:
         try:
             setup = Setup(
                 plan, write_config(workdir, broker.bootstrap, public_pem), workdir,
-                server_core, corpora,
+                server_core, corpora, args.server,
             )  # fmt: skip
             runs = []
             for index in range(plan.runs):
@@ -639,11 +705,16 @@ def main() -> int:
         "quick": args.quick,
         "plan": plan.__dict__,
         "connections": CONNECTIONS,
-        "server": "uvicorn (uvloop, httptools), 1 worker process",
+        "server": (
+            "granian (uvloop, HTTP/1.1, single-threaded runtime), 1 worker process"
+            if args.server == "granian"
+            else "uvicorn (uvloop, httptools), 1 worker process"
+        ),
         "pinning": {"server_core": server_core, "load_core": load_core},
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
         "median": summary,
         "memory": mem,
         "runs": runs,

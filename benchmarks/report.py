@@ -1,0 +1,112 @@
+"""One table of every benchmark's latest figures (benchmarks/results/*.json).
+
+    .venv/bin/python benchmarks/report.py
+
+`make bench` runs the benchmarks and then this. A benchmark whose JSON is missing is
+listed as not run; nothing here measures anything.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _ok(met: bool | None) -> str:
+    return "-" if met is None else ("ok" if met else "MISSED")
+
+
+def rows() -> list[tuple[str, str, str, str]]:
+    """(benchmark, figure, value, target verdict) rows."""
+    out: list[tuple[str, str, str, str]] = []
+    ingest = _load("ingest")
+    if ingest is None:
+        out.append(("ingest", "not run", "", ""))
+    else:
+        median, met = ingest["median"], ingest.get("targets_met", {})
+        base = median["baseline"]
+        runs = f"median of {ingest['plan']['runs']}" + (", quick" if ingest["quick"] else "")
+        out.append(("ingest", f"bare Litestar req/s ({runs})", f"{base['rps']:,.0f}", "baseline"))
+        for key, label, target in (
+            ("whitepay", "Whitepay HMAC", "whitepay_ratio"),
+            ("velafi", "VelaFi RSA", "velafi_ratio"),
+        ):
+            row = median[key]
+            value = (
+                f"{row['rps']:,.0f} req/s, ratio {row['ratio']:.2f} "
+                f"(CPU {row['cpu_ratio']:.2f}), p99 {row['p99_ms']:.1f} ms, "
+                f"{row['errors']} errors"
+            )
+            verdict = f">= {ingest['targets'][target]}: {_ok(met.get(target))}"
+            out.append(("ingest", label, value, verdict))
+        memory = ingest.get("memory") or {}
+        if memory:
+            first, second = memory["events"]
+            out.append(
+                (
+                    "ingest",
+                    f"RSS after {first:,} / {second:,} events",
+                    f"{memory['rss_first_mb']:.1f} / {memory['rss_second_mb']:.1f} MB "
+                    f"({memory['growth_pct']:+.1f}%)",
+                    f"< 150 MB, < 5%: {_ok(met.get('rss') and met.get('rss_growth'))}",
+                )
+            )
+    routing = _load("routing")
+    if routing is None:
+        out.append(("routing", "not run", "", ""))
+    else:
+        for result in routing["results"]:
+            out.append(
+                (
+                    "routing",
+                    f"{result['routes']:,} routes, per event",
+                    f"{result['compiled_us']:.1f} us compiled vs {result['naive_us']:.1f} us "
+                    f"naive ({result['speedup']:.0f}x)",
+                    "",
+                )
+            )
+        target = routing.get("target")
+        if target:
+            out[-1] = (
+                *out[-1][:3],
+                f"<= {target['max_compiled_us']} us, >= {target['min_speedup']}x: "
+                f"{_ok(target.get('met'))}",
+            )
+    delivery = _load("delivery")
+    if delivery is None:
+        out.append(("delivery", "not run", "", ""))
+    else:
+        out.append(
+            (
+                "delivery",
+                "deliveries/s, one worker process",
+                f"{delivery['deliveries_per_second']:,.0f}",
+                f">= {delivery['target_per_second']:,.0f}: {_ok(delivery.get('meets_target'))}",
+            )
+        )
+    return out
+
+
+def main() -> int:
+    """Print the table."""
+    table = rows()
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
