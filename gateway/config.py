@@ -500,6 +500,11 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
     trusted: tuple[IPNetwork, ...] = ()
     if server is not _MISSING:
         trusted = _networks(server.trusted_proxies, ("server", "trusted_proxies"), doc)
+    if kafka is not _MISSING and kafka.request_timeout <= kafka.session_timeout:
+        doc.error(
+            ("kafka", "request_timeout"),
+            "must exceed `session_timeout`, or consumer-group joins time out",
+        )
     if kafka is not _MISSING and kafka.sasl_mechanism and kafka.sasl_password is None:
         doc.error(("kafka",), "`sasl_password` is required with `sasl_mechanism`")
     router: Router | None = None

@@ -151,6 +151,8 @@ kafka:
   create_topics: true
   request_timeout: 3s
   topic_partitions: 2
+  session_timeout: 2s
+  heartbeat_interval: 500ms
 sources:
   fatpay:
     provider: fatpay

@@ -195,3 +195,11 @@ def test_structs_are_msgspec() -> None:
     """Config sections are msgspec Structs (frozen)."""
     config = parse_config(MINIMAL, "cfg.yaml")
     assert isinstance(config.server, msgspec.Struct)
+
+
+def test_request_timeout_must_exceed_session_timeout() -> None:
+    """A Kafka request timeout not above the session timeout would make group joins time out."""
+    found = problems(MINIMAL + "kafka:\n  request_timeout: 5s\n  session_timeout: 10s\n")
+    assert found == [
+        "cfg.yaml:13: kafka.request_timeout: must exceed `session_timeout`, or consumer-group joins time out"
+    ]

@@ -23,7 +23,7 @@ from gateway.tracing import TracingConfig
 from tests.conftest import Keys, write_config
 from tests.ingress_helpers import sample, signed
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 UPSTREAM_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 UPSTREAM = f"00-{UPSTREAM_TRACE}-00f067aa0ba902b7-01"
@@ -90,20 +90,26 @@ async def test_trace_context_reaches_kafka_and_the_webhook_receiver(
     )
     text = config.read_text().replace(
         "  topic_partitions: 2\n",
-        f"  topic_partitions: 2\n  session_timeout: 6s\n  heartbeat_interval: 1s\n"
+        f"  topic_partitions: 2\n"
         f"  delivery_topic: deliveries-{topic}\n  dead_letter_topic: dead-{topic}\n  consumer_group: g-{topic}\n",
     )
     config.write_text(text)
-    async with AsyncTestClient(app=create_app(load_config(config))) as client:
-        deadline = time.monotonic() + 20
-        while (await client.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+    app = create_app(load_config(config))
+    async with AsyncTestClient(app=app) as client:
+        # Ready to accept, and the in-process delivery workers joined their consumer group
+        # (tansu can take tens of seconds to settle a group on a loaded machine).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            workers = app.state.get("workers")
+            if (await client.get("/readyz")).status_code == 200 and workers and workers.ready:
+                break
+            await asyncio.sleep(0.2)
         headers, body = signed("whitepay", sample("whitepay", "order-declined.json"), keys)
         response = await client.post(
             "/webhooks/whitepay", content=body, headers={**headers, "traceparent": UPSTREAM}
         )
         assert response.status_code == 200, response.text
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 60
         while not seen and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
     assert seen, "the webhook never reached the receiver"

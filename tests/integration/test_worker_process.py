@@ -34,7 +34,7 @@ def test_worker_process_serves_health_readiness_and_metrics(
     )
     text = config.read_text().replace(
         "  topic_partitions: 2\n",
-        "  topic_partitions: 2\n  session_timeout: 6s\n  heartbeat_interval: 1s\n",
+        "  topic_partitions: 2\n",
     )
     config.write_text(text)
     port = free_port()
