@@ -95,6 +95,8 @@ kafka:
   linger_ms: 1
   create_topics: true
   request_timeout: 5s
+  session_timeout: 3s
+  heartbeat_interval: 500ms
   topic_partitions: 2
   delivery_topic: deliveries-{suffix}
   dead_letter_topic: dead-letters-{suffix}
