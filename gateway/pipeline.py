@@ -81,12 +81,15 @@ class Pipeline:
         self._seen = SeenIds(config.server.dedupe_window, config.server.dedupe_max_entries)
         self._in_flight: dict[str, asyncio.Future[Outcome]] = {}
 
-    def source(self, name: str) -> Source:
-        """The configured source, or `UnknownSource` (404)."""
+    def _ingress(self, name: str) -> _Ingress:
         ingress = self._sources.get(name)
         if ingress is None:
             raise UnknownSource(f"no source named {name!r} is configured")
-        return ingress.source
+        return ingress
+
+    def source(self, name: str) -> Source:
+        """The configured source, or `UnknownSource` (404)."""
+        return self._ingress(name).source
 
     def media_types(self, name: str) -> frozenset[str]:
         """Content types the source's provider sends."""
@@ -95,9 +98,7 @@ class Pipeline:
 
     def event(self, name: str, raw: bytes, headers: Mapping[str, str], now: float) -> CloudEvent:
         """Verify, decode and normalize one request (no side effects beyond the nonce cache)."""
-        ingress = self._sources.get(name)
-        if ingress is None:
-            raise UnknownSource(f"no source named {name!r} is configured")
+        ingress = self._ingress(name)
         content = ingress.verifier.verify(raw, headers, now)
         reject_duplicate_keys(content)
         if content is not raw:  # pay3: the unsigned envelope must not be ambiguous either
