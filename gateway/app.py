@@ -4,21 +4,32 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.types import (
+    HTTPScope,
+    LifeSpanReceive,
+    LifeSpanScope,
+    LifeSpanSend,
+    Receive,
+    Scope,
+    Send,
+)
 
 from gateway import __version__, tracing
 from gateway.config import Config
 from gateway.destinations.kafka import Producer
 from gateway.http.health import healthz, metrics_page, readyz
-from gateway.http.ingress import receive
+from gateway.http.ingress import Ingress, source_of
 from gateway.http.problems import http_exception_handler, internal_error_handler
 from gateway.observability import REDACTOR, config_secret_values
 from gateway.pipeline import Pipeline
-from gateway.spool import Drainer, Header, Send, Spool
+from gateway.spool import Drainer, Header, Spool
+from gateway.spool import Send as SpoolSend
 
 
 def create_app(
@@ -59,11 +70,13 @@ def create_app(
                 spool.close()
             tracing.shutdown()
 
-    app = _litestar(
-        [receive, healthz, readyz, metrics_page],
-        lifespan,
+    app = GatewayApp(
+        Ingress(pipeline),
+        route_handlers=[healthz, readyz, metrics_page],
+        lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="Webhook gateway", version=__version__),
         request_max_body_size=config.server.max_body_bytes + 1,
+        **_ERRORS,
     )
     app.state.pipeline = pipeline
     app.state.producer = producer
@@ -92,7 +105,12 @@ def create_worker_app(config: Config) -> Litestar:
             await producer.stop()
             tracing.shutdown()
 
-    app = _litestar([healthz, readyz, metrics_page], lifespan, openapi_config=None)
+    app = Litestar(
+        route_handlers=[healthz, readyz, metrics_page],
+        lifespan=[lifespan],
+        openapi_config=None,
+        **_ERRORS,
+    )
     app.state.producer = producer
     app.state.workers = workers
     app.state.workers_required = True
@@ -100,21 +118,45 @@ def create_worker_app(config: Config) -> Litestar:
     return app
 
 
-def _litestar(handlers: list[Any], lifespan: Any, **options: Any) -> Litestar:
-    """A Litestar app with the gateway's error mapping (problem details, never a traceback)."""
-    return Litestar(
-        route_handlers=handlers,
-        lifespan=[lifespan],
-        exception_handlers={
-            HTTPException: http_exception_handler,
-            Exception: internal_error_handler,
-        },
-        debug=False,
-        **options,
-    )
+# The gateway's error mapping for Litestar's own routes: problem details, never a traceback.
+_ERRORS: dict[str, Any] = {
+    "exception_handlers": {
+        HTTPException: http_exception_handler,
+        Exception: internal_error_handler,
+    },
+    "debug": False,
+}
 
 
-def _sender(producer: Producer) -> Send:
+class GatewayApp(Litestar):
+    """Litestar, with `/webhooks/{source}` answered by the ingress before the router.
+
+    The ingress is the one hot route; handing it the request directly skips Litestar's
+    routing, middleware and connection objects, about 90 µs per webhook on the benchmark
+    machine. Every other path goes through Litestar as usual.
+    """
+
+    def __init__(self, ingress: Ingress, **options: Any) -> None:
+        super().__init__(**options)
+        self.ingress = ingress
+
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        """Dispatch one ASGI connection."""
+        if scope["type"] == ScopeType.HTTP:
+            http = cast("HTTPScope", scope)
+            source = source_of(http["path"])
+            if source is not None:
+                await self.ingress(http, cast("Receive", receive), cast("Send", send), source)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def _sender(producer: Producer) -> SpoolSend:
     async def send(topic: str, value: bytes, key: bytes | None, headers: list[Header]) -> Any:
         return await producer.send(topic, value, key=key, headers=headers)
 

@@ -73,6 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http=GuardedHttpToolsProtocol,
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is the gateway's call (server.trusted_proxies)
         log_level=config.server.log_level,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=int(config.server.handoff_timeout) + 5,
@@ -107,6 +108,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         http="httptools",
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is the gateway's call (server.trusted_proxies)
         log_level=config.server.log_level,
         timeout_graceful_shutdown=5,  # HTTP here is probes and scrapes; workers drain after
     )

@@ -41,6 +41,12 @@ class Forbidden(GatewayError):
     reason = "forbidden"
 
 
+class MethodNotAllowed(GatewayError):
+    """The ingress takes only `POST`."""
+
+    reason = "method"
+
+
 class UnsupportedMediaType(GatewayError):
     """The request's content type is not the one the provider sends."""
 

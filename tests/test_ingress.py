@@ -180,3 +180,86 @@ async def test_errors_never_echo_secrets_or_signatures(client: AsyncTestClient, 
     assert response.status_code == 401
     for secret in [*keys.all_secrets(), signature, "08d585b1"]:
         assert secret not in response.text
+
+
+async def test_trailing_slash_reaches_the_same_ingress(client: AsyncTestClient, keys: Keys) -> None:
+    """`/webhooks/{source}/` is the same ingress (then 503: no broker)."""
+    headers, body = signed("whitepay", _body("whitepay"), keys)
+    response = await client.post("/webhooks/whitepay/", content=body, headers=headers)
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "7"
+    response = await client.post("/webhooks/nope/", content=b"{}", headers=headers)
+    _assert_problem(response, 404)
+
+
+async def test_other_methods_are_405_with_allow(client: AsyncTestClient) -> None:
+    """Any method but POST on the ingress answers 405 with `Allow: POST`, known source or not."""
+    for method, path in [("GET", "/webhooks/whitepay"), ("PUT", "/webhooks/nope")]:
+        response = await client.request(method, path)
+        _assert_problem(response, 405)
+        assert response.headers["allow"] == "POST"
+
+
+async def test_nested_ingress_path_is_404(client: AsyncTestClient) -> None:
+    """`/webhooks/a/b` is not an ingress path: Litestar's problem+json 404."""
+    response = await client.post("/webhooks/whitepay/extra", content=b"{}")
+    _assert_problem(response, 404)
+
+
+async def test_a_bug_in_the_pipeline_is_a_bare_500(
+    client: AsyncTestClient, keys: Keys, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unexpected exception answers a problem+json 500 without the traceback, and is logged."""
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom: internal detail")
+
+    client.app.ingress.pipeline.accept = broken  # type: ignore[attr-defined]
+    headers, body = signed("whitepay", _body("whitepay"), keys)
+    response = await client.post("/webhooks/whitepay", content=body, headers=headers)
+    problem = _assert_problem(response, 500)
+    assert problem["detail"] == "internal error"
+    assert "boom" not in response.text and "Traceback" not in response.text
+    logged = capsys.readouterr()
+    assert "unhandled_error" in logged.out + logged.err
+
+
+def _receiver(*messages: dict[str, object]):
+    queue = list(messages)
+
+    async def receive() -> dict[str, object]:
+        return queue.pop(0)
+
+    return receive
+
+
+async def test_read_body_joins_chunks_and_stops_at_the_limit() -> None:
+    """A body in several ASGI messages is joined; one byte over the limit is a 413 mid-stream."""
+    from gateway.errors import BodyTooLarge
+    from gateway.http.ingress import read_body
+
+    def chunks(*parts: bytes) -> list[dict[str, object]]:
+        return [
+            {"type": "http.request", "body": p, "more_body": i < len(parts) - 1}
+            for i, p in enumerate(parts)
+        ]
+
+    assert await read_body(_receiver(*chunks(b"ab", b"cd", b"e")), None, 5) == b"abcde"
+    assert await read_body(_receiver(*chunks(b"abcde")), "5", 5) == b"abcde"
+    with pytest.raises(BodyTooLarge):
+        await read_body(_receiver(*chunks(b"abc", b"def")), None, 5)
+    with pytest.raises(BodyTooLarge):  # the declared length alone is enough: nothing is read
+        await read_body(_receiver(), "6", 5)
+
+
+async def test_client_gone_mid_body_is_not_an_error() -> None:
+    """A disconnect before the body is complete ends the request quietly (nobody to answer)."""
+    from gateway.http.ingress import ClientGone, read_body
+
+    receive = _receiver(
+        {"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"}
+    )
+    with pytest.raises(ClientGone):
+        await read_body(receive, None, 100)
+    with pytest.raises(ClientGone):
+        await read_body(_receiver({"type": "http.disconnect"}), None, 100)

@@ -1,15 +1,21 @@
-"""`POST /webhooks/{source}`: the HTTP edge of the pipeline."""
+"""`POST /webhooks/{source}`: the HTTP edge of the pipeline, as a plain ASGI endpoint.
+
+The ingress is the one route on every provider's hot path, so it speaks ASGI directly
+instead of going through Litestar's request, handler and response layers: that machinery
+cost about as much CPU per webhook as all of the gateway's own work before the hand-off
+(see the README's performance section). `gateway.app.GatewayApp` sends matching requests
+here before Litestar's router; everything else (health, metrics, unknown paths) stays
+Litestar. Errors still map to HTTP in one place, `gateway.http.problems`.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import structlog
-from litestar import Request, Response, post
-from litestar.params import FromPath
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope, Receive, Send
 
 from gateway import metrics, tracing
 from gateway.config import IPNetwork
@@ -17,13 +23,27 @@ from gateway.errors import (
     BodyTooLarge,
     Forbidden,
     GatewayError,
+    MethodNotAllowed,
     SignatureError,
     UnsupportedMediaType,
 )
-from gateway.http.problems import accepted, problem, status_of
+from gateway.http.problems import Reply, accepted, internal_error, problem, status_of
 from gateway.pipeline import Pipeline
 
 log = structlog.get_logger("gateway.ingress")
+
+PREFIX = "/webhooks/"
+
+
+def source_of(path: str) -> str | None:
+    """The `{source}` of an ingress path (`/webhooks/{source}`, or with a trailing slash)."""
+    if path.startswith(PREFIX):
+        source = path[len(PREFIX) :]
+        if source.endswith("/"):
+            source = source[:-1]
+        if source and "/" not in source:
+            return source
+    return None
 
 
 def client_address(
@@ -50,99 +70,137 @@ def client_address(
     return address
 
 
-async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived: there is no one to answer."""
+
+
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The body, refusing (413) as soon as it exceeds `limit`, without buffering the rest."""
-    declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"the body exceeds the {limit}-byte limit")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
+    message = await receive()
+    if message["type"] != "http.request":
+        raise ClientGone
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False) and len(body) <= limit:
+        return body  # the usual case: the whole body in one message
+    chunks = [body]
+    size = len(body)
+    while size <= limit and message.get("more_body", False):
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone
+        chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the body exceeds the {limit}-byte limit")
         chunks.append(chunk)
+    if size > limit:
+        raise BodyTooLarge(f"the body exceeds the {limit}-byte limit")
     return b"".join(chunks)
 
 
-def _media_type(request: Request[Any, Any, Any]) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+async def _send(send: Send, reply: Reply) -> None:
+    headers = reply.asgi_headers()
+    await send(
+        HTTPResponseStartEvent(type="http.response.start", status=reply.status, headers=headers)
+    )
+    await send(HTTPResponseBodyEvent(type="http.response.body", body=reply.body, more_body=False))
 
 
-@post(
-    "/webhooks/{source:str}",
-    status_code=200,
-    include_in_schema=True,
-    summary="Receive a provider webhook",
-)
-async def receive(request: Request[Any, Any, Any], source: FromPath[str]) -> Response[bytes]:
-    """Verify, normalize, route and durably hand off one provider webhook."""
-    if not tracing.enabled():
-        return await _receive(request, source)
-    parent = request.headers.get("traceparent")
-    attributes = {"http.request.method": "POST", "url.path": request.url.path}
-    with tracing.span("webhook", attributes, {"traceparent": parent} if parent else None) as span:
-        response = await _receive(request, source)
-        span.set_attribute("http.response.status_code", response.status_code)
-        return response
+class Ingress:
+    """The ASGI endpoint for `/webhooks/{source}`: verify, normalize, route, hand off."""
 
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
 
-async def _receive(request: Request[Any, Any, Any], source: str) -> Response[bytes]:
-    started = time.perf_counter()
-    pipeline: Pipeline = request.app.state.pipeline
-    provider: str | None = None
-    request_id = request.headers.get("x-request-id")
-    try:
-        configured = pipeline.source(source)
-        provider = configured.provider
-        if configured.allow_ips:
-            peer = request.client.host if request.client else None
-            address = client_address(
-                peer, request.headers.get("x-forwarded-for"), pipeline.config.trusted_proxies
+    async def __call__(self, scope: HTTPScope, receive: Receive, send: Send, source: str) -> None:
+        """Answer one request; a bug becomes a bare 500 (logged), never a traceback."""
+        try:
+            if not tracing.enabled():
+                reply = await self._receive(scope, receive, source)
+            else:
+                reply = await self._traced(scope, receive, source)
+        except ClientGone:
+            log.info("webhook_abandoned", source=source, reason="client disconnected")
+            return
+        except Exception as exc:
+            log.error("unhandled_error", path=scope.get("path"), exc_info=exc)
+            reply = internal_error()
+        await _send(send, reply)
+
+    async def _traced(self, scope: HTTPScope, receive: Receive, source: str) -> Reply:
+        headers = dict(scope["headers"])
+        parent = headers.get(b"traceparent")
+        attributes = {"http.request.method": scope["method"], "url.path": scope["path"]}
+        context = {"traceparent": parent.decode("latin-1")} if parent else None
+        with tracing.span("webhook", attributes, context) as span:
+            reply = await self._receive(scope, receive, source)
+            span.set_attribute("http.response.status_code", reply.status)
+            return reply
+
+    async def _receive(self, scope: HTTPScope, receive: Receive, source: str) -> Reply:
+        started = time.perf_counter()
+        pipeline = self.pipeline
+        provider: str | None = None
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = headers.get("x-request-id")
+        try:
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(f"{scope['method']} is not allowed here: use POST")
+            configured = pipeline.source(source)
+            provider = configured.provider
+            if configured.allow_ips:
+                client = scope.get("client")
+                address = client_address(
+                    client[0] if client else None,
+                    headers.get("x-forwarded-for"),
+                    pipeline.config.trusted_proxies,
+                )
+                if address is None or not any(address in net for net in configured.allow_ips):
+                    raise Forbidden("the request's address is not allowed for this source")
+            media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media not in pipeline.media_types(source):
+                raise UnsupportedMediaType(
+                    f"expected one of: {', '.join(sorted(pipeline.media_types(source)))}"
+                )
+            limit = pipeline.config.server.max_body_bytes
+            raw = await read_body(receive, headers.get("content-length"), limit)
+            outcome = await pipeline.accept(source, raw, headers, time.time())
+        except GatewayError as exc:
+            label = source if provider is not None else "_unknown"  # never a label from the URL
+            metrics.WEBHOOKS.labels(label, exc.reason).inc()
+            if isinstance(exc, SignatureError):
+                metrics.VERIFICATION_FAILURES.labels(label, exc.reason).inc()
+            metrics.REQUEST_DURATION.labels(label).observe(time.perf_counter() - started)
+            log.warning(
+                "webhook",
+                source=source,
+                provider=provider,
+                status=status_of(exc),
+                outcome="rejected",
+                reason=exc.reason,
+                detail=str(exc),
+                request_id=request_id,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
-            if address is None or not any(address in net for net in configured.allow_ips):
-                raise Forbidden("the request's address is not allowed for this source")
-        if _media_type(request) not in pipeline.media_types(source):
-            raise UnsupportedMediaType(
-                f"expected one of: {', '.join(sorted(pipeline.media_types(source)))}"
-            )
-        raw = await read_body(request, pipeline.config.server.max_body_bytes)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
-        outcome = await pipeline.accept(source, raw, headers, time.time())
-    except GatewayError as exc:
-        label = source if provider is not None else "_unknown"  # never a label from the URL
-        metrics.WEBHOOKS.labels(label, exc.reason).inc()
-        if isinstance(exc, SignatureError):
-            metrics.VERIFICATION_FAILURES.labels(label, exc.reason).inc()
-        metrics.REQUEST_DURATION.labels(label).observe(time.perf_counter() - started)
-        log.warning(
+            return problem(exc, provider)
+        event = outcome.event
+        tracing.annotate(
+            source=source, provider=provider, event_id=event.id, outcome=outcome.status
+        )
+        metrics.WEBHOOKS.labels(source, outcome.status).inc()
+        metrics.REQUEST_DURATION.labels(source).observe(time.perf_counter() - started)
+        log.info(
             "webhook",
             source=source,
             provider=provider,
-            status=status_of(exc),
-            outcome="rejected",
-            reason=exc.reason,
-            detail=str(exc),
+            event_id=event.id,
+            type=event.type,
+            routes=list(outcome.routes),
+            destinations=list(outcome.destinations),
+            status=200,
+            outcome=outcome.status,
+            spooled=outcome.spooled,
             request_id=request_id,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
-        return problem(exc, provider)
-    event = outcome.event
-    tracing.annotate(source=source, provider=provider, event_id=event.id, outcome=outcome.status)
-    metrics.WEBHOOKS.labels(source, outcome.status).inc()
-    metrics.REQUEST_DURATION.labels(source).observe(time.perf_counter() - started)
-    log.info(
-        "webhook",
-        source=source,
-        provider=provider,
-        event_id=event.id,
-        type=event.type,
-        routes=list(outcome.routes),
-        destinations=list(outcome.destinations),
-        status=200,
-        outcome=outcome.status,
-        spooled=outcome.spooled,
-        request_id=request_id,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-    )
-    return accepted(event.id, outcome.status, configured.provider)
+        return accepted(event.id, outcome.status, configured.provider)

@@ -1,8 +1,12 @@
-"""The one place that maps errors to HTTP: RFC 9457 problem details (VelaFi: its own body)."""
+"""The one place that maps errors to HTTP: RFC 9457 problem details (VelaFi: its own body).
+
+Every answer is built here as a `Reply` (status, media type, headers, body). The ingress
+sends it straight over ASGI; Litestar's own handlers turn it into a `Response`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import structlog
@@ -13,6 +17,7 @@ from gateway.errors import (
     BodyTooLarge,
     Forbidden,
     GatewayError,
+    MethodNotAllowed,
     PayloadError,
     SignatureError,
     Unavailable,
@@ -31,6 +36,7 @@ _PROBLEMS: dict[type[GatewayError], tuple[int, str, str]] = {
     SignatureError: (401, "Authentication failed", "authentication-failed"),
     Forbidden: (403, "Source address not allowed", "forbidden"),
     UnknownSource: (404, "Unknown source", "unknown-source"),
+    MethodNotAllowed: (405, "Method not allowed", "method-not-allowed"),
     BodyTooLarge: (413, "Body too large", "body-too-large"),
     UnsupportedMediaType: (415, "Unsupported media type", "unsupported-media-type"),
     Unavailable: (503, "Event could not be made durable", "unavailable"),
@@ -39,6 +45,34 @@ _PROBLEMS: dict[type[GatewayError], tuple[int, str, str]] = {
 _ENCODER = msgspec.json.Encoder()
 VELAFI_SUCCESS = b'{"callbackStatus":"SUCCESS"}'
 VELAFI_FAIL = b'{"callbackStatus":"FAIL"}'
+_JSON = "application/json"
+
+
+class Reply(NamedTuple):
+    """One HTTP answer, ready to send."""
+
+    status: int
+    body: bytes
+    media_type: str = _JSON
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def asgi_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers of an ASGI `http.response.start` message."""
+        headers = [
+            (b"content-type", self.media_type.encode()),
+            (b"content-length", str(len(self.body)).encode()),
+        ]
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+        return headers
+
+    def response(self) -> Response[bytes]:
+        """The same answer as a Litestar `Response`."""
+        return Response(
+            self.body,
+            status_code=self.status,
+            media_type=self.media_type,
+            headers=dict(self.headers),
+        )
 
 
 def _spec(exc: GatewayError) -> tuple[int, str, str]:
@@ -53,62 +87,51 @@ def status_of(exc: GatewayError) -> int:
     return _spec(exc)[0]
 
 
-def problem(exc: GatewayError, provider: str | None = None) -> Response[bytes]:
-    """The response for a domain error: problem+json, or VelaFi's `callbackStatus` body."""
+def _problem_json(status: int, title: str, slug: str, detail: str, **extra: Any) -> bytes:
+    body = {"type": _TYPE_BASE + slug, "title": title, "status": status, "detail": detail}
+    return _ENCODER.encode({**body, **extra})
+
+
+def problem(exc: GatewayError, provider: str | None = None) -> Reply:
+    """The answer to a domain error: problem+json, or VelaFi's `callbackStatus` body."""
     status, title, slug = _spec(exc)
-    headers: dict[str, str] = {}
+    headers: tuple[tuple[str, str], ...] = ()
     if isinstance(exc, Unavailable):
-        headers["retry-after"] = str(exc.retry_after)
+        headers = (("retry-after", str(exc.retry_after)),)
+    elif isinstance(exc, MethodNotAllowed):
+        headers = (("allow", "POST"),)
     if provider == "velafi":
-        return Response(
-            VELAFI_FAIL, status_code=status, media_type="application/json", headers=headers
-        )
-    body: dict[str, Any] = {
-        "type": _TYPE_BASE + slug,
-        "title": title,
-        "status": status,
-        "detail": str(exc),
-    }
-    if isinstance(exc, PayloadError):
-        body["path"] = exc.path
-    return Response(
-        _ENCODER.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+        return Reply(status, VELAFI_FAIL, _JSON, headers)
+    extra = {"path": exc.path} if isinstance(exc, PayloadError) else {}
+    return Reply(
+        status, _problem_json(status, title, slug, str(exc), **extra), PROBLEM_JSON, headers
     )
 
 
-def accepted(event_id: str, status: str, provider: str) -> Response[bytes]:
+def accepted(event_id: str, status: str, provider: str) -> Reply:
     """The 200 for accepted, duplicate and unrouted events."""
     if provider == "velafi":
-        return Response(VELAFI_SUCCESS, status_code=200, media_type="application/json")
-    return Response(
-        _ENCODER.encode({"id": event_id, "status": status}),
-        status_code=200,
-        media_type="application/json",
+        return Reply(200, VELAFI_SUCCESS)
+    return Reply(200, _ENCODER.encode({"id": event_id, "status": status}))
+
+
+def internal_error() -> Reply:
+    """A bug's answer: a bare 500, never a traceback."""
+    return Reply(
+        500, _problem_json(500, "Internal error", "internal", "internal error"), PROBLEM_JSON
     )
 
 
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     """Litestar's own errors (unknown path, wrong method, ...) as problem details too."""
     status = exc.status_code
-    body = {
-        "type": _TYPE_BASE + "http",
-        "title": exc.__class__.__name__,
-        "status": status,
-        "detail": exc.detail if status < 500 else "internal error",
-    }
-    headers = dict(exc.headers or {})
-    return Response(
-        _ENCODER.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
-    )
+    detail = exc.detail if status < 500 else "internal error"
+    body = _problem_json(status, exc.__class__.__name__, "http", detail)
+    headers = tuple((exc.headers or {}).items())
+    return Reply(status, body, PROBLEM_JSON, headers).response()
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """A bug: logged with its traceback, answered with a bare 500 (never the traceback)."""
     log.error("unhandled_error", path=request.url.path, exc_info=exc)
-    body = {
-        "type": _TYPE_BASE + "internal",
-        "title": "Internal error",
-        "status": 500,
-        "detail": "internal error",
-    }
-    return Response(_ENCODER.encode(body), status_code=500, media_type=PROBLEM_JSON)
+    return internal_error().response()
