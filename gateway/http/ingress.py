@@ -28,6 +28,7 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.http.problems import Reply, accepted, internal_error, problem, status_of
+from gateway.observability import WebhookLine, webhook_line
 from gateway.pipeline import Pipeline
 
 log = structlog.get_logger("gateway.ingress")
@@ -171,16 +172,18 @@ class Ingress:
             if isinstance(exc, SignatureError):
                 metrics.VERIFICATION_FAILURES.labels(label, exc.reason).inc()
             metrics.REQUEST_DURATION.labels(label).observe(time.perf_counter() - started)
-            log.warning(
-                "webhook",
-                source=source,
-                provider=provider,
-                status=status_of(exc),
-                outcome="rejected",
-                reason=exc.reason,
-                detail=str(exc),
-                request_id=request_id,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            webhook_line(
+                WebhookLine(
+                    source=source,
+                    provider=provider,
+                    status=status_of(exc),
+                    outcome="rejected",
+                    reason=exc.reason,
+                    detail=str(exc),
+                    request_id=request_id,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    level="warning",
+                )
             )
             return problem(exc, provider)
         event = outcome.event
@@ -189,18 +192,19 @@ class Ingress:
         )
         metrics.WEBHOOKS.labels(source, outcome.status).inc()
         metrics.REQUEST_DURATION.labels(source).observe(time.perf_counter() - started)
-        log.info(
-            "webhook",
-            source=source,
-            provider=provider,
-            event_id=event.id,
-            type=event.type,
-            routes=list(outcome.routes),
-            destinations=list(outcome.destinations),
-            status=200,
-            outcome=outcome.status,
-            spooled=outcome.spooled,
-            request_id=request_id,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        webhook_line(
+            WebhookLine(
+                source=source,
+                provider=provider,
+                event_id=event.id,
+                type=event.type,
+                routes=list(outcome.routes),
+                destinations=list(outcome.destinations),
+                status=200,
+                outcome=outcome.status,
+                spooled=outcome.spooled,
+                request_id=request_id,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
         )
         return accepted(event.id, outcome.status, configured.provider)
