@@ -164,7 +164,9 @@ def _not(inner: Node, label: str) -> Node:
     text = f"not({inner.text})"
 
     def negation(view: EventView, why: bool) -> str | None:
-        if inner.check(view, why) is not None:
+        # Decide without formatting: the inner reason would be discarded, and building it
+        # at every level of a nested `not` made explaining exponential in the depth.
+        if inner.check(view, False) is not None:
             return None
         if not why:
             return MISS

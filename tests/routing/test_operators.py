@@ -303,3 +303,13 @@ def test_match_attributes_and() -> None:
     ):
         assert router.route({**base, **change}).unmatched, change
     assert router.route({k: v for k, v in base.items() if k != "type"}).unmatched
+
+
+@pytest.mark.parametrize("depth", [59, 60])
+def test_explaining_deeply_nested_not_is_fast(depth: int) -> None:
+    """`not` nested 60 deep explains at once (each level used to explain its inner twice)."""
+    inner: dict[str, Any] = P_USD
+    for _ in range(depth):
+        inner = {"not": inner}
+    event = {"type": "order.completed", "data": {"payload": {"currency": "USD"}}}
+    assert _holds([inner], event) is (depth % 2 == 0)
