@@ -10,6 +10,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Final
 
+from routing.codegen import Namespace
 from routing.paths import MISSING, EventView, type_name
 
 Test = Callable[[Any], bool]
@@ -202,124 +203,95 @@ def parse_value(op: str, raw: Any) -> tuple[Any, list[Problem]]:
     return number, [((), problem)] if problem else []
 
 
-def _equals(expected: Any) -> Test:
+# How an ordering operator reads in source, with the bound on the right.
+_SYMBOLS: Final = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def test_source(
+    op: str,
+    want: Any,
+    value: str,
+    number: Callable[[], tuple[str, str]],
+    bind: Callable[[Any], str],
+) -> str:
+    """The Python expression deciding `{op: want}`: the one place each operator is defined.
+
+    `value` names the path's value (MISSING when the path does not resolve). `number()`
+    gives (an expression evaluating to `to_number(value)`, the name holding that number once
+    the expression ran); it is only called by operators that compare numbers. `bind`
+    names a constant (see `codegen.py`). The expression evaluates to a bool; every test
+    but `exists: false` (and the negations `ne`/`not_in`) is false for MISSING.
+    """
+    missing = bind(MISSING)
+    if op == "exists":
+        return f"({value} is not {missing})" if want else f"({value} is {missing})"
+    if op in ORDERING:
+        compute, n = number()
+        return f"({compute} is not None and {n} {_SYMBOLS[op]} {bind(want)})"
+    if op in ("prefix", "suffix"):
+        method = "startswith" if op == "prefix" else "endswith"
+        return f"(type({value}) is str and {value}.{method}({bind(want)}))"
+    if op in ("glob", "regex"):
+        find = glob_regex(want).fullmatch if op == "glob" else re.compile(want).search
+        return f"(type({value}) is str and {bind(find)}({value}) is not None)"
+    members = (want,) if op in ("eq", "ne") else want
+    held = _member_source(members, value, number, bind)
+    if op in ("eq", "in"):
+        return held
+    return f"({value} is not {missing} and not {held})"
+
+
+def _member_source(
+    members: tuple[Any, ...],
+    value: str,
+    number: Callable[[], tuple[str, str]],
+    bind: Callable[[Any], str],
+) -> str:
     # Strings, booleans and null compare by type and value; a number matches any number or
     # decimal string of the same value (amounts are decimal strings, `eq: 200` means 200).
-    # Every test is false for MISSING.
-    if expected is None:
-        return lambda v: v is None
-    if isinstance(expected, bool):
-        return lambda v: v is expected
-    if isinstance(expected, str):
-        return lambda v: type(v) is str and v == expected
-    number = expected
-
-    def equals_number(v: Any) -> bool:
-        n = to_number(v)
-        return n is not None and n == number
-
-    return equals_number
-
-
-def _member(members: tuple[Any, ...]) -> Test:
     strings = frozenset(m for m in members if isinstance(m, str))
     numbers = frozenset(m for m in members if isinstance(m, Decimal))
-    consts = tuple(m for m in members if m is None or isinstance(m, bool))
+    tests = []
+    if len(strings) == 1:
+        tests.append(f"(type({value}) is str and {value} == {bind(next(iter(strings)))})")
+    elif strings:
+        tests.append(f"(type({value}) is str and {value} in {bind(strings)})")
+    # `is` against the literal constants: True/False/None are keywords, not config text.
+    tests.extend(f"{value} is {m!r}" for m in (None, True, False) if any(x is m for x in members))
+    if numbers:
+        compute, n = number()
+        if len(numbers) == 1:
+            tests.append(f"({compute} is not None and {n} == {bind(next(iter(numbers)))})")
+        else:
+            tests.append(f"({compute} is not None and {n} in {bind(numbers)})")
+    return f"({' or '.join(tests)})"
 
-    def member(v: Any) -> bool:
-        if type(v) is str and v in strings:
-            return True
-        if v is None or isinstance(v, bool):
-            return any(v is c for c in consts)
-        if not numbers:
-            return False
-        n = to_number(v)
-        return n is not None and n in numbers
 
-    return member
+def make_test(op: str, want: Any) -> Test:
+    """`test(value) -> bool` for predicate `{op: want}`, built from `test_source`."""
+    namespace = Namespace(to_number=to_number)
+    body = test_source(
+        op, want, "value", lambda: ("(number := to_number(value))", "number"), namespace.bind
+    )
+    test: Test = namespace.define("test", f"def test(value):\n    return {body}\n")
+    return test
 
 
 def make_check(op: str, want: Any, path: str, fail: Callable[[Any], str]) -> Check:
-    """The compiled check of predicate `{path, op: want}`: the one place each op is defined.
+    """The compiled check of predicate `{path, op: want}` over an EventView, for `explain`.
 
     It returns None when the predicate holds, else MISS, or `fail(actual)` when explaining.
-    Each check reads its path from the view and decides inline: predicates are the
-    innermost loop of routing, so the common operators avoid a second function call.
+    The decision is `make_test`'s, so it is the same expression the router's programs run.
     """
-    if op == "exists":
-        present = bool(want)
+    test = make_test(op, want)
 
-        def exists(view: EventView, why: bool) -> str | None:
-            value = view[path]
-            if (value is not MISSING) is present:
-                return None
-            return fail(value) if why else MISS
-
-        return exists
-    if op in ORDERING:
-        # `want.__lt__(n)` is `n > want`: one C call, no operator indirection.
-        bound = {"gt": want.__lt__, "gte": want.__le__, "lt": want.__gt__, "lte": want.__ge__}[op]
-        short = _parse_short
-
-        def ordered(view: EventView, why: bool) -> str | None:
-            value = view[path]
-            # parse_decimal() inlined: this is the hottest check of all.
-            n = short(value) if type(value) is str and len(value) <= _SHORT else to_number(value)
-            if n is not None and bound(n) is True:
-                return None
-            return fail(value) if why else MISS
-
-        return ordered
-    members = want if op == "in" else (want,)
-    if op in ("eq", "in") and all(type(m) is str for m in members):
-        strings = frozenset(members)
-
-        def string_equal(view: EventView, why: bool) -> str | None:
-            value = view[path]
-            if type(value) is str and value in strings:
-                return None
-            return fail(value) if why else MISS
-
-        return string_equal
-    if op == "prefix":
-
-        def prefix(view: EventView, why: bool) -> str | None:
-            value = view[path]
-            if type(value) is str and value.startswith(want):
-                return None
-            return fail(value) if why else MISS
-
-        return prefix
-    if op == "suffix":
-
-        def suffix(view: EventView, why: bool) -> str | None:
-            value = view[path]
-            if type(value) is str and value.endswith(want):
-                return None
-            return fail(value) if why else MISS
-
-        return suffix
-    if op in ("glob", "regex"):
-        find = glob_regex(want).fullmatch if op == "glob" else re.compile(want).search
-
-        def pattern(view: EventView, why: bool) -> str | None:
-            value = view[path]
-            if type(value) is str and find(value) is not None:
-                return None
-            return fail(value) if why else MISS
-
-        return pattern
-    # eq/in with numbers, booleans or null, and their negations ne/not_in.
-    test = _equals(want) if op in ("eq", "ne") else _member(want)
-    negate = op in ("ne", "not_in")
-
-    def compare(view: EventView, why: bool) -> str | None:
+    def check(view: EventView, why: bool) -> str | None:
         value = view[path]
-        if value is not MISSING and test(value) is not negate:
+        if test(value):
             return None
         return fail(value) if why else MISS
 
-    return compare
+    return check
 
 
 def show(value: Any, limit: int = 80) -> str:
