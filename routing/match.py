@@ -1,4 +1,4 @@
-"""The compiled router: an index by provider/type and `eq`/`in` values, then closures.
+"""The compiled router: an index by provider/type and `eq`/`in` values, then generated code.
 
 Routing one event:
 1. The event's (source, provider, type) picks a memoized *plan*: the routes whose
@@ -6,22 +6,26 @@ Routing one event:
    hashed, globs grouped) and then confirmed by each route's own attribute check.
 2. Within a plan, routes that AND a string `eq`/`in` on a path shared with other routes
    are grouped in a hash table on that path: one lookup selects the few that can hold.
-3. The remaining candidates run their compiled `where` check, in config order.
+3. A plan is one generated function (`program.py`) testing the remaining candidates'
+   `where` inline and probing the tables; plans with the same candidates share it.
 
-The index only prunes routes that cannot match; every decision is made by the same
-closures `explain` runs (see `conditions.py`), and property tests hold the two together.
+The index only prunes routes that cannot match. `explain` decides each route with the same
+generated code (`compile_holds`, built by the same generator from the same operator
+definitions) and takes its reasons from the closures in `conditions.py`, checking that they
+reach the same verdict; property tests hold `route`, `explain` and a reference together.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from operator import attrgetter
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from routing.conditions import compile_attributes, compile_where
-from routing.model import Delivery, Predicate, Route, Routed, RouteTrace
+from routing.fanout import Builders, Deliver, Omitter, Target
+from routing.model import Predicate, Route, Routed, RouteTrace
 from routing.paths import EventView, omit, omit_trie
+from routing.program import Candidate, Holds, Program, Table, compile_holds, compile_plan, inlinable
 from routing.values import Check, glob_regex, is_glob
 
 # Memo sizes: a real config sees a few dozen (source, provider, type) triples; the caps
@@ -29,21 +33,31 @@ from routing.values import Check, glob_regex, is_glob
 _PLAN_CACHE: Final = 4096
 _FANOUT_CACHE: Final = 4096
 _KEY_LIMIT: Final = 256  # longer attribute values are routed without memoizing a plan
-_BY_INDEX: Final = attrgetter("index")
+# A path becomes a hash table of a plan when at least this many of its candidates AND a
+# string `eq`/`in` on it; fewer are cheaper tested inline.
+TABLE_MIN: Final = 2
 
-Omitter = Callable[[Any], Any]
 _UNROUTED: Final = Routed((), (), True)  # immutable, so one instance serves every event
 
 
+def _unrouted(event: Mapping[str, Any]) -> Routed:
+    return _UNROUTED
+
+
 class _Compiled:
-    __slots__ = ("attributes", "index", "keys", "name", "to", "where")
+    __slots__ = ("_holds", "_where", "attributes", "conditions", "deep", "index", "keys", "name")
 
     def __init__(self, index: int, route: Route) -> None:
         self.index = index
         self.name = route.name
-        self.to = route.to
         self.attributes: Check | None = compile_attributes(route.match)
-        self.where: Check | None = compile_where(route.match.where)
+        self.conditions = route.match.where
+        # A `where` too deeply nested for generated code runs its closures (see program.py).
+        self.deep: Holds | None = None
+        if not inlinable(self.conditions):
+            self.deep = compile_holds(self.conditions)
+        self._holds: Holds | None = self.deep
+        self._where: Check | None = None
         # (path, values) of each top-level string `eq`/`in`: usable as a hash-index key.
         self.keys = tuple(
             (c.path, frozenset(c.value if c.op == "in" else (c.value,)))
@@ -53,60 +67,18 @@ class _Compiled:
             and all(isinstance(v, str) for v in (c.value if c.op == "in" else (c.value,)))
         )
 
-    def check(self, view: EventView, why: bool) -> str | None:
-        """The route's whole match: attributes, then `where`; None when it holds."""
-        if self.attributes is not None:
-            reason = self.attributes(view, why)
-            if reason is not None:
-                return reason
-        return None if self.where is None else self.where(view, why)
+    @property
+    def holds(self) -> Holds:
+        """Whether the route's `where` holds for an event (generated on first use)."""
+        if self._holds is None:
+            self._holds = compile_holds(self.conditions)
+        return self._holds
 
-
-Checked = tuple[tuple[_Compiled, Check], ...]  # routes with a `where`, and that check
-
-
-class _Plan:
-    """The routes one (source, provider, type) can reach, split by how they are checked."""
-
-    __slots__ = ("always", "conditional", "tables")
-
-    def __init__(
-        self, candidates: list[_Compiled], tables: tuple[tuple[str, dict[str, Checked]], ...]
-    ) -> None:
-        # Routes without `where` hold for every event with this key; the rest run their check.
-        self.always = tuple(c for c in candidates if c.where is None)
-        self.conditional: Checked = tuple((c, c.where) for c in candidates if c.where is not None)
-        self.tables = tables
-
-    def run(self, view: EventView) -> list[_Compiled]:
-        matched = [c for c, where in self.conditional if where(view, False) is None]
-        for path, table in self.tables:
-            value = view[path]
-            if type(value) is str:
-                hits = table.get(value)
-                if hits:
-                    matched.extend([c for c, where in hits if where(view, False) is None])
-        if self.always:
-            matched.extend(self.always)
-        if len(matched) > 1:
-            matched.sort(key=_BY_INDEX)
-        return matched
-
-
-class _Fanout:
-    """Where one set of matched routes sends an event: destinations, senders, omits."""
-
-    __slots__ = ("deliveries", "names", "plain")
-
-    def __init__(
-        self,
-        names: tuple[str, ...],
-        deliveries: tuple[tuple[str, tuple[str, ...], Omitter | None], ...],
-    ) -> None:
-        self.names = names
-        self.deliveries = deliveries
-        # Most fan-outs omit nothing: then every delivery shares the input event.
-        self.plain = all(omitter is None for _, _, omitter in deliveries)
+    def reason(self, view: EventView) -> str | None:
+        """The first failing condition of `where` as text, from the explaining closures."""
+        if self._where is None:
+            self._where = compile_where(self.conditions)
+        return None if self._where is None else self._where(view, True)
 
 
 class Router:
@@ -126,34 +98,61 @@ class Router:
             for kind in route.match.type:
                 (globs if is_glob(kind) else self._by_type).setdefault(kind, []).append(i)
         self._globs = tuple((glob_regex(g).fullmatch, tuple(ids)) for g, ids in globs.items())
-        self._plans: dict[tuple[Any, Any, Any], _Plan] = {}
-        self._fanouts: dict[tuple[int, ...], _Fanout] = {}
+        self._plans: dict[tuple[Any, Any, Any], Program] = {}
+        # Plans of different triples with the same candidates share one program.
+        self._programs: dict[tuple[int, ...], Program] = {}
+        self._builders = Builders()
+        self._fanouts: dict[tuple[int, ...], Deliver] = {}
+        # Where an event no route matches goes: the `unmatched` destinations, or nowhere.
+        self._nothing: Deliver = _unrouted
+        if self.unmatched:
+            targets: list[Target] = [(d, (), None) for d in self.unmatched]
+            self._nothing = self._builders.deliver((), targets, True)
 
     def route(self, event: Mapping[str, Any]) -> Routed:
         """The routes `event` matches and one delivery per destination (or `unmatched`)."""
-        view = EventView()  # EventView.of(event), inlined on the hot path
-        view.event = event
         key = (event.get("source"), event.get("provider"), event.get("type"))
         try:
-            plan = self._plans.get(key)
+            program = self._plans.get(key)
         except TypeError:  # an unhashable attribute: no plan to reuse, check every route
-            matched = [c for c in self._compiled if c.check(view, False) is None]
+            view = EventView.of(event)
+            matched = [
+                c.index
+                for c in self._compiled
+                if (c.attributes is None or c.attributes(view, False) is None)
+                and (not c.conditions or c.holds(event))
+            ]
         else:
-            if plan is None:
-                plan = self._plan(view, key)
-            matched = plan.run(view)
-        return self._deliver(event, matched)
+            if program is None:
+                program = self._plan(event, key)
+            matched = program(event)
+        if not matched:
+            return self._nothing(event)
+        ids = tuple(matched)
+        deliver = self._fanouts.get(ids)
+        if deliver is None:
+            deliver = self._fanout(ids)
+        return deliver(event)
 
     def explain(self, event: Mapping[str, Any]) -> list[RouteTrace]:
         """Every route in config order, matched or not, with the first failing condition."""
         view = EventView.of(event)
         traces = []
         for compiled in self._compiled:
-            reason = compiled.check(view, True)
+            reason = None if compiled.attributes is None else compiled.attributes(view, True)
+            if reason is None and compiled.conditions:
+                # The verdict is the router's generated code; the closures say why it missed.
+                held = compiled.holds(event)
+                reason = compiled.reason(view)
+                if held is (reason is not None):
+                    raise RuntimeError(
+                        f"routing bug: route `{compiled.name}` {'held' if held else 'missed'} "
+                        f"but its explanation says {reason or 'it held'}"
+                    )
             traces.append(RouteTrace(compiled.name, reason is None, reason))
         return traces
 
-    def _plan(self, view: EventView, key: tuple[Any, Any, Any]) -> _Plan:
+    def _plan(self, event: Mapping[str, Any], key: tuple[Any, Any, Any]) -> Program:
         kind = key[2]
         ids = set(self._any_type)
         if type(kind) is str:
@@ -161,81 +160,65 @@ class Router:
             for fullmatch, members in self._globs:
                 if fullmatch(kind) is not None:
                     ids.update(members)
+        view = EventView.of(event)
         candidates = [
             c
             for c in (self._compiled[i] for i in sorted(ids))
             if c.attributes is None or c.attributes(view, False) is None
         ]
-        # Index each route on the `eq`/`in` path most candidates share, so one lookup per
-        # path replaces evaluating every route that tests it.
-        counts = Counter(path for c in candidates for path, _ in c.keys)
-        tables: dict[str, dict[str, list[_Compiled]]] = {}
-        residual: list[_Compiled] = []
-        for c in candidates:
-            best = max(c.keys, key=lambda k: counts[k[0]], default=None)
-            if best is None or counts[best[0]] < 2:
-                residual.append(c)
-                continue
-            table = tables.setdefault(best[0], {})
-            for value in best[1]:
-                table.setdefault(value, []).append(c)
-        plan = _Plan(
-            residual,
-            tuple(
-                (path, {v: tuple((c, c.where) for c in cs if c.where) for v, cs in table.items()})
-                for path, table in tables.items()
-            ),
-        )
+        indices = tuple(c.index for c in candidates)
+        program = self._programs.get(indices)
+        if program is None:
+            program = self._program(candidates)
+            if len(self._programs) >= _PLAN_CACHE:
+                self._programs.clear()
+            self._programs[indices] = program
         if all(type(part) is not str or len(part) <= _KEY_LIMIT for part in key):
             if len(self._plans) >= _PLAN_CACHE:
                 self._plans.clear()
-            self._plans[key] = plan
-        return plan
+            self._plans[key] = program
+        return program
 
-    def _deliver(self, event: Mapping[str, Any], matched: list[_Compiled]) -> Routed:
-        if not matched:
-            if not self.unmatched:
-                return _UNROUTED
-            return Routed((), tuple([Delivery(d, event, ()) for d in self.unmatched]), True)
-        key = tuple([c.index for c in matched])
-        fanout = self._fanouts.get(key)
-        if fanout is None:
-            fanout = self._fanout(key, matched)
-        if fanout.plain:
-            return Routed(
-                fanout.names,
-                tuple([Delivery(d, event, names) for d, names, _ in fanout.deliveries]),
-                False,
-            )
-        copies: dict[int, Mapping[str, Any]] = {}
-        deliveries = []
-        for destination, names, omitter in fanout.deliveries:
-            if omitter is None:
-                deliveries.append(Delivery(destination, event, names))
+    def _program(self, candidates: list[_Compiled]) -> Program:
+        # Index each route on the `eq`/`in` path most candidates share, so one lookup per
+        # path replaces testing every route that tests it.
+        counts = Counter(path for c in candidates for path, _ in c.keys)
+        tables: dict[str, dict[str, list[tuple[int, Holds | None]]]] = {}
+        inline: list[Candidate] = []
+        for c in candidates:
+            best = max(c.keys, key=lambda k: counts[k[0]], default=None)
+            if best is None or counts[best[0]] < TABLE_MIN:
+                inline.append((c.index, c.conditions, c.deep))
                 continue
-            copy = copies.get(id(omitter))
-            if copy is None:
-                copy = copies[id(omitter)] = omitter(event)
-            deliveries.append(Delivery(destination, copy, names))
-        return Routed(fanout.names, tuple(deliveries), False)
+            # A hit needs no further test when the keyed `eq`/`in` is the whole `where`.
+            holds = None if len(c.conditions) == 1 else c.holds
+            table = tables.setdefault(best[0], {})
+            for value in best[1]:
+                table.setdefault(value, []).append((c.index, holds))
+        frozen: list[Table] = [
+            (path, {value: tuple(hits) for value, hits in table.items()})
+            for path, table in tables.items()
+        ]
+        return compile_plan(inline, frozen)
 
-    def _fanout(self, key: tuple[int, ...], matched: list[_Compiled]) -> _Fanout:
+    def _fanout(self, key: tuple[int, ...]) -> Deliver:
         senders: dict[str, list[_Compiled]] = {}
+        matched = [self._compiled[i] for i in key]
         for c in matched:
-            for destination in c.to:
+            for destination in self.routes[c.index].to:
                 senders.setdefault(destination, []).append(c)
-        deliveries = []
+        targets: list[Target] = []
         for destination, routes in senders.items():
             # One delivery per destination, without everything any of its routes omits:
             # a route that drops a secret must not be undone by a sibling that does not.
             paths = frozenset(p for c in routes for p in self.routes[c.index].omit)
             names = tuple(c.name for c in routes)
-            deliveries.append((destination, names, self._omitter(paths)))
-        fanout = _Fanout(tuple(c.name for c in matched), tuple(deliveries))
+            targets.append((destination, names, self._omitter(paths)))
+        deliver = self._builders.deliver(tuple(c.name for c in matched), targets, False)
         if len(self._fanouts) >= _FANOUT_CACHE:
             self._fanouts.clear()
-        self._fanouts[key] = fanout
-        return fanout
+        self._fanouts[key] = deliver
+        return deliver
 
     def _omitter(self, paths: frozenset[str]) -> Omitter | None:
         if not paths:

@@ -54,7 +54,7 @@ EVENT_SHAPE: Final[dict[str, Any]] = {
 REQUIRED_ATTRIBUTES: Final = frozenset({"specversion", "id", "source", "type"})
 
 
-def _is_index(segment: str) -> bool:
+def is_index(segment: str) -> bool:
     return segment.isascii() and segment.isdigit()
 
 
@@ -117,7 +117,7 @@ def type_name(value: object) -> str:
 
 def getter(path: str) -> Getter:
     """A function returning the value at `path` in an event, or MISSING."""
-    steps = tuple((s, int(s) if _is_index(s) else -1) for s in path.split("."))
+    steps = tuple((s, int(s) if is_index(s) else -1) for s in path.split("."))
     if all(i < 0 for _, i in steps) and len(steps) <= 3:
         return _dict_getter(tuple(s for s, _ in steps))
 
@@ -133,7 +133,7 @@ def getter(path: str) -> Getter:
                     return MISSING
                 node = node[index]
             else:
-                node = _step(node, key, index)
+                node = step(node, key, index)
                 if node is MISSING:
                     return MISSING
         return node
@@ -141,8 +141,11 @@ def getter(path: str) -> Getter:
     return get
 
 
-def _step(node: Any, key: str, index: int) -> Any:
-    # The slow path: mappings and sequences that are not plain dicts and lists.
+def step(node: Any, key: str, index: int) -> Any:
+    """One segment of a path (`index` is the segment as a list index, or -1), or MISSING.
+
+    The slow path: mappings and sequences that are not plain dicts and lists.
+    """
     if node is MISSING or node is None or type(node) is str:
         return MISSING
     if isinstance(node, Mapping):
@@ -159,23 +162,23 @@ def _dict_getter(keys: tuple[str, ...]) -> Getter:
         (a,) = keys
 
         def get1(node: Any) -> Any:
-            return node.get(a, MISSING) if type(node) is dict else _step(node, a, -1)
+            return node.get(a, MISSING) if type(node) is dict else step(node, a, -1)
 
         return get1
     if len(keys) == 2:
         a, b = keys
 
         def get2(node: Any) -> Any:
-            node = node.get(a, MISSING) if type(node) is dict else _step(node, a, -1)
-            return node.get(b, MISSING) if type(node) is dict else _step(node, b, -1)
+            node = node.get(a, MISSING) if type(node) is dict else step(node, a, -1)
+            return node.get(b, MISSING) if type(node) is dict else step(node, b, -1)
 
         return get2
     a, b, c = keys
 
     def get3(node: Any) -> Any:
-        node = node.get(a, MISSING) if type(node) is dict else _step(node, a, -1)
-        node = node.get(b, MISSING) if type(node) is dict else _step(node, b, -1)
-        return node.get(c, MISSING) if type(node) is dict else _step(node, c, -1)
+        node = node.get(a, MISSING) if type(node) is dict else step(node, a, -1)
+        node = node.get(b, MISSING) if type(node) is dict else step(node, b, -1)
+        return node.get(c, MISSING) if type(node) is dict else step(node, c, -1)
 
     return get3
 
@@ -235,7 +238,8 @@ def omit_trie(paths: tuple[str, ...]) -> Trie:
 
 def omit(node: Any, trie: Trie) -> Any:
     """`node` without the trie's paths; copies only along removed paths, never mutates."""
-    if isinstance(node, Mapping):
+    kind = type(node)  # plain dicts and lists first: an ABC isinstance check is slow
+    if kind is dict or (kind is not list and isinstance(node, Mapping)):
         out: dict[str, Any] | None = None
         for key, sub in trie.items():
             if key not in node:
@@ -252,11 +256,11 @@ def omit(node: Any, trie: Trie) -> Any:
                         out = dict(node)
                     out[key] = new
         return node if out is None else out
-    if isinstance(node, list | tuple):
+    if kind is list or isinstance(node, list | tuple):
         edits: dict[int, Any] = {}
         drop: set[int] = set()
         for key, sub in trie.items():
-            if not _is_index(key) or int(key) >= len(node):
+            if not is_index(key) or int(key) >= len(node):
                 continue
             index = int(key)
             if sub is DELETE:
