@@ -27,7 +27,7 @@ from routing.codegen import Namespace
 from routing.conditions import compile_where
 from routing.model import AllOf, AnyOf, Condition, Not, Predicate
 from routing.paths import MISSING, EventView, is_index, step
-from routing.values import test_source, to_number
+from routing.values import number_source, test_source
 
 Holds = Callable[[Mapping[str, Any]], bool]
 Program = Callable[[Mapping[str, Any]], list[int]]
@@ -117,7 +117,7 @@ class _Source:
     """The text of one generated function over `event`, and the namespace it runs in."""
 
     def __init__(self, wheres: Iterable[tuple[Condition, ...]]) -> None:
-        self.namespace = Namespace(MISSING=MISSING, UNSET=UNSET, step=step, to_number=to_number)
+        self.namespace = Namespace(MISSING=MISSING, UNSET=UNSET, step=step)
         self.bind = self.namespace.bind
         self.nodes: dict[str, str] = {"": "event"}  # path prefix -> local holding its value
         self.lookups: list[str] = []  # statements resolving those locals, parents first
@@ -160,7 +160,8 @@ class _Source:
         if local is None:
             local = self.numbers[value] = f"n{len(self.numbers)}"
             self.lazy.append(local)
-        return f"({local} if {local} is not UNSET else ({local} := to_number({value})))", local
+        compute = number_source(value, self.bind)
+        return f"({local} if {local} is not UNSET else ({local} := {compute}))", local
 
     def condition(self, cond: Condition) -> str:
         """`cond` as a bool expression."""

@@ -60,6 +60,13 @@ def to_number(value: Any) -> int | Decimal | None:
     return None
 
 
+def number_source(value: str, bind: Callable[[Any], str]) -> str:
+    """An expression computing `to_number(value)`, with the common case (a short decimal
+    string, answered from the parse cache) inline rather than behind a Python call."""
+    short, cutoff, number = bind(_parse_short), bind(_SHORT), bind(to_number)
+    return f"({short}({value}) if type({value}) is str and len({value}) <= {cutoff} else {number}({value}))"
+
+
 def is_glob(pattern: str) -> bool:
     """Whether `pattern` uses glob syntax (`*`, `?`, `[...]`, `\\`) rather than a literal."""
     return not _GLOB_CHARS.isdisjoint(pattern)

@@ -8,12 +8,14 @@ and what config text can and cannot do to generated code.
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection
 from typing import Any
+from unittest import mock
 
 import pytest
 
 import routing
-from routing import program
+from routing import match, program
 from tests.routing.test_properties import ref_route
 
 DESTINATIONS = [f"d{i}" for i in range(24)]
@@ -27,23 +29,46 @@ def _event(kind: str = "order.completed", **data: Any) -> dict[str, Any]:
     return {"specversion": "1.0", "id": "1", "source": "/webhooks/wp", "type": kind, "data": data}
 
 
-def _agrees(routes: list[dict[str, Any]], events: list[dict[str, Any]], **kw: Any) -> None:
-    """route() and explain() equal the reference on every event, twice (memos warm)."""
-    router = _compile(routes, kw.get("unmatched"))
-    for event in events * 2:
-        before = copy.deepcopy(event)
-        routed = router.route(event)
-        names, deliveries = ref_route(routes, kw.get("unmatched") or [], event)
-        assert list(routed.routes) == names, event
-        assert [(d.destination, d.routes, d.event) for d in routed.deliveries] == deliveries
-        traces = router.explain(event)
-        assert tuple(t.route for t in traces if t.matched) == routed.routes
-        assert event == before
+def _agrees(
+    routes: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    unmatched: list[str] | None = None,
+    indexed: Collection[str] = (),
+) -> None:
+    """route() and explain() equal the reference on every event, twice (memos warm), and
+    the plans built hash tables on exactly the `indexed` paths."""
+    tables: set[str] = set()
+    real = match.compile_plan
+
+    def spy(inline: Any, plan_tables: Any) -> Any:
+        tables.update(path for path, _ in plan_tables)
+        return real(inline, plan_tables)
+
+    with mock.patch.object(match, "compile_plan", spy):
+        router = _compile(routes, unmatched)
+        for event in events * 2:
+            before = copy.deepcopy(event)
+            routed = router.route(event)
+            names, deliveries = ref_route(routes, unmatched or [], event)
+            assert list(routed.routes) == names, event
+            assert [(d.destination, d.routes, d.event) for d in routed.deliveries] == deliveries
+            traces = router.explain(event)
+            assert tuple(t.route for t in traces if t.matched) == routed.routes
+            assert event == before
+    assert tables == set(indexed)
 
 
 def _merchant(name: str, value: Any, *extra: dict[str, Any], **match: Any) -> dict[str, Any]:
     where = [{"path": "data.payload.merchant", "eq": value}, *extra]
     return {"name": name, "match": {**match, "where": where}, "to": ["d1"]}
+
+
+def _fillers(path: str = "data.payload.merchant") -> list[dict[str, Any]]:
+    """Enough routes keyed on `path` for every plan to index it."""
+    return [
+        {"name": f"filler{i}", "match": {"where": [{"path": path, "eq": f"f-{i}"}]}, "to": ["d0"]}
+        for i in range(match.TABLE_MIN)
+    ]
 
 
 # -- the eq/in hash index ---------------------------------------------------------------------
@@ -65,14 +90,15 @@ def test_index_with_extra_predicates_omits_and_type_globs() -> None:
             "omit": ["data.fiat"],
         },
         {"name": "everything", "match": {}, "to": ["d1"]},
+        *_fillers(),
     ]
     events = [
         _event(payload={"merchant": m, "secret": "s"}, fiat={"amount": a})
-        for m in ("m-1", "m-2", "m-3", "m-9")
+        for m in ("m-1", "m-2", "m-3", "m-9", "f-1")
         for a in ("5", "1500")
     ]
     events += [{**e, "type": "transaction.failed"} for e in events]
-    _agrees(routes, events)
+    _agrees(routes, events, indexed={"data.payload.merchant"})
 
 
 @pytest.mark.parametrize(
@@ -83,7 +109,8 @@ def test_index_key_only_routes_need_a_string(value: Any) -> None:
     """A route whose whole `where` is the keyed `eq` matches only that exact string."""
     routes = [_merchant("s", "5"), _merchant("t", "5"), _merchant("m", "m-1"), _merchant("n", 5)]
     payload = {} if value == "missing" else {"merchant": value}
-    _agrees(routes, [_event(payload=payload), _event(payload=None), _event()])
+    events = [_event(payload=payload), _event(payload=None), _event()]
+    _agrees(routes + _fillers(), events, indexed={"data.payload.merchant"})
 
 
 def test_index_mixed_numbers_and_strings() -> None:
@@ -103,8 +130,9 @@ def test_index_mixed_numbers_and_strings() -> None:
         {"name": "num", "match": {"where": [{"path": "data.payload.n", "eq": 5}]}, "to": ["d4"]},
         {"name": "ne", "match": {"where": [{"path": "data.payload.n", "ne": "5"}]}, "to": ["d5"]},
     ]
-    values = ["5", 5, "5.00", "5e0", "6", None, False, [5]]
-    _agrees(routes, [_event(payload={"n": v}) for v in values] + [_event()])
+    values = ["5", 5, "5.00", "5e0", "6", None, False, [5], "f-0"]
+    events = [_event(payload={"n": v}) for v in values] + [_event()]
+    _agrees(routes + _fillers("data.payload.n"), events, indexed={"data.payload.n"})
 
 
 def test_index_on_a_list_item_and_through_missing_paths() -> None:
@@ -115,7 +143,7 @@ def test_index_on_a_list_item_and_through_missing_paths() -> None:
             "match": {"where": [{"path": "data.payload.items.0.sku", "in": [f"s{i}", "s"]}]},
             "to": [f"d{i}"],
         }
-        for i in range(4)
+        for i in range(match.TABLE_MIN)
     ]
     items: list[Any] = [
         [{"sku": "s1"}],
@@ -128,13 +156,13 @@ def test_index_on_a_list_item_and_through_missing_paths() -> None:
         None,
     ]
     events = [_event(payload={"items": i}) for i in items] + [_event(payload=None), _event()]
-    _agrees(routes, events)
+    _agrees(routes, events, indexed={"data.payload.items.0.sku"})
 
 
 def test_routes_keyed_on_different_paths_in_one_plan() -> None:
     """Two tables (currency, merchant) and inline routes in the same plan."""
     routes = []
-    for i in range(6):
+    for i in range(match.TABLE_MIN):
         routes.append(_merchant(f"m{i}", f"m-{i % 3}"))
         routes.append(
             {
@@ -155,7 +183,8 @@ def test_routes_keyed_on_different_paths_in_one_plan() -> None:
         for c in ("USD", "EUR", "GBP")
         for a in ("50", "250", "9999", "x")
     ]
-    _agrees(routes, events, unmatched=["d0"])
+    indexed = {"data.payload.merchant", "data.fiat.currency"}
+    _agrees(routes, events, unmatched=["d0"], indexed=indexed)
 
 
 # -- generated programs ---------------------------------------------------------------------
@@ -228,7 +257,9 @@ def test_deep_nesting_falls_back_to_closures() -> None:
     ]
     router = _compile(routes)
     assert not program.inlinable(router.routes[0].match.where)
-    _agrees(routes, [_event(payload={"s": "x"}), _event(payload={"s": "y"}), _event()])
+    events = [_event(payload={"s": "x"}), _event(payload={"s": "y"}), _event()]
+    _agrees(routes, events)  # the deep routes tested inline
+    _agrees(routes + _fillers("data.payload.s"), events, indexed={"data.payload.s"})  # in a table
 
 
 def test_plans_with_the_same_candidates_share_one_program() -> None:
@@ -261,9 +292,13 @@ def test_config_text_never_becomes_code() -> None:
                 "to": ["d2"],
             }
         )
+        if i < match.TABLE_MIN // 2:  # a few keyed on another path: tested inline
+            where = [{"path": "data.payload.x", "eq": text}]
+            routes.append({"name": f"inline{i}", "match": {"where": where}, "to": ["d3"]})
     events = [_event(payload={"merchant": t, "x": t + "!", t: 1}) for t in nasty]
+    events += [_event(payload={"merchant": "m", "x": t}) for t in nasty]
     events += [_event(payload={s: 1}) for s in ("k", "MISSING", "event")]
-    _agrees(routes, events)
+    _agrees(routes, events, indexed={"data.payload.merchant"})
 
 
 # -- fan-outs ------------------------------------------------------------------------------

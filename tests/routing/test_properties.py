@@ -378,18 +378,21 @@ EVENTS = st.builds(
 # booleans, null, mixed lists) and extra conditions, type globs and omits.
 KEY_PATHS = ("data.status", "data.payload.items.0.v", "data.payload.n")
 KEY_STRINGS = ("completed", "failed", "USD", "5", "1e3")
-KEYS = st.one_of(
+STRING_KEYS = st.one_of(
     st.builds(lambda v: ("eq", v), st.sampled_from(KEY_STRINGS)),
     st.builds(
         lambda vs: ("in", vs),
         st.lists(st.sampled_from(KEY_STRINGS), min_size=1, max_size=3, unique=True),
     ),
+)
+OTHER_KEYS = st.one_of(  # on the same path, but not indexable: numbers, booleans, null, mixed
     st.builds(lambda v: ("eq", v), st.sampled_from([5, 1000, True, None])),
     st.builds(
         lambda vs: ("in", vs),
         st.lists(st.sampled_from(["5", 5, "USD", None]), min_size=1, max_size=3),
     ),
 )
+KEYS = st.integers(0, 3).flatmap(lambda i: OTHER_KEYS if i == 0 else STRING_KEYS)
 
 
 @st.composite
@@ -397,12 +400,12 @@ def indexed_rule_sets(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[str],
     """Routes most of which key on one path, the `unmatched` destinations, and that path."""
     path = draw(st.sampled_from(KEY_PATHS))
     routes = []
-    for i in range(draw(st.integers(2, 10))):
+    for i in range(draw(st.integers(2, 20))):
         match: dict[str, Any] = {}
-        if draw(st.booleans()):
+        if draw(st.integers(0, 3)) == 0:
             match["type"] = draw(TYPES)
         where = draw(st.lists(CONDITIONS, max_size=2))
-        if draw(st.integers(0, 4)) > 0:
+        if draw(st.integers(0, 9)) > 0:
             op, value = draw(KEYS)
             where.insert(draw(st.integers(0, len(where))), {"path": path, op: value})
         if where:
