@@ -24,7 +24,7 @@ from gateway import __version__, tracing
 from gateway.config import Config
 from gateway.destinations.kafka import Producer
 from gateway.http.health import healthz, metrics_page, readyz
-from gateway.http.ingress import Ingress, source_of
+from gateway.http.ingress import Ingress, source_of, webhooks_route
 from gateway.http.problems import http_exception_handler, internal_error_handler
 from gateway.observability import REDACTOR, config_secret_values
 from gateway.pipeline import Pipeline
@@ -72,7 +72,7 @@ def create_app(
 
     app = GatewayApp(
         Ingress(pipeline),
-        route_handlers=[healthz, readyz, metrics_page],
+        route_handlers=[webhooks_route, healthz, readyz, metrics_page],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="Webhook gateway", version=__version__),
         request_max_body_size=config.server.max_body_bytes + 1,
@@ -133,12 +133,13 @@ class GatewayApp(Litestar):
 
     The ingress is the one hot route; handing it the request directly skips Litestar's
     routing, middleware and connection objects, about 90 µs per webhook on the benchmark
-    machine. Every other path goes through Litestar as usual.
+    machine. Every other path goes through Litestar as usual (including the ingress under
+    a root path, through `webhooks_route`).
     """
 
     def __init__(self, ingress: Ingress, **options: Any) -> None:
         super().__init__(**options)
-        self.ingress = ingress
+        self.ingress = self.state.ingress = ingress
 
     async def __call__(
         self,

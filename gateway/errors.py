@@ -41,6 +41,12 @@ class Forbidden(GatewayError):
     reason = "forbidden"
 
 
+class IncompleteRequest(GatewayError):
+    """The client went away before its whole body arrived."""
+
+    reason = "incomplete"
+
+
 class MethodNotAllowed(GatewayError):
     """The ingress takes only `POST`."""
 

@@ -252,14 +252,42 @@ async def test_read_body_joins_chunks_and_stops_at_the_limit() -> None:
         await read_body(_receiver(), "6", 5)
 
 
-async def test_client_gone_mid_body_is_not_an_error() -> None:
-    """A disconnect before the body is complete ends the request quietly (nobody to answer)."""
-    from gateway.http.ingress import ClientGone, read_body
+async def test_client_gone_mid_body_is_an_incomplete_request() -> None:
+    """A disconnect before the body is complete is a 400-class rejection, not a bug."""
+    from gateway.errors import IncompleteRequest
+    from gateway.http.ingress import read_body
+    from gateway.http.problems import status_of
 
     receive = _receiver(
         {"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"}
     )
-    with pytest.raises(ClientGone):
+    with pytest.raises(IncompleteRequest) as caught:
         await read_body(receive, None, 100)
-    with pytest.raises(ClientGone):
+    assert status_of(caught.value) == 400
+    with pytest.raises(IncompleteRequest):
         await read_body(_receiver({"type": "http.disconnect"}), None, 100)
+
+
+async def test_under_a_root_path_litestar_routes_to_the_same_ingress(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """Served under a root path, the ingress is reached through Litestar's router, same answers."""
+    config = load_config(
+        write_config(tmp_path, keys, extra="", server="handoff_timeout: 1s\n  retry_after: 7s")
+    )
+    app = create_app(config, run_workers=False)
+    async with AsyncTestClient(app=app, root_path="/gw") as client:
+        headers, body = signed("whitepay", _body("whitepay"), keys)
+        response = await client.post("/gw/webhooks/whitepay", content=body, headers=headers)
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "7"
+        bad = {**headers, "content-type": "text/plain"}
+        response = await client.post("/gw/webhooks/whitepay", content=body, headers=bad)
+        _assert_problem(response, 415)
+        _assert_problem(await client.get("/gw/webhooks/whitepay"), 405)
+
+
+async def test_openapi_documents_the_ingress(client: AsyncTestClient) -> None:
+    """The OpenAPI document Litestar serves (SPEC §2) lists `POST /webhooks/{source}`."""
+    schema = (await client.get("/schema/openapi.json")).json()
+    assert "post" in schema["paths"]["/webhooks/{source}"]

@@ -5,7 +5,10 @@ instead of going through Litestar's request, handler and response layers: that m
 cost about as much CPU per webhook as all of the gateway's own work before the hand-off
 (see the README's performance section). `gateway.app.GatewayApp` sends matching requests
 here before Litestar's router; everything else (health, metrics, unknown paths) stays
-Litestar. Errors still map to HTTP in one place, `gateway.http.problems`.
+Litestar. The Litestar route `webhooks_route` below is the same ingress for requests the
+shortcut leaves to the router (an app served under a root path), and documents the
+endpoint in the OpenAPI schema. Errors still map to HTTP in one place,
+`gateway.http.problems`.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
+from litestar import Request, Response, post
+from litestar.params import FromPath
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope, Receive, Send
 
 from gateway import metrics, tracing
@@ -23,6 +29,7 @@ from gateway.errors import (
     BodyTooLarge,
     Forbidden,
     GatewayError,
+    IncompleteRequest,
     MethodNotAllowed,
     SignatureError,
     UnsupportedMediaType,
@@ -71,17 +78,13 @@ def client_address(
     return address
 
 
-class ClientGone(Exception):
-    """The client disconnected before its request body arrived: there is no one to answer."""
-
-
 async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The body, refusing (413) as soon as it exceeds `limit`, without buffering the rest."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"the body exceeds the {limit}-byte limit")
     message = await receive()
     if message["type"] != "http.request":
-        raise ClientGone
+        raise IncompleteRequest("the client disconnected before the body arrived")
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False) and len(body) <= limit:
         return body  # the usual case: the whole body in one message
@@ -90,7 +93,7 @@ async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes
     while size <= limit and message.get("more_body", False):
         message = await receive()
         if message["type"] != "http.request":
-            raise ClientGone
+            raise IncompleteRequest("the client disconnected before the body arrived")
         chunk = message.get("body", b"")
         size += len(chunk)
         chunks.append(chunk)
@@ -114,19 +117,18 @@ class Ingress:
         self.pipeline = pipeline
 
     async def __call__(self, scope: HTTPScope, receive: Receive, send: Send, source: str) -> None:
-        """Answer one request; a bug becomes a bare 500 (logged), never a traceback."""
+        """Answer one request over ASGI."""
+        await _send(send, await self.answer(scope, receive, source))
+
+    async def answer(self, scope: HTTPScope, receive: Receive, source: str) -> Reply:
+        """The reply to one request; a bug becomes a bare 500 (logged), never a traceback."""
         try:
             if not tracing.enabled():
-                reply = await self._receive(scope, receive, source)
-            else:
-                reply = await self._traced(scope, receive, source)
-        except ClientGone:
-            log.info("webhook_abandoned", source=source, reason="client disconnected")
-            return
+                return await self._receive(scope, receive, source)
+            return await self._traced(scope, receive, source)
         except Exception as exc:
             log.error("unhandled_error", path=scope.get("path"), exc_info=exc)
-            reply = internal_error()
-        await _send(send, reply)
+            return internal_error()
 
     async def _traced(self, scope: HTTPScope, receive: Receive, source: str) -> Reply:
         headers = dict(scope["headers"])
@@ -208,3 +210,16 @@ class Ingress:
             )
         )
         return accepted(event.id, outcome.status, configured.provider)
+
+
+@post(
+    "/webhooks/{source:str}",
+    status_code=200,
+    summary="Receive a provider webhook",
+    description="Verify, normalize, route and durably hand off one provider webhook.",
+)
+async def webhooks_route(request: Request[Any, Any, Any], source: FromPath[str]) -> Response[bytes]:
+    """The ingress through Litestar's router (GatewayApp answers the usual paths first)."""
+    ingress: Ingress = request.app.state.ingress
+    reply = await ingress.answer(request.scope, request.receive, source)
+    return reply.response()

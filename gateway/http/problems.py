@@ -17,6 +17,7 @@ from gateway.errors import (
     BodyTooLarge,
     Forbidden,
     GatewayError,
+    IncompleteRequest,
     MethodNotAllowed,
     PayloadError,
     SignatureError,
@@ -33,6 +34,7 @@ _TYPE_BASE = "https://webhook-gateway.dev/problems/"
 # status, title, problem type slug
 _PROBLEMS: dict[type[GatewayError], tuple[int, str, str]] = {
     PayloadError: (400, "Invalid payload", "invalid-payload"),
+    IncompleteRequest: (400, "Incomplete request", "incomplete-request"),
     SignatureError: (401, "Authentication failed", "authentication-failed"),
     Forbidden: (403, "Source address not allowed", "forbidden"),
     UnknownSource: (404, "Unknown source", "unknown-source"),
