@@ -70,16 +70,19 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 def event_id(source: str, *natural_key: object) -> str:
     """Deterministic event id: the same provider state change always yields the same id."""
-    material = "\x1f".join([source, *("" if p is None else str(p) for p in natural_key)])
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+    parts = [source]
+    for part in natural_key:
+        parts.append(part if type(part) is str else "" if part is None else str(part))
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
 def rfc3339(moment: datetime) -> str:
     """UTC RFC 3339 with a `Z`, milliseconds only when there are any."""
-    moment = moment.astimezone(UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # isoformat is C; strftime with a format string cost three times as much per event.
+    text = moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
+    return text[:-6] + "Z"  # "+00:00"
 
 
 def from_epoch(
@@ -135,7 +138,7 @@ def decode_payload(raw: bytes) -> Any:
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> None:
-    if len(pairs) > 1 and len({key for key, _ in pairs}) != len(pairs):
+    if len(pairs) > 1 and len(dict(pairs)) != len(pairs):
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
@@ -172,6 +175,17 @@ def encode(value: Any) -> bytes:
 
 
 def to_builtins(event: CloudEvent) -> dict[str, Any]:
-    """The event as plain dicts/lists/strings, the form routing and `omit` work on."""
-    result: dict[str, Any] = msgspec.to_builtins(event, builtin_types=(Decimal,))
-    return result
+    """The event as plain dicts/lists/strings, the form routing and `omit` work on.
+
+    The same value as `msgspec.to_builtins(event, builtin_types=(Decimal,))`, without
+    copying `data.payload`: that is already plain JSON values (dicts, lists, strings, ints,
+    Decimals), and nothing downstream mutates it (`omit` copies along what it removes).
+    """
+    out = msgspec.structs.asdict(event)
+    data = event.data
+    out["data"] = fields = msgspec.structs.asdict(data)
+    if data.fiat is not None:
+        fields["fiat"] = msgspec.structs.asdict(data.fiat)
+    if data.crypto is not None:
+        fields["crypto"] = msgspec.structs.asdict(data.crypto)
+    return out
