@@ -4,7 +4,8 @@ A generated function tests one route (`compile_holds`, used by `explain` and the
 every candidate route of a plan (`compile_plan`, used by `route`) in a single call:
 
 - each path segment is looked up once per event and shared (`data`, then `data.fiat`,
-  then `data.fiat.amount`), with an inline fast path for dicts and lists;
+  then `data.fiat.amount`); all children of a node are read after one test of its type
+  (dict, list, or anything else through `paths.step`);
 - a path's value is parsed as a number at most once per event, when first compared;
 - predicates are inline expressions from `values.test_source`, the one definition of every
   operator; `all`/`any`/`not` become `and`/`or`/`not`, so they short-circuit the same way;
@@ -120,7 +121,7 @@ class _Source:
         self.namespace = Namespace(MISSING=MISSING, UNSET=UNSET, step=step)
         self.bind = self.namespace.bind
         self.nodes: dict[str, str] = {"": "event"}  # path prefix -> local holding its value
-        self.lookups: list[str] = []  # statements resolving those locals, parents first
+        self.children: dict[str, list[tuple[str, str]]] = {}  # local -> (segment, local)s
         self.lazy: list[str] = []  # locals computed on first use: numbers, shared patterns
         self.numbers: dict[str, str] = {}  # value local -> number local
         self.patterns: dict[Predicate, str] = {}  # shared glob/regex predicate -> local
@@ -140,19 +141,35 @@ class _Source:
         parent_path, _, segment = path.rpartition(".")
         parent = self.value(parent_path)
         local = self.nodes[path] = f"p{len(self.nodes)}"
-        key = self.bind(segment)
-        if is_index(segment):
-            index = self.bind(int(segment))
-            self.lookups.append(
-                f"{local} = {parent}[{index}] if type({parent}) is list and "
-                f"len({parent}) > {index} else step({parent}, {key}, {index})"
-            )
-        else:
-            self.lookups.append(
-                f"{local} = {parent}.get({key}, MISSING) if type({parent}) is dict "
-                f"else step({parent}, {key}, -1)"
-            )
+        self.children.setdefault(parent, []).append((segment, local))
         return local
+
+    def _lookups(self, parent: str) -> list[str]:
+        """Statements resolving the children of `parent`, then theirs: one type test each."""
+        children = self.children.get(parent, [])
+        if not children:
+            return []
+        keys = [
+            (local, self.bind(s), self.bind(int(s)) if is_index(s) else None)
+            for s, local in children
+        ]
+        lines = [f"if type({parent}) is dict:"]
+        lines += [f"    {local} = {parent}.get({key}, MISSING)" for local, key, _ in keys]
+        if any(index is not None for _, _, index in keys):
+            lines.append(f"elif type({parent}) is list:")
+            lines += [
+                f"    {local} = {parent}[{index}] if len({parent}) > {index} else MISSING"
+                if index is not None
+                else f"    {local} = MISSING"
+                for local, _, index in keys
+            ]
+        lines.append("else:")
+        lines += [
+            f"    {local} = step({parent}, {key}, {index or -1})" for local, key, index in keys
+        ]
+        for _, local in children:
+            lines += self._lookups(local)
+        return lines
 
     def number(self, value: str) -> tuple[str, str]:
         """(an expression computing `to_number(value)` once per event, its local)."""
@@ -187,7 +204,7 @@ class _Source:
 
     def define(self, name: str, body: list[str]) -> Any:
         """`def name(event)`: path lookups, lazy locals, then `body`."""
-        prologue = [*self.lookups]
+        prologue = self._lookups("event")
         if self.lazy:
             prologue.append(" = ".join([*self.lazy, "UNSET"]))
         lines = [f"def {name}(event):", *(f"    {line}" for line in [*prologue, *body])]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Collection
+from types import MappingProxyType
 from typing import Any
 from unittest import mock
 
@@ -188,6 +189,54 @@ def test_routes_keyed_on_different_paths_in_one_plan() -> None:
 
 
 # -- generated programs ---------------------------------------------------------------------
+
+
+LOOKUP_PATHS = ["items.0.sku", "items.1", "items.x", "items.0", "items", "n", "n.0"]
+LOOKUP_NODES: list[Any] = [
+    [{"sku": "s"}, "second"],
+    [{"sku": 5}],
+    [],
+    {"0": {"sku": "s"}, "1": "second", "x": "name"},
+    "s",
+    None,
+    5,
+]
+
+
+def _lookup_routes() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": f"{op}={v}:{path}",
+            "match": {"where": [{"path": f"data.payload.{path}", op: v}]},
+            "to": ["d1"],
+        }
+        for path in LOOKUP_PATHS
+        for op, v in (("exists", True), ("exists", False), ("eq", "s"), ("ne", "second"))
+    ]
+
+
+def test_lookups_through_every_kind_of_node() -> None:
+    """Dicts (digit keys too), lists (in and out of range, named segments), scalars, null."""
+    events = [_event(payload={"items": node, "n": node}) for node in LOOKUP_NODES]
+    _agrees(_lookup_routes(), [*events, _event(payload={}), _event(payload=None), _event()])
+
+
+def test_lookups_through_other_mappings_and_sequences() -> None:
+    """Non-dict mappings and tuples take the slow path, deciding as explain's closures do."""
+    router = _compile(_lookup_routes())
+    proxy = MappingProxyType({"0": {"sku": "s"}, "x": "name"})
+    pair = ({"sku": "s"}, "second")
+    expected = [
+        (proxy, {"eq=s:items.0.sku", "exists=False:items.1", "exists=True:items.x"}),
+        (pair, {"eq=s:items.0.sku", "exists=True:items.1", "exists=False:items.x"}),
+    ]
+    for node, present in expected:
+        event = _event(payload=MappingProxyType({"items": node, "n": node}))
+        routed = router.route(event)
+        traces = router.explain(event)  # raises if generated code and closures disagree
+        assert routed.routes == tuple(t.route for t in traces if t.matched)
+        assert present <= set(routed.routes)
+        assert "ne=second:items.1" not in routed.routes
 
 
 def test_repeated_patterns_are_shared_per_predicate() -> None:
