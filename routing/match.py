@@ -9,10 +9,10 @@ Routing one event:
 3. A plan is one generated function (`program.py`) testing the remaining candidates'
    `where` inline and probing the tables; plans with the same candidates share it.
 
-The index only prunes routes that cannot match. `explain` decides each route with the same
-generated code (`compile_holds`, built by the same generator from the same operator
-definitions) and takes its reasons from the closures in `conditions.py`, checking that they
-reach the same verdict; property tests hold `route`, `explain` and a reference together.
+The index only prunes routes that cannot match. `explain` takes its verdicts from the same
+plan program `route` runs, and its reasons from the closures in `conditions.py` (built
+from the same operator definitions), raising if the two ever disagree; property tests hold
+`route`, `explain` and a reference evaluator together.
 """
 
 from __future__ import annotations
@@ -70,13 +70,13 @@ class _Compiled:
 
     @property
     def holds(self) -> Holds:
-        """Whether the route's `where` holds for an event (generated on first use)."""
+        """Whether the route's `where` holds (generated on first use: tables need it)."""
         if self._holds is None:
             self._holds = compile_holds(self.conditions)
         return self._holds
 
     def reason(self, view: EventView) -> str | None:
-        """The first failing condition of `where` as text, from the explaining closures."""
+        """The first failing condition of `where` as text (None when it holds)."""
         if self._where is None:
             self._where = compile_where(self.conditions)
         return None if self._where is None else self._where(view, True)
@@ -112,21 +112,7 @@ class Router:
 
     def route(self, event: Mapping[str, Any]) -> Routed:
         """The routes `event` matches and one delivery per destination (or `unmatched`)."""
-        key = (event.get("source"), event.get("provider"), event.get("type"))
-        try:
-            program = self._plans.get(key)
-        except TypeError:  # an unhashable attribute: no plan to reuse, check every route
-            view = EventView.of(event)
-            matched = [
-                c.index
-                for c in self._compiled
-                if (c.attributes is None or c.attributes(view, False) is None)
-                and (not c.conditions or c.holds(event))
-            ]
-        else:
-            if program is None:
-                program = self._plan(event, key)
-            matched = program(event)
+        matched = self._matches(event)
         if not matched:
             return self._nothing(event)
         ids = tuple(matched)
@@ -137,23 +123,39 @@ class Router:
 
     def explain(self, event: Mapping[str, Any]) -> list[RouteTrace]:
         """Every route in config order, matched or not, with the first failing condition."""
+        # The verdicts are route()'s own, index included; the closures only say why, and
+        # must reach the same verdicts (an independent check of the generated code).
+        matched = set(self._matches(event))
         view = EventView.of(event)
         traces = []
         for compiled in self._compiled:
             reason = None if compiled.attributes is None else compiled.attributes(view, True)
-            if reason is None and compiled.conditions:
-                # The verdict is the router's generated code; the closures say why it missed.
-                held = compiled.holds(event)
+            if reason is None:
                 reason = compiled.reason(view)
-                if held is (reason is not None):
-                    raise RuntimeError(
-                        f"routing bug: route `{compiled.name}` {'held' if held else 'missed'} "
-                        f"but its explanation says {reason or 'it held'}"
-                    )
+            if (reason is None) is not (compiled.index in matched):
+                raise RuntimeError(
+                    f"routing bug: route `{compiled.name}` "
+                    f"{'matched' if compiled.index in matched else 'missed'} "
+                    f"but its explanation says {reason or 'it holds'}"
+                )
             traces.append(RouteTrace(compiled.name, reason is None, reason))
         return traces
 
-    def _plan(self, event: Mapping[str, Any], key: tuple[Any, Any, Any]) -> Program:
+    def _matches(self, event: Mapping[str, Any]) -> list[int]:
+        """The indices of the routes `event` matches, ascending."""
+        key = (event.get("source"), event.get("provider"), event.get("type"))
+        try:
+            program = self._plans.get(key)
+        except TypeError:  # an unhashable attribute: a plan, but none to memoize
+            program = self._plan(event, key, memoize=False)
+        else:
+            if program is None:
+                program = self._plan(event, key)
+        return program(event)
+
+    def _plan(
+        self, event: Mapping[str, Any], key: tuple[Any, Any, Any], memoize: bool = True
+    ) -> Program:
         kind = key[2]
         ids = set(self._any_type)
         if type(kind) is str:
@@ -174,7 +176,7 @@ class Router:
             if len(self._programs) >= _PLAN_CACHE:
                 self._programs.clear()
             self._programs[indices] = program
-        if all(type(part) is not str or len(part) <= _KEY_LIMIT for part in key):
+        if memoize and all(type(part) is not str or len(part) <= _KEY_LIMIT for part in key):
             if len(self._plans) >= _PLAN_CACHE:
                 self._plans.clear()
             self._plans[key] = program

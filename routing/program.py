@@ -1,7 +1,8 @@
 """Routes' `where` conditions compiled to generated functions: what `route` and `explain` run.
 
-A generated function tests one route (`compile_holds`, used by `explain` and the index) or
-every candidate route of a plan (`compile_plan`, used by `route`) in a single call:
+A generated function tests every candidate route of a plan (`compile_plan`; `route` and
+`explain` both run it) or one route (`compile_holds`, for a hit in a plan's hash table) in
+a single call:
 
 - each path segment is looked up once per event and shared (`data`, then `data.fiat`,
   then `data.fiat.amount`); all children of a node are read after one test of its type
@@ -13,9 +14,9 @@ every candidate route of a plan (`compile_plan`, used by `route`) in a single ca
 
 Paths are resolved up front (a lookup costs less than deciding whether it is needed);
 numbers and repeated patterns lazily. A condition nested deeper than the Python parser
-allows would not compile: such a route runs its `conditions.py` closures instead, through
-`compile_holds`, in `route` and `explain` alike. See `codegen.py` for what the source text
-may contain.
+allows would not compile: such a route runs its `conditions.py` closures instead (its
+`compile_holds`), called from the plan. See `codegen.py` for what the source text may
+contain.
 """
 
 from __future__ import annotations
