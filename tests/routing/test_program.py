@@ -388,3 +388,18 @@ def test_unmatched_and_unrouted_results() -> None:
         ("d3", (), True),
     ]
     assert _compile(routes).route(event) == routing.Routed((), (), True)
+
+
+def test_explain_refuses_to_contradict_route() -> None:
+    """If the generated matcher and the explaining closures ever disagree, explain says so."""
+    router = _compile([_merchant("m", "m-1")])
+    event = _event(payload={"merchant": "m-1"})
+    assert [t.matched for t in router.explain(event)] == [True]
+    with mock.patch.object(router, "_matches", lambda event: []):
+        with pytest.raises(
+            RuntimeError, match="route `m` missed but its explanation says it holds"
+        ):
+            router.explain(event)
+    with mock.patch.object(router, "_matches", lambda event: [0]):
+        with pytest.raises(RuntimeError, match="route `m` matched but its explanation says"):
+            router.explain(_event(payload={"merchant": "m-2"}))
