@@ -8,17 +8,25 @@ process that answered, which is exact for the default single worker.
 
 from __future__ import annotations
 
+import bisect
+import math
 import os
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import prometheus_client
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Gauge,
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from gateway import __version__
 
@@ -42,12 +50,142 @@ class _CachedLabels:
         return child
 
 
-class Counter(_CachedLabels, prometheus_client.Counter):
+class _PromCounter(_CachedLabels, prometheus_client.Counter):
     """prometheus-client's Counter with cached `labels(...)`."""
 
 
-class Histogram(_CachedLabels, prometheus_client.Histogram):
+class _PromHistogram(_CachedLabels, prometheus_client.Histogram):
     """prometheus-client's Histogram with cached `labels(...)`."""
+
+
+class _CounterChild:
+    __slots__ = ("created", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.created = time.time()
+
+    def inc(self, amount: float = 1.0) -> None:
+        """Add `amount` (never negative)."""
+        self.value += amount
+
+
+class _HistogramChild:
+    __slots__ = ("_bounds", "counts", "created", "sum")
+
+    def __init__(self, bounds: list[float]) -> None:
+        self._bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, amount: float) -> None:
+        """Count one observation in the first bucket whose bound is >= `amount`."""
+        self.counts[bisect.bisect_left(self._bounds, amount)] += 1
+        self.sum += amount
+
+
+def _go_float(value: float) -> str:
+    """A bucket bound as prometheus-client writes it (`0.001`, `1.0`, `+Inf`)."""
+    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
+    return text
+
+
+class _Family(Collector):
+    """A labelled counter or histogram in plain Python numbers, for the request path.
+
+    prometheus-client guards every `inc()` and `observe()` with a lock and several call
+    layers (5-10k instructions each, five per webhook). The gateway updates metrics only
+    from its event loop thread, so here a child is a float or a list of bucket counts,
+    and this collector writes the same exposition as prometheus-client's own Counter and
+    Histogram when `/metrics` is rendered (a test compares them line by line).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float] | None = None,
+    ) -> None:
+        self._name = name.removesuffix("_total")
+        self._documentation = documentation
+        self._labelnames = tuple(labelnames)
+        self._bounds = None if buckets is None else [float(b) for b in buckets] + [math.inf]
+        self._children: dict[tuple[str, ...], Any] = {}
+        if not self._labelnames:
+            self.labels()
+
+    def labels(self, *values: str) -> Any:
+        """The child for these label values (created on first use)."""
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self._labelnames):
+                raise ValueError(f"{self._name}: expected labels {self._labelnames}")
+            key = tuple(str(v) for v in values)
+            child = self._children.get(key)
+            if child is None:
+                bounds = self._bounds
+                child = _CounterChild() if bounds is None else _HistogramChild(bounds)
+                self._children[key] = child
+            self._children[values] = child
+        return child
+
+    def inc(self, amount: float = 1.0) -> None:
+        """`inc` of an unlabelled counter."""
+        self.labels().inc(amount)
+
+    def describe(self) -> list[Metric]:
+        """No samples: the names this collector owns (the registry checks clashes)."""
+        kind = "counter" if self._bounds is None else "histogram"
+        return [Metric(self._name, self._documentation, kind)]
+
+    def collect(self) -> Iterator[Metric]:
+        """The samples, as prometheus-client's Counter/Histogram expose them."""
+        children = {
+            key: child for key, child in self._children.items() if all(type(v) is str for v in key)
+        }
+        created = Metric(f"{self._name}_created", self._documentation, "gauge")
+        if self._bounds is None:
+            metric = Metric(self._name, self._documentation, "counter")
+            for key, child in children.items():
+                labels = dict(zip(self._labelnames, key, strict=True))
+                metric.add_sample(f"{self._name}_total", labels, child.value)
+                created.add_sample(f"{self._name}_created", labels, child.created)
+        else:
+            metric = Metric(self._name, self._documentation, "histogram")
+            for key, child in children.items():
+                labels = dict(zip(self._labelnames, key, strict=True))
+                total = 0
+                for bound, count in zip(self._bounds, child.counts, strict=True):
+                    total += count
+                    le = {**labels, "le": _go_float(bound)}
+                    metric.add_sample(f"{self._name}_bucket", le, total)
+                metric.add_sample(f"{self._name}_count", labels, total)
+                metric.add_sample(f"{self._name}_sum", labels, child.sum)
+                created.add_sample(f"{self._name}_created", labels, child.created)
+        yield metric
+        yield created
+
+
+def Counter(name: str, documentation: str, labelnames: Sequence[str] = ()) -> Any:
+    """A counter: lock-free in a single process, prometheus-client's across processes."""
+    if _MULTIPROC:
+        return _PromCounter(name, documentation, labelnames)
+    family = _Family(name, documentation, labelnames)
+    REGISTRY.register(family)
+    return family
+
+
+def Histogram(
+    name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]
+) -> Any:
+    """A histogram: lock-free in a single process, prometheus-client's across processes."""
+    if _MULTIPROC:
+        return _PromHistogram(name, documentation, labelnames, buckets=buckets)
+    family = _Family(name, documentation, labelnames, buckets)
+    REGISTRY.register(family)
+    return family
 
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
