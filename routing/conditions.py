@@ -139,7 +139,9 @@ def _any(children: list[Node], label: str, text: str) -> Node:
         first, second = checks
 
         def either(view: EventView, why: bool) -> str | None:
-            if first(view, why) is None or second(view, why) is None:
+            # Decide without formatting: `explained` builds each alternative's reason once
+            # (building them here too made explaining nested `any`s exponential).
+            if first(view, False) is None or second(view, False) is None:
                 return None
             return explained(view) if why else MISS
 
@@ -148,7 +150,7 @@ def _any(children: list[Node], label: str, text: str) -> Node:
 
         def any_of(view: EventView, why: bool) -> str | None:
             for check in checks:
-                if check(view, why) is None:
+                if check(view, False) is None:
                     return None
             return explained(view) if why else MISS
 

@@ -306,10 +306,13 @@ def test_match_attributes_and() -> None:
 
 
 @pytest.mark.parametrize("depth", [59, 60])
-def test_explaining_deeply_nested_not_is_fast(depth: int) -> None:
-    """`not` nested 60 deep explains at once (each level used to explain its inner twice)."""
+@pytest.mark.parametrize("combinator", ["not", "any", "all"])
+def test_explaining_deep_nesting_is_fast(combinator: str, depth: int) -> None:
+    """Combinators nested 60 deep explain at once (`not` and `any` used to explain each
+    inner condition twice per level)."""
     inner: dict[str, Any] = P_USD
     for _ in range(depth):
-        inner = {"not": inner}
-    event = {"type": "order.completed", "data": {"payload": {"currency": "USD"}}}
-    assert _holds([inner], event) is (depth % 2 == 0)
+        inner = {"not": inner} if combinator == "not" else {combinator: [inner, P_TEST]}
+    payload = {"currency": "EUR", "ref": "prod-1"}  # every alternative fails: all explained
+    expected = combinator == "not" and depth % 2 == 1
+    assert _holds([inner], {"type": "order.completed", "data": {"payload": payload}}) is expected
