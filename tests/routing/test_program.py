@@ -311,6 +311,19 @@ def test_deep_nesting_falls_back_to_closures() -> None:
     _agrees(routes + _fillers("data.payload.s"), events, indexed={"data.payload.s"})  # in a table
 
 
+@pytest.mark.parametrize("combinator", ["not", "any", "all"])
+def test_deepest_inlined_nesting_compiles(combinator: str) -> None:
+    """At MAX_DEPTH, with the most parenthesized predicate, generated source still compiles."""
+    inner: dict[str, Any] = {"path": "data.payload.items.0.v", "ne": 5}
+    other = {"path": "data.payload.n", "gt": 1}
+    for _ in range(program.MAX_DEPTH):
+        inner = {"not": inner} if combinator == "not" else {combinator: [inner, other]}
+    routes = [{"name": "r", "match": {"where": [inner]}, "to": ["d1"]}]
+    assert program.inlinable(_compile(routes).routes[0].match.where)
+    values = [4, 5, "5.0", None]
+    _agrees(routes, [_event(payload={"items": [{"v": v}], "n": n}) for v in values for n in (0, 2)])
+
+
 def test_plans_with_the_same_candidates_share_one_program() -> None:
     """Unknown types all reach the same routes: one program serves them, not one each."""
     router = _compile(
