@@ -40,7 +40,7 @@ Candidate = tuple[int, tuple[Condition, ...], Holds | None]
 Table = tuple[str, Mapping[str, tuple[tuple[int, Holds | None], ...]]]
 
 # Nesting of any/all/not beyond which a route is not inlined (the parser allows 200 levels
-# of parentheses; a predicate uses 3, a combinator 1).
+# of parentheses; a combinator adds 1, a predicate at most 8).
 MAX_DEPTH: Final = 100
 _SHARED_OPS: Final = frozenset({"glob", "regex"})
 
