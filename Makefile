@@ -37,6 +37,7 @@ typecheck: $(STAMP)
 ## make bench: every benchmark (ratios against same-run baselines), then the summary table
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	@command -v perf >/dev/null || apt-get install -y -qq linux-perf || true  # optional: instructions/request
 	$(PY) benchmarks/routing_bench.py
 	-$(PY) benchmarks/delivery_bench.py  # exits 1 when it misses its target: report, go on
 	$(PY) benchmarks/ingest_bench.py

@@ -18,6 +18,8 @@ What it does, all on 127.0.0.1:
   gateway/baseline ratio of each run's figures) and writes benchmarks/results/ingest.json.
   It also prints each server's CPU time per request and their ratio (baseline/gateway):
   on a shared machine a busy neighbour lowers req/s, but hardly what a request costs.
+  Where `perf` can count instructions (Debian `linux-perf`), it prints the instructions
+  per request and their ratio too: the steadiest figure of all on a shared machine.
 
 It installs nothing: wrk comes from the Debian package (`apt-get install wrk`).
 """
@@ -391,13 +393,56 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def perf_available() -> bool:
+    """Whether `perf stat` can count instructions here (not on every VM or container)."""
+    if shutil.which("perf") is None:
+        return False
+    probe = subprocess.run(
+        ["perf", "stat", "-x,", "-e", "instructions", "true"], capture_output=True, text=True
+    )
+    return probe.returncode == 0 and "not supported" not in probe.stderr
+
+
+@contextlib.contextmanager
+def instructions(pids: list[int]) -> Iterator[dict[str, int]]:
+    """Instructions the processes execute in the block (`perf stat`), as `{"count": n}`.
+
+    An instruction count does not change with a busy neighbour or a slower CPU the way
+    time does: the steadiest of the per-request figures on a shared machine.
+    """
+    result: dict[str, int] = {}
+    command = ["perf", "stat", "-x,", "-e", "instructions", "-p", ",".join(map(str, pids))]
+    perf = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.2)  # perf attaches before the clock starts
+    try:
+        yield result
+    finally:
+        perf.send_signal(signal.SIGINT)
+        report = perf.communicate(timeout=30)[1]
+        for line in report.splitlines():
+            value = line.split(",", 1)[0]
+            if ",instructions" in line and value.isdigit():
+                result["count"] = int(value)
+
+
+PERF = perf_available()
+
+
 def measured(pid: int, port: int, corpus: Path, seconds: int) -> dict[str, Any]:
-    """A wrk run plus the server's CPU time per request (robust to a noisy neighbour)."""
-    before = cpu_seconds(pid)
-    figures = wrk(port, corpus, seconds)
-    used = cpu_seconds(pid) - before
-    figures["cpu_us_per_request"] = round(used / max(figures["requests"], 1) * 1e6, 1)
+    """A wrk run plus the server's CPU time (and instructions) per request.
+
+    Both are robust to a noisy neighbour in a way requests/s is not.
+    """
+    counter = instructions(_tree(pid)) if PERF else contextlib.nullcontext({})
+    with counter as counted:
+        before = cpu_seconds(pid)
+        figures = wrk(port, corpus, seconds)
+        used = cpu_seconds(pid) - before
+    requests = max(figures["requests"], 1)
+    figures["cpu_us_per_request"] = round(used / requests * 1e6, 1)
     figures["cpu_share"] = round(used / seconds, 2)
+    if "count" in counted:
+        figures["kinsn_per_request"] = round(counted["count"] / requests / 1000, 1)
     return figures
 
 
@@ -504,6 +549,8 @@ def run_once(setup: Setup, index: int) -> dict[str, Any]:
         row = result[provider]
         row["ratio"] = round(row["rps"] / base["rps"], 3)
         row["cpu_ratio"] = round(base["cpu_us_per_request"] / row["cpu_us_per_request"], 3)
+        if "kinsn_per_request" in row and "kinsn_per_request" in base:
+            row["insn_ratio"] = round(base["kinsn_per_request"] / row["kinsn_per_request"], 3)
     return result
 
 
@@ -555,9 +602,13 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
             for key in ("rps", "p50_ms", "p99_ms", "max_ms", "cpu_us_per_request")
         }
         entry["errors"] = sum(row["errors"] for row in rows)
+        if all("kinsn_per_request" in row for row in rows):
+            entry["kinsn_per_request"] = statistics.median(row["kinsn_per_request"] for row in rows)
         if target != "baseline":
             entry["ratio"] = round(statistics.median(row["ratio"] for row in rows), 3)
             entry["cpu_ratio"] = round(statistics.median(row["cpu_ratio"] for row in rows), 3)
+            if all("insn_ratio" in row for row in rows):
+                entry["insn_ratio"] = statistics.median(row["insn_ratio"] for row in rows)
             entry["duplicates"] = sum(row["duplicate"] for row in rows)
         summary[target] = entry
     return summary
@@ -593,7 +644,7 @@ def print_table(report: dict[str, Any]) -> None:
     )
     print(
         f"{'':22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'ratio':>8}"
-        f"{'CPU us/req':>12}{'CPU ratio':>11}"
+        f"{'CPU us/req':>12}{'CPU ratio':>11}{'k instr/req':>13}{'instr ratio':>13}"
     )
     labels = {
         "baseline": "bare Litestar",
@@ -604,9 +655,12 @@ def print_table(report: dict[str, Any]) -> None:
         row = summary[target]
         ratio = f"{row['ratio']:.2f}" if "ratio" in row else "1.00"
         cpu_ratio = f"{row['cpu_ratio']:.2f}" if "cpu_ratio" in row else "1.00"
+        kinsn = f"{row['kinsn_per_request']:,.0f}" if "kinsn_per_request" in row else "-"
+        insn_ratio = f"{row.get('insn_ratio', 1.0):.2f}" if kinsn != "-" else "-"
         print(
             f"{label:<22}{row['rps']:>9,.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
             f"{row['errors']:>8}{ratio:>8}{row['cpu_us_per_request']:>12,.0f}{cpu_ratio:>11}"
+            f"{kinsn:>13}{insn_ratio:>13}"
         )
     duplicates = summary["whitepay"]["duplicates"] + summary["velafi"]["duplicates"]
     if duplicates:
