@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -120,50 +121,61 @@ def decimal_str(value: object) -> str | None:
     return None
 
 
-# Untyped JSON with floats decoded as Decimal, so amounts in `data.payload` stay exact.
-_PAYLOAD_DECODER = msgspec.json.Decoder(float_hook=Decimal)
-
-
-def decode_payload(raw: bytes) -> Any:
-    """The provider's body as plain JSON values, floats kept exact as Decimal.
-
-    Raises `PayloadError` for anything that is not valid UTF-8 JSON.
-    """
-    try:
-        return _PAYLOAD_DECODER.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from exc
-    except RecursionError as exc:  # msgspec's answer to absurdly nested arrays/objects
-        raise PayloadError("body is nested too deeply") from exc
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> None:
-    if len(pairs) > 1 and len(dict(pairs)) != len(pairs):
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
                 raise PayloadError(f"duplicate key {key!r} in a JSON object")
             seen.add(key)
+    return obj
 
 
-# The stdlib parser here only looks for duplicate keys: values are left as strings.
-_DUPLICATE_CHECKER = json.JSONDecoder(
-    object_pairs_hook=_unique_pairs, parse_float=str, parse_int=str, parse_constant=str
-)
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# The stdlib parser, because it can report duplicate keys (msgspec keeps the last one):
+# one parse both builds the payload and refuses ambiguous bodies. Floats become Decimal
+# (amounts stay exact), NaN and Infinity are refused, as msgspec does.
+_PARSER = json.JSONDecoder(object_pairs_hook=_object, parse_float=Decimal, parse_constant=_constant)
+# A `\uD800`-`\uDFFF` escape: the stdlib accepts a lone surrogate, msgspec (and UTF-8) do not.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_STRICT = msgspec.json.Decoder()
+
+
+def decode_payload(raw: bytes) -> Any:
+    """The provider's body as plain JSON values, floats kept exact as Decimal.
+
+    Raises `PayloadError` for anything that is not valid UTF-8 JSON, and for an object that
+    repeats a key: parsers disagree on which duplicate wins (first, last, error), so such
+    a body could read differently to the signature check, to us and to consumers.
+    """
+    try:
+        value = _PARSER.decode(raw.decode("utf-8"))
+        if _SURROGATE_ESCAPE.search(raw) is not None:
+            _STRICT.decode(raw)  # rejects a lone surrogate; pairs are fine
+    except (UnicodeDecodeError, ValueError, msgspec.DecodeError) as exc:
+        raise PayloadError(f"body is not valid JSON: {type(exc).__name__}") from exc
+    except RecursionError as exc:
+        raise PayloadError("body is nested too deeply") from exc
+    return value
+
+
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """`decode_payload` of a body that must be a JSON object."""
+    value = decode_payload(raw)
+    if not isinstance(value, dict):
+        kind = "array" if isinstance(value, list) else "null" if value is None else "a value"
+        raise PayloadError(f"Expected `object`, got `{kind}`", path="$")
+    return value
 
 
 def reject_duplicate_keys(raw: bytes) -> None:
-    """Raise `PayloadError` if any JSON object in `raw` repeats a key.
-
-    Parsers disagree on which duplicate wins (first, last, error), so a body with duplicate
-    keys can read differently to the signature check, to us and to consumers: refuse it.
-    """
-    if b'"' not in raw:
-        return
-    try:
-        _DUPLICATE_CHECKER.decode(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise PayloadError(f"body is not valid UTF-8 JSON: {type(exc).__name__}") from exc
+    """Raise `PayloadError` if `raw` is not JSON or any object in it repeats a key."""
+    if b'"' in raw:
+        decode_payload(raw)
 
 
 _ENCODER = msgspec.json.Encoder(decimal_format="string")

@@ -133,10 +133,9 @@ class Pipeline:
         """Verify, decode and normalize one request (no side effects beyond the nonce cache)."""
         ingress = self._ingress(name)
         content = ingress.verifier.verify(raw, headers, now)
-        reject_duplicate_keys(content)
         if content is not raw:  # pay3: the unsigned envelope must not be ambiguous either
             reject_duplicate_keys(raw)
-        decoded = ingress.module.decode(content)
+        decoded = ingress.module.decode(content)  # refuses duplicate keys too
         received = datetime.fromtimestamp(now, tz=UTC)
         event: CloudEvent = ingress.module.normalize(decoded, name, received)
         return event

@@ -1,15 +1,19 @@
-"""The event helpers every provider shares: stable ids, RFC 3339 times, the routing view."""
+"""The event helpers every provider shares: ids, times, the routing view, the one body parse."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway.event import event_id, rfc3339, to_builtins
+from gateway.errors import PayloadError
+from gateway.event import decode_payload, event_id, rfc3339, to_builtins
 from gateway.providers import registry
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -68,3 +72,51 @@ def test_routing_view_equals_msgspec_to_builtins(name: str, event: object) -> No
     expected = msgspec.to_builtins(event, builtin_types=(Decimal,))
     assert to_builtins(event) == expected  # type: ignore[arg-type]
     assert msgspec.json.encode(to_builtins(event)) == msgspec.json.encode(expected)  # type: ignore[arg-type]
+
+
+_MSGSPEC = msgspec.json.Decoder(float_hook=Decimal)
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values, st.booleans())
+def test_payload_parse_reads_json_as_msgspec_does(value: object, ascii_only: bool) -> None:
+    """The one-pass parser (stdlib, for its duplicate-key check) yields msgspec's values."""
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert decode_payload(raw) == _MSGSPEC.decode(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"a": 1, "a": 2}', b'[{"x": {"k": 1, "j": 2, "k": 3}}]', b'{"": 1, "": 1}'],
+)
+def test_payload_parse_refuses_duplicate_keys_at_any_depth(raw: bytes) -> None:
+    """A repeated key anywhere is a PayloadError naming the key."""
+    with pytest.raises(PayloadError, match="duplicate key"):
+        decode_payload(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'"\\ud800"', b'{"a": "\\udfff x"}', b"NaN", b"[Infinity]", b"\xff", b"1 2", b"9" * 5000],
+)
+def test_payload_parse_refuses_what_msgspec_refuses(raw: bytes) -> None:
+    """Lone surrogates, NaN/Infinity, bad UTF-8, trailing data, absurd integers: PayloadError."""
+    with pytest.raises(PayloadError):
+        decode_payload(raw)
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_fine() -> None:
+    """A proper pair, and text that only looks like a surrogate escape, parse normally."""
+    assert decode_payload(b'"\\ud83d\\ude00"') == "\U0001f600"
+    assert decode_payload(b'"C:\\\\ud800"') == "C:\\ud800"

@@ -212,7 +212,7 @@ async def test_empty_and_huge_signatures(
     assert response.status_code == 401, response.text
 
 
-@pytest.mark.parametrize("provider", ["whitepay", "w3block", "velafi", "pay3"])
+@pytest.mark.parametrize("provider", ["whitepay", "w3block", "velafi", "pay3", "fatpay"])
 async def test_duplicate_keys_with_valid_signature_are_400(
     client: AsyncTestClient, keys_module: Keys, provider: str
 ) -> None:
@@ -234,7 +234,7 @@ async def test_duplicate_keys_with_valid_signature_are_400(
     assert response.status_code == 400, response.text
 
 
-@pytest.mark.parametrize("provider", ["whitepay", "w3block", "velafi"])
+@pytest.mark.parametrize("provider", ["whitepay", "w3block", "velafi", "fatpay"])
 @pytest.mark.parametrize(
     "body",
     [
@@ -246,6 +246,10 @@ async def test_duplicate_keys_with_valid_signature_are_400(
         b"\xef\xbb\xbf{}",  # BOM
         b"",
         b"null",
+        b'{"order": "\\ud800"}',  # an escaped lone surrogate (a pair is fine)
+        b'{"order": {"id": NaN}}',
+        b'{"order": {"id": "x"}} trailing',
+        b'{"order": {"a": 1, "b": {"c": 1, "c": 2}}}',  # a duplicate deep down
     ],
     ids=[
         "deep-array",
@@ -256,6 +260,10 @@ async def test_duplicate_keys_with_valid_signature_are_400(
         "bom",
         "empty",
         "null",
+        "lone-surrogate-escape",
+        "nan",
+        "trailing-data",
+        "nested-duplicate",
     ],
 )
 async def test_malformed_bodies_with_valid_signature_are_400(

@@ -15,7 +15,16 @@ from urllib.parse import parse_qsl, urlsplit
 import msgspec
 
 from gateway.errors import PayloadError, SignatureError
-from gateway.event import CloudEvent, EventData, Money, decimal_str, event_id, from_epoch, rfc3339
+from gateway.event import (
+    CloudEvent,
+    EventData,
+    Money,
+    decimal_str,
+    decode_object,
+    event_id,
+    from_epoch,
+    rfc3339,
+)
 from gateway.providers import _common
 from gateway.types import Duration, Secrets
 
@@ -188,12 +197,9 @@ class Webhook(msgspec.Struct, frozen=True):
     payload: Any
 
 
-_BODY = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
-
-
 def decode(content: bytes) -> Webhook:
     """Decode `{"order": Order}` or a flat Order; raise `PayloadError` naming the bad path."""
-    body = _common.decode_struct(_BODY, content)
+    body = decode_object(content)
     if "order" in body:
         order, at = _common.convert_struct(body, _Wrapped).order, "$.order"
     else:

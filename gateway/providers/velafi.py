@@ -18,6 +18,7 @@ from gateway.event import (
     EventData,
     Money,
     decimal_str,
+    decode_object,
     encode,
     event_id,
     from_epoch,
@@ -117,12 +118,9 @@ class Webhook(msgspec.Struct, frozen=True):
     payload: Any
 
 
-_BODY = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
-
-
 def decode(content: bytes) -> Webhook:
     """Decode by `eventType`; raise `PayloadError` naming the bad path."""
-    payload = _common.decode_struct(_BODY, content)
+    payload = decode_object(content)
     event_type = _common.convert_struct(payload, _Head).event_type
     if not event_type.strip():
         raise PayloadError("`eventType` is empty", path="$.eventType")

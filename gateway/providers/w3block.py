@@ -123,7 +123,7 @@ class W3BlockEvent(msgspec.Struct, frozen=True, kw_only=True):
 def decode(content: bytes) -> W3BlockEvent:
     """Decode `{"data": Order, "event": "order.<status>", "timestamp": <epoch ms>}`."""
     body = decode_struct(_DECODER, content)
-    payload = decode_payload(content)  # also rejects bad UTF-8 the typed decoder skipped
+    payload = decode_payload(content)  # also rejects duplicate keys and bad UTF-8
     return W3BlockEvent(
         event=body.event, order=body.data, timestamp=body.timestamp, payload=payload
     )

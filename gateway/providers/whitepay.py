@@ -203,7 +203,7 @@ class WhitepayEvent(msgspec.Struct, frozen=True, kw_only=True):
 def decode(content: bytes) -> WhitepayEvent:
     """Decode `{"order"|"transaction": {...}, "event_type": "..."}`."""
     body = decode_struct(_DECODER, content)
-    payload = decode_payload(content)  # also rejects bad UTF-8 the typed decoder skipped
+    payload = decode_payload(content)  # also rejects duplicate keys and bad UTF-8
     kind = body.event_type.partition("::")[0].lower()
     first, second = (
         (body.order, body.transaction) if kind == "order" else (body.transaction, body.order)
