@@ -92,6 +92,14 @@ def from_epoch(
     """A provider's epoch timestamp (seconds or milliseconds, number or string) as UTC."""
     if value is None or value == "":
         return None
+    if type(value) is int or (type(value) is str and value.isascii() and value.isdigit()):
+        # The usual case, whole seconds or milliseconds: int division rounds exactly as the
+        # Decimal path below does (both are correctly rounded to the same float).
+        seconds = int(value) / 1000 if millis else int(value)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     try:
         number = Decimal(str(value))
     except ArithmeticError:

@@ -142,7 +142,10 @@ def decode(content: bytes) -> Webhook:
 
 
 def _first(*values: Any) -> Any:
-    return next((v for v in values if v is not None and v != ""), None)
+    for value in values:
+        if value is not None and value != "":
+            return value
+    return None
 
 
 def _money(currency: str | None, amount: Decimal | None) -> Money | None:
@@ -154,8 +157,9 @@ def _money(currency: str | None, amount: Decimal | None) -> Money | None:
 def normalize(decoded: Webhook, source: str, received: datetime) -> CloudEvent:
     """The CloudEvent for a VelaFi webhook of any event type."""
     body = decoded.body
-    stamps = (from_epoch(t, millis=True) for t in (body.update_time, body.create_time))
-    happened = next((t for t in stamps if t is not None), received)
+    happened = from_epoch(body.update_time, millis=True)
+    if happened is None:
+        happened = from_epoch(body.create_time, millis=True) or received
     fiat = crypto = None
     if isinstance(body, OrderWebhook):
         event_type, kind = ORDER_WEBHOOK, "order"
