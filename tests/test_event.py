@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import PayloadError
-from gateway.event import decode_payload, event_id, rfc3339, to_builtins
+from gateway.event import decode_payload, event_id, from_epoch, rfc3339, to_builtins
 from gateway.providers import registry
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -120,3 +120,11 @@ def test_surrogate_pairs_and_escaped_backslashes_are_fine() -> None:
     """A proper pair, and text that only looks like a surrogate escape, parse normally."""
     assert decode_payload(b'"\\ud83d\\ude00"') == "\U0001f600"
     assert decode_payload(b'"C:\\\\ud800"') == "C:\\ud800"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(min_value=-(2**45), max_value=2**60), st.booleans(), st.booleans())
+def test_epoch_fast_path_equals_the_decimal_path(value: int, millis: bool, as_text: bool) -> None:
+    """Whole-number epochs (int or digit string) read exactly as their Decimal spelling does."""
+    given_value: int | str = str(value) if as_text else value
+    assert from_epoch(given_value, millis=millis) == from_epoch(Decimal(value), millis=millis)
