@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -129,28 +128,22 @@ def decimal_str(value: object) -> str | None:
     return None
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> None:
+    if len(dict(pairs)) != len(pairs):
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
                 raise PayloadError(f"duplicate key {key!r} in a JSON object")
             seen.add(key)
-    return obj
 
 
-def _constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-# The stdlib parser, because it can report duplicate keys (msgspec keeps the last one):
-# one parse both builds the payload and refuses ambiguous bodies. Floats become Decimal
-# (amounts stay exact), NaN and Infinity are refused, as msgspec does.
-_PARSER = json.JSONDecoder(object_pairs_hook=_object, parse_float=Decimal, parse_constant=_constant)
-# A `\uD800`-`\uDFFF` escape: the stdlib accepts a lone surrogate, msgspec (and UTF-8) do not.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_STRICT = msgspec.json.Decoder()
+# The precise duplicate-key check: the stdlib parser sees every key/value pair (msgspec
+# keeps the last of a repeated key); values are left as strings, only keys matter here.
+_PAIRS = json.JSONDecoder(
+    object_pairs_hook=_unique_pairs, parse_float=str, parse_int=str, parse_constant=str
+)
+_PAYLOAD = msgspec.json.Decoder(float_hook=Decimal)
+_COMPACT = msgspec.json.Encoder()
 
 
 def decode_payload(raw: bytes) -> Any:
@@ -159,15 +152,26 @@ def decode_payload(raw: bytes) -> Any:
     Raises `PayloadError` for anything that is not valid UTF-8 JSON, and for an object that
     repeats a key: parsers disagree on which duplicate wins (first, last, error), so such
     a body could read differently to the signature check, to us and to consumers.
+
+    msgspec keeps the last of a repeated key, so duplicates are found by counting colons,
+    at C speed: outside strings a colon only ever separates a key from its value, and
+    inside strings the re-encoding of what was decoded writes every colon as it is. So
+    `raw` and the compact re-encoding have the same number of colons unless a repeated
+    key's pair was dropped (which takes at least its own colon with it), or unless `raw`
+    spells a colon as a `\\u003a` escape: then, or when the counts differ, the stdlib's
+    pair-by-pair check decides, and names the key.
     """
     try:
-        value = _PARSER.decode(raw.decode("utf-8"))
-        if _SURROGATE_ESCAPE.search(raw) is not None:
-            _STRICT.decode(raw)  # rejects a lone surrogate; pairs are fine
-    except (UnicodeDecodeError, ValueError, msgspec.DecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {type(exc).__name__}") from exc
-    except RecursionError as exc:
+        value = _PAYLOAD.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # msgspec's answer to absurdly nested arrays/objects
         raise PayloadError("body is nested too deeply") from exc
+    if raw.count(b":") != _COMPACT.encode(value).count(b":") or b"\\u003" in raw:
+        try:
+            _PAIRS.decode(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise PayloadError(f"body is not valid JSON: {type(exc).__name__}") from exc
     return value
 
 
@@ -182,8 +186,7 @@ def decode_object(raw: bytes) -> dict[str, Any]:
 
 def reject_duplicate_keys(raw: bytes) -> None:
     """Raise `PayloadError` if `raw` is not JSON or any object in it repeats a key."""
-    if b'"' in raw:
-        decode_payload(raw)
+    decode_payload(raw)
 
 
 _ENCODER = msgspec.json.Encoder(decimal_format="string")

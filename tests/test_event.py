@@ -128,3 +128,71 @@ def test_epoch_fast_path_equals_the_decimal_path(value: int, millis: bool, as_te
     """Whole-number epochs (int or digit string) read exactly as their Decimal spelling does."""
     given_value: int | str = str(value) if as_text else value
     assert from_epoch(given_value, millis=millis) == from_epoch(Decimal(value), millis=millis)
+
+
+# Strings and keys full of what could confuse a count of `":`: quotes, colons, backslashes.
+_TRICKY = st.text(alphabet=['"', ":", "\\", "a", "b", " ", "é"], max_size=6)
+_pairs_trees = st.recursive(
+    st.none() | st.integers(-5, 5) | _TRICKY,
+    lambda children: (
+        st.lists(children, max_size=3).map(lambda items: ("list", items))
+        | st.lists(st.tuples(_TRICKY, children), max_size=4).map(lambda pairs: ("object", pairs))
+    ),
+    max_leaves=12,
+)
+
+
+def _spell_string(text: str, data: st.DataObject) -> str:
+    """A JSON string literal for `text`, each character plain or as a `\\u` escape."""
+    out = []
+    for char in text:
+        if data.draw(st.booleans()):
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append({'"': '\\"', "\\": "\\\\"}.get(char, char))
+    return '"' + "".join(out) + '"'
+
+
+def _spell(node: object, data: st.DataObject) -> str:
+    """JSON text for a tree whose objects are pair lists (so keys can repeat), odd spacing."""
+
+    def space() -> str:
+        return data.draw(st.sampled_from(["", "", " ", "\n "]))
+
+    if isinstance(node, tuple) and node[0] == "list":
+        return "[" + ",".join(space() + _spell(item, data) + space() for item in node[1]) + "]"
+    if isinstance(node, tuple) and node[0] == "object":
+        members = (
+            space() + _spell_string(key, data) + space() + ":" + space() + _spell(value, data)
+            for key, value in node[1]
+        )
+        return "{" + ",".join(members) + "}"
+    if isinstance(node, str):
+        return _spell_string(node, data)
+    return json.dumps(node)
+
+
+def _has_duplicates(text: str) -> bool:
+    found = False
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        nonlocal found
+        found = found or len(dict(items)) != len(items)
+        return dict(items)
+
+    json.loads(text, object_pairs_hook=pairs)
+    return found
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_pairs_trees, st.data())
+def test_duplicate_keys_are_found_however_the_body_is_spelled(
+    tree: object, data: st.DataObject
+) -> None:
+    """Refused exactly when some object repeats a key (escapes, spacing, `":` in strings)."""
+    raw = _spell(tree, data).encode()
+    if _has_duplicates(raw.decode()):
+        with pytest.raises(PayloadError, match="duplicate key"):
+            decode_payload(raw)
+    else:
+        assert decode_payload(raw) == _MSGSPEC.decode(raw)
