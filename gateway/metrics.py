@@ -145,13 +145,12 @@ class _Family(Collector):
         children = {
             key: child for key, child in self._children.items() if all(type(v) is str for v in key)
         }
-        created = Metric(f"{self._name}_created", self._documentation, "gauge")
         if self._bounds is None:
             metric = Metric(self._name, self._documentation, "counter")
             for key, child in children.items():
                 labels = dict(zip(self._labelnames, key, strict=True))
                 metric.add_sample(f"{self._name}_total", labels, child.value)
-                created.add_sample(f"{self._name}_created", labels, child.created)
+                metric.add_sample(f"{self._name}_created", labels, child.created)
         else:
             metric = Metric(self._name, self._documentation, "histogram")
             for key, child in children.items():
@@ -163,9 +162,8 @@ class _Family(Collector):
                     metric.add_sample(f"{self._name}_bucket", le, total)
                 metric.add_sample(f"{self._name}_count", labels, total)
                 metric.add_sample(f"{self._name}_sum", labels, child.sum)
-                created.add_sample(f"{self._name}_created", labels, child.created)
+                metric.add_sample(f"{self._name}_created", labels, child.created)
         yield metric
-        yield created
 
 
 def Counter(name: str, documentation: str, labelnames: Sequence[str] = ()) -> Any:

@@ -101,3 +101,29 @@ def test_multiprocess_mode_uses_prometheus_client(tmp_path: object) -> None:
     ).stdout
     assert 'gateway_webhooks_received_total{outcome="accepted",source="mp"} 3.0' in out
     assert 'gateway_request_duration_seconds_count{source="mp"} 1.0' in out
+
+
+def test_collected_families_match_prometheus_client() -> None:
+    """Collectors yield the same families and sample names (what dashboards and tests read)."""
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    counter = _Family("demo_c_total", "C", ["a"])
+    histogram = _Family("demo_h_seconds", "H", ["a"], BUCKETS)
+    ours.register(counter)
+    ours.register(histogram)
+    real_counter = prometheus_client.Counter("demo_c", "C", ["a"], registry=theirs)
+    real_histogram = prometheus_client.Histogram(
+        "demo_h_seconds", "H", ["a"], buckets=BUCKETS, registry=theirs
+    )
+    for family, real in ((counter, real_counter), (histogram, real_histogram)):
+        child, real_child = family.labels("x"), real.labels("x")
+        if hasattr(child, "observe"):
+            child.observe(0.5)
+            real_child.observe(0.5)
+        else:
+            child.inc()
+            real_child.inc()
+
+    def shape(registry: CollectorRegistry) -> list[tuple[str, str, list[str]]]:
+        return [(m.name, m.type, [s.name for s in m.samples]) for m in registry.collect()]
+
+    assert shape(ours) == shape(theirs)

@@ -52,8 +52,8 @@ def family_labels() -> dict[str, set[str]]:
     """Metric family -> its label names, from the collectors gateway.metrics defines."""
     out: dict[str, set[str]] = {}
     for value in vars(gateway.metrics).values():
-        if isinstance(value, MetricWrapperBase):
-            # prometheus-client keeps the declared label names here (no public accessor).
+        if isinstance(value, MetricWrapperBase | gateway.metrics._Family):
+            # Both keep the declared label names here (prometheus-client has no accessor).
             labelnames = value._labelnames
             assert isinstance(labelnames, tuple)
             out[value._name] = set(labelnames)
