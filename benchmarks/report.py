@@ -44,13 +44,23 @@ def rows() -> list[tuple[str, str, str, str]]:
             ("velafi", "VelaFi RSA", "velafi_ratio"),
         ):
             row = median[key]
+            instructions = f", instr {row['insn_ratio']:.2f}" if "insn_ratio" in row else ""
             value = (
                 f"{row['rps']:,.0f} req/s, ratio {row['ratio']:.2f} "
-                f"(CPU {row['cpu_ratio']:.2f}), p99 {row['p99_ms']:.1f} ms, "
+                f"(CPU {row['cpu_ratio']:.2f}{instructions}), p99 {row['p99_ms']:.1f} ms, "
                 f"{row['errors']} errors"
             )
             verdict = f">= {ingest['targets'][target]}: {_ok(met.get(target))}"
             out.append(("ingest", label, value, verdict))
+        p99 = median["whitepay"]["p99_ms"]
+        out.append(
+            (
+                "ingest",
+                "Whitepay p99 at 64 connections",
+                f"{p99:.1f} ms",
+                f"< {ingest['targets']['whitepay_p99_ms']:g} ms: {_ok(met.get('whitepay_p99'))}",
+            )
+        )
         memory = ingest.get("memory") or {}
         if memory:
             first, second = memory["events"]
