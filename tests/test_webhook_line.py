@@ -27,21 +27,23 @@ def stream() -> Iterator[io.StringIO]:
         configure_logging("info", "json")
 
 
+_FIELDS: dict[str, object] = {
+    "source": "whitepay",
+    "provider": "whitepay",
+    "event_id": "0123456789abcdef0123456789abcdef",
+    "type": "order.completed",
+    "routes": ["all-orders"],
+    "destinations": ["orders"],
+    "status": 200,
+    "outcome": "accepted",
+    "spooled": False,
+    "request_id": "req-1",
+    "duration_ms": 1.25,
+}
+
+
 def _accepted(**changes: object) -> WebhookLine:
-    fields: dict[str, object] = {
-        "source": "whitepay",
-        "provider": "whitepay",
-        "event_id": "0123456789abcdef0123456789abcdef",
-        "type": "order.completed",
-        "routes": ["all-orders"],
-        "destinations": ["orders"],
-        "status": 200,
-        "outcome": "accepted",
-        "spooled": False,
-        "request_id": "req-1",
-        "duration_ms": 1.25,
-    }
-    return WebhookLine(**{**fields, **changes})  # type: ignore[arg-type]
+    return WebhookLine(**{**_FIELDS, **changes})  # type: ignore[arg-type]
 
 
 def _lines(stream: io.StringIO) -> list[str]:
@@ -50,19 +52,7 @@ def _lines(stream: io.StringIO) -> list[str]:
 
 def test_line_is_what_structlog_writes(stream: io.StringIO) -> None:
     """Same keys, order and values as `log.info("webhook", **fields)`; timestamp in its format."""
-    fields = {
-        "source": "whitepay",
-        "provider": "whitepay",
-        "event_id": "0123456789abcdef0123456789abcdef",
-        "type": "order.completed",
-        "routes": ["all-orders"],
-        "destinations": ["orders"],
-        "status": 200,
-        "outcome": "accepted",
-        "spooled": False,
-        "request_id": None,
-        "duration_ms": 1.25,
-    }
+    fields = {**_FIELDS, "request_id": None}
     webhook_line(WebhookLine(**fields))  # type: ignore[arg-type]
     structlog.get_logger("gateway.ingress").info("webhook", **fields)
     fast, slow = (json.loads(line) for line in _lines(stream))
