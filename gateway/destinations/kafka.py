@@ -257,7 +257,17 @@ class Producer:
         producer = self._producer
         if producer is None:
             raise KafkaError("producer is not connected")
-        result = await producer.send_and_wait(topic, value, key=key, headers=headers)
+        partition = None  # aiokafka's partitioner (partition_for): keyless, or no metadata yet
+        if key is not None:
+            known = producer.client.cluster.partitions_for_topic(topic)
+            if known:
+                # Where partition_for would put it, without aiokafka listing the topic's
+                # partitions twice per record to ask it.
+                ordered = sorted(known)
+                partition = ordered[(murmur2(key) & 0x7FFFFFFF) % len(ordered)]
+        result = await producer.send_and_wait(
+            topic, value, key=key, partition=partition, headers=headers
+        )
         self._last_ok = time.monotonic()
         return result
 

@@ -229,3 +229,23 @@ async def test_broker_down_answers_503_then_recovers(tmp_path: Path, keys: Keys)
             assert again.json()["status"] == "accepted"
     finally:
         own.stop()
+
+
+async def test_keys_land_where_the_java_client_puts_them(
+    gateway: tuple[AsyncTestClient, str], broker: Broker, keys: Keys
+) -> None:
+    """Each record's partition is murmur2(key) mod partitions, as every Kafka client computes it."""
+    from gateway.destinations.kafka import murmur2
+
+    client, suffix = gateway
+    name, id_path = REPRESENTATIVE["whitepay"]
+    for i in range(12):
+        body = with_field(sample("whitepay", name), id_path, f"order-{suffix}-{i}")
+        headers, payload = signed("whitepay", body, keys)
+        response = await client.post("/webhooks/whitepay", content=payload, headers=headers)
+        assert response.status_code == 200, response.text
+    records = await consume(broker.bootstrap, f"orders-{suffix}", 12)
+    assert len(records) == 12
+    assert len({r.partition for r in records}) > 1  # the test means something: several partitions
+    for record in records:
+        assert record.partition == (murmur2(record.key) & 0x7FFFFFFF) % 2, record.key
