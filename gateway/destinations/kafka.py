@@ -260,11 +260,8 @@ class Producer:
         partition = None  # aiokafka's partitioner (partition_for): keyless, or no metadata yet
         if key is not None:
             known = producer.client.cluster.partitions_for_topic(topic)
-            if known:
-                # Where partition_for would put it, without aiokafka listing the topic's
-                # partitions twice per record to ask it.
-                ordered = sorted(known)
-                partition = ordered[(murmur2(key) & 0x7FFFFFFF) % len(ordered)]
+            if known:  # asked directly: aiokafka would list the partitions twice per record
+                partition = partition_for(key, sorted(known), ())
         result = await producer.send_and_wait(
             topic, value, key=key, partition=partition, headers=headers
         )
