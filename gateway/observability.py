@@ -63,22 +63,7 @@ class Redactor:
             )
 
     def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
-        # This runs for every log line, so the usual values (numbers, short strings under
-        # known keys) are handled inline; anything else takes `_clean`.
-        clean: dict[str, Any] = {}
-        secret_keys = self._secret_keys
-        pattern = self._pattern
-        for key, value in event.items():
-            kind = type(value)
-            if secret_keys.get(key, True):  # a secret key, or one not decided yet
-                clean[key] = self._clean(key, value)
-            elif kind in _PLAIN:
-                clean[key] = value
-            elif kind is str and (pattern is None or pattern.search(value) is None):
-                clean[key] = value
-            else:
-                clean[key] = self._clean(key, value)
-        return clean
+        return {k: self._clean(k, v) for k, v in event.items()}
 
     def _is_secret_key(self, key: str) -> bool:
         known = self._secret_keys.get(key)
