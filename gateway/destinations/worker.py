@@ -57,6 +57,8 @@ _FETCH_TIMEOUT_MS = 200
 _FETCH_MAX_RECORDS = 500
 _RESUME_FRACTION = 0.8
 _CIRCUIT_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+# What `_attempt` returns while the circuit is open: nothing was sent, nothing is charged.
+_NOT_SENT = AttemptResult("retry", None, "circuit open: not sent")
 # Dead letters of records no configured destination can take share one label value, so a
 # queue full of stale names cannot blow up the metric's cardinality.
 _UNCONFIGURED = "(unconfigured)"
@@ -430,6 +432,8 @@ class DeliveryWorkers:
             job.runner = asyncio.current_task()
             try:
                 await self._step(lane, job)
+            except Exception as exc:  # a bug or a surprise: an outcome is still recorded
+                await self._crashed(lane, job, exc)
             finally:
                 job.busy = False
                 if job.settled is not None and not job.settled.done():
@@ -466,6 +470,20 @@ class DeliveryWorkers:
             result = await self._attempt(lane, job, task.event_id, bytes(task.body))
         if result is None:
             return
+        if result is _NOT_SENT:  # circuit open: wait for the probe, no attempt charged
+            job.not_before = time.time() + max(0.0, lane.breaker.retry_at() - time.monotonic())
+            self._log.debug(
+                "delivery_waiting",
+                destination=task.destination,
+                event_id=task.event_id,
+                reason="circuit open",
+                wait=round(job.not_before - time.time(), 3),
+            )
+            if job.released:
+                self._jobs.discard(job)
+            else:
+                self._schedule(lane, job)
+            return
         job.attempts += 1
         if result.verdict == "success":
             self._result(task, job.attempts, result, "delivered")
@@ -492,16 +510,14 @@ class DeliveryWorkers:
     ) -> AttemptResult | None:
         """One attempt through the destination's breaker; None: released before sending.
 
-        While the breaker is open an attempt fails without being sent (so a task's schedule
-        and its dead-letter deadline are those it would have had anyway, minus the load);
-        while its half-open probe is out, attempts wait for the probe's answer.
+        While the breaker is open nothing is sent and `_NOT_SENT` comes back: the job waits
+        for the cool-down's end, uncharged. While the half-open probe is out, attempts wait
+        for the probe's answer.
         """
         breaker = lane.breaker
         while not breaker.allow(time.monotonic()):
             if breaker.state is BreakerState.OPEN:
-                return AttemptResult(
-                    "retry", None, "circuit open: receiver keeps failing; not sent"
-                )
+                return _NOT_SENT
             await lane.probe_done.wait()
             if job.released:
                 return None
@@ -527,6 +543,37 @@ class DeliveryWorkers:
             lane.probe_done.set()
         lane.latency.observe(result.duration)
         return result
+
+    async def _crashed(self, lane: _Lane, job: _Job, exc: Exception) -> None:
+        """An exception escaped a step: record it as a failed attempt, retried or dead-lettered.
+
+        Charged as an attempt (a bug that always raises must still end in a dead letter
+        after `max_attempts`, not loop forever). If recording fails too, the record stays
+        uncommitted and is redone after a restart.
+        """
+        task = job.task
+        assert task is not None
+        error = f"internal error: {type(exc).__name__}"
+        try:
+            job.attempts += 1
+            result = AttemptResult("retry", None, error)
+            if job.attempts >= lane.settings.max_attempts:
+                self._result(task, job.attempts, result, "dead_letter")
+                await self._dead_letter(job, task, None, error, lane)
+                return
+            lane.outcomes["retry"].inc()
+            backoff = lane.settings.backoff
+            delay = retry_delay(job.attempts, backoff.initial, backoff.max, None, self._rng)
+            self._result(task, job.attempts, result, "retry", retry_in=round(delay, 3))
+            job.not_before = time.time() + delay
+            if job.released:
+                self._jobs.discard(job)
+            else:
+                self._schedule(lane, job)
+        except Exception as again:
+            self._log.error(
+                "delivery_runner_crashed", destination=lane.name, error=repr(exc), then=repr(again)
+            )
 
     async def _orphan(self, job: _Job) -> None:
         """Dead-letter a record that cannot be delivered: undecodable, or no such destination."""

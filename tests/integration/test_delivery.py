@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -395,17 +396,24 @@ async def test_unknown_destination_and_garbage_are_dead_lettered(
 async def test_breaker_stops_hammering_a_down_receiver(
     broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
 ) -> None:
-    """Once the breaker opens, due attempts fail without a request; all still end as dead letters."""
-    hook = Hook("/outage", max_attempts=4, timeout="1s", maximum="5s", concurrency=2)
+    """Once the breaker opens, one probe at a time per cool-down; every attempt is a real request."""
+    hook = Hook("/outage", max_attempts=3, timeout="1s", maximum="150ms", concurrency=2)
     config = configure(broker, receiver, {"outage": hook})
     receiver.behaviours["/outage"] = lambda nth: web.Response(status=500)
     await start_workers(config, running)
-    events = [f"evt-{i}" for i in range(10)]
+    events = [f"evt-{i}" for i in range(6)]
     await enqueue(queue, config, "outage", events)
     letters = await dead_letters(broker.bootstrap, config, len(events))
     assert sorted(letter.event_id for letter in letters) == events
-    assert any(letter.last_error.startswith("circuit open") for letter in letters)
-    assert len(receiver.on("/outage")) < len(events) * hook.max_attempts
+    assert {letter.attempts for letter in letters} == {hook.max_attempts}
+    requests = receiver.on("/outage")
+    assert len(requests) == len(events) * hook.max_attempts  # nothing charged without a request
+    # Past the threshold (5) and the stragglers in flight (concurrency 2), the breaker lets
+    # one probe through per cool-down (150 ms), never a burst.
+    probes = [r.at for r in requests[7:]]
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    print(f"{len(requests)} requests, smallest probe gap {min(gaps):.3f}s")
+    assert min(gaps) >= 0.12
     assert sample_value("gateway_circuit_state", destination="outage") == 2  # open
 
 

@@ -1,0 +1,156 @@
+"""Delivery in a fleet (SPEC §12): real attempts only, defensive parsing, ordering, pausing.
+
+Real broker, real workers, real HTTP receivers on 127.0.0.1 verifying with
+`standardwebhooks`. Each test prints the counts it observed (`pytest -s`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+import structlog.testing
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from gateway.broker import Broker
+from gateway.destinations.worker import DeliveryWorkers
+from tests.destinations.receiver import Receiver
+from tests.integration import test_delivery as base
+from tests.integration.test_delivery import (
+    Hook,
+    configure,
+    dead_letters,
+    enqueue,
+    start_workers,
+)
+
+# The fixtures of the delivery tests, shared by name.
+receiver, queue, running = base.receiver, base.queue, base.running
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+async def test_fan_out_to_five_receivers_charges_only_real_attempts(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """10 events at once to healthy / fails-twice / always-400 / always-503 / slow receivers.
+
+    An open circuit makes deliveries wait instead of charging them: the receiver that
+    recovers gets every event, and every dead letter carries exactly its real attempts.
+    """
+    attempts = 4
+    hooks = {
+        name: Hook(f"/{name}", max_attempts=attempts, timeout="2s")
+        for name in ("healthy", "twice", "bad", "down", "slow")
+    }
+    config = configure(broker, receiver, hooks)
+
+    async def slow(nth: int) -> web.Response:
+        await asyncio.sleep(0.3)
+        return web.Response()
+
+    receiver.behaviours["/twice"] = lambda nth: web.Response(status=503 if nth <= 2 else 200)
+    receiver.behaviours["/bad"] = lambda nth: web.Response(status=400)
+    receiver.behaviours["/down"] = lambda nth: web.Response(status=503)
+    receiver.behaviours["/slow"] = slow
+    await start_workers(config, running)
+    events = [f"evt-{i}" for i in range(10)]
+    await asyncio.gather(*(enqueue(queue, config, name, events) for name in hooks))
+    letters = await dead_letters(broker.bootstrap, config, 20)
+    await receiver.wait(
+        lambda: all(len(receiver.delivered(f"/{n}")) == 10 for n in ("healthy", "twice", "slow")),
+        60,
+        "every delivery to the healthy, recovering and slow receivers",
+    )
+    await asyncio.sleep(0.3)  # room for a wrong extra request to show up
+    seen = {name: Counter(r.event_id for r in receiver.on(f"/{name}")) for name in hooks}
+    print({name: sorted(counts.values()) for name, counts in seen.items()})
+    for name in ("healthy", "twice", "slow"):
+        assert receiver.delivered(f"/{name}") == dict.fromkeys(events, 1), name
+    assert seen["healthy"] == seen["slow"] == Counter(dict.fromkeys(events, 1))
+    assert seen["twice"] == Counter(dict.fromkeys(events, 3))
+    assert seen["bad"] == Counter(dict.fromkeys(events, 1))
+    assert seen["down"] == Counter(dict.fromkeys(events, attempts))
+    assert all(len(r.verified_by) == 1 for r in receiver.received)  # its own secret
+    by_destination = Counter(letter.destination for letter in letters)
+    assert by_destination == {"bad": 10, "down": 10}
+    for letter in letters:
+        # No dead letter without its attempts: the count is what the receiver saw.
+        assert letter.attempts == seen[letter.destination][letter.event_id]
+        assert letter.last_status == (400 if letter.destination == "bad" else 503)
+        assert "circuit" not in letter.last_error
+
+
+async def test_malformed_retry_after_never_crashes_a_runner(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """Odd `Retry-After` values on 503s and 200s: right outcomes, no crash, no re-send on restart."""
+    on_503 = {
+        "sup": "²",
+        "arabic": "٣",
+        "garbage": "soon-ish",
+        "bytes": "\u00ff\u2603 \ufffd",
+        "past": "Mon, 01 Jan 1900 00:00:00 GMT",
+        "future": "",  # two seconds from the moment it is answered
+        "bad-date": "Tue, 01 Jan 99999 00:00:00 GMT",
+    }
+    on_200 = {"huge": "9" * 5000, "exp": "1e400", "far": "Fri, 31 Dec 9999 23:59:59 GMT"}
+    values = {**on_503, **on_200}
+    config = configure(broker, receiver, {"odd": Hook("/odd", max_attempts=3)})
+
+    def answer(nth: int) -> web.Response:
+        event_id = receiver.received[-1].event_id  # the request being answered
+        status = 503 if event_id in on_503 and nth == 1 else 200
+        value = values[event_id] or email.utils.formatdate(time.time() + 2, usegmt=True)
+        return web.Response(status=status, headers={"Retry-After": value})
+
+    receiver.behaviours["/odd"] = answer
+    with structlog.testing.capture_logs() as logs:
+        workers = await start_workers(config, running)
+        await enqueue(queue, config, "odd", list(values))
+        await receiver.wait(
+            lambda: set(receiver.delivered("/odd")) == set(values), 30, "every odd delivery"
+        )
+        await workers.stop(grace=2.0)  # commits what was delivered
+        await start_workers(config, running)
+        await asyncio.sleep(1.5)  # a restarted worker that re-sent would do it now
+    counts = Counter(r.event_id for r in receiver.on("/odd"))
+    print(dict(counts))
+    assert counts == {**dict.fromkeys(on_503, 2), **dict.fromkeys(on_200, 1)}
+    assert receiver.delivered("/odd") == dict.fromkeys(values, 1)
+    future = [r.at for r in receiver.on("/odd") if r.event_id == "future"]
+    assert future[1] - future[0] >= 1.0  # a valid future date is honoured
+    assert not [line for line in logs if "crash" in line["event"]]
+    assert await dead_letters(broker.bootstrap, config, 0) == []
+
+
+async def test_an_exception_in_a_runner_becomes_a_recorded_retry(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """A bug that raises mid-attempt is logged as a retry with the error; the event still arrives."""
+    config = configure(broker, receiver, {"hook": Hook("/hook", max_attempts=3)})
+    workers = await start_workers(config, running)
+    client = workers._client
+    real_send = client.send
+    raised = 0
+
+    async def send_raising_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal raised
+        if not raised:  # a fault injected in the process, as a bug would raise
+            raised += 1
+            raise RuntimeError("injected")
+        return await real_send(*args, **kwargs)
+
+    client.send = send_raising_once  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        await enqueue(queue, config, "hook", ["evt-bug"])
+        await receiver.wait(lambda: receiver.delivered("/hook"), 20, "the delivery after the bug")
+    lines = [(x["attempt"], x["outcome"], x.get("error")) for x in logs if x["event"] == "delivery"]
+    print(lines)
+    assert lines == [(1, "retry", "internal error: RuntimeError"), (2, "delivered", None)]
+    assert receiver.delivered("/hook") == {"evt-bug": 1}
