@@ -28,7 +28,7 @@ from gateway.errors import ConfigError
 from gateway.event import STATUSES
 from gateway.providers import registry
 from gateway.tracing import TracingConfig
-from gateway.types import Duration, Secrets, dec_hook
+from gateway.types import Duration, RateLimit, Secrets, dec_hook
 from routing import Router, RoutingConfigError, compile_routes, format_path
 
 PathT = tuple[str | int, ...]
@@ -73,6 +73,10 @@ class KafkaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     ssl_check_hostname: bool = True
     delivery_topic: str = "gateway.deliveries"
     dead_letter_topic: str = "gateway.dead-letter"
+    # Retries waiting longer than the shortest tier wait on these topics (`<delivery_topic>
+    # .delay.<tier>`), not in memory; `control_topic` (compacted) carries pause/resume.
+    delay_tiers: tuple[Duration, ...] = (Duration(10), Duration(60), Duration(600), Duration(3600))
+    control_topic: str = "gateway.control"
     consumer_group: str = "webhook-gateway-delivery"
     session_timeout: Duration = Duration(10)
     heartbeat_interval: Duration = Duration(3)
@@ -106,6 +110,8 @@ class WebhookDestination(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     backoff: Backoff = Backoff()
     concurrency: Positive = 16
     headers: dict[str, str] = {}
+    ordering: Literal["none", "key"] = "none"  # key: one at a time, in order, per partitionkey
+    rate_limit: RateLimit | None = None  # `50/s`, `600/m`: fleet-wide with state.backend redis
 
 
 class Destination(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

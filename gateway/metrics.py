@@ -245,6 +245,12 @@ CIRCUIT_STATE = Gauge(
     ["destination"],
     multiprocess_mode="max",
 )
+DESTINATION_PAUSED = Gauge(
+    "gateway_destination_paused",
+    "1 while a webhook destination is paused (`gateway destinations pause`)",
+    ["destination"],
+    multiprocess_mode="max",
+)
 SPOOL_DEPTH = Gauge("gateway_spool_depth", "Events in the local spool", multiprocess_mode="max")
 SPOOL_BYTES = Gauge("gateway_spool_bytes", "Bytes in the local spool", multiprocess_mode="max")
 SPOOL_OLDEST_AGE = Gauge(

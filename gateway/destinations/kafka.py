@@ -19,6 +19,7 @@ from aiokafka.helpers import create_ssl_context
 
 from gateway import metrics
 from gateway.config import Config, KafkaConfig, KafkaDestination
+from gateway.destinations.delays import tier_topics
 from gateway.event import encode
 
 log = structlog.get_logger("gateway.kafka")
@@ -158,6 +159,7 @@ def topics_of(config: Config) -> list[str]:
     topics = {d.topic for d in config.kafka_destinations().values()}
     if config.webhook_destinations():
         topics |= {config.kafka.delivery_topic, config.kafka.dead_letter_topic}
+        topics |= set(tier_topics(config.kafka))
     return sorted(topics)
 
 
