@@ -12,20 +12,26 @@ import time
 from collections import Counter
 from typing import Any
 
+import msgspec
 import pytest
 import structlog.testing
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from gateway.broker import Broker
+from gateway.config import Config
+from gateway.destinations.delays import tier_topics
+from gateway.destinations.kafka import client_options
+from gateway.destinations.tasks import ENCODER, TASK_DECODER, DeliveryTask, task_key
 from gateway.destinations.worker import DeliveryWorkers
-from tests.destinations.receiver import Receiver
+from tests.destinations.receiver import Receiver, event_body
 from tests.integration import test_delivery as base
 from tests.integration.test_delivery import (
     Hook,
     configure,
     dead_letters,
     enqueue,
+    read_topic,
     start_workers,
 )
 
@@ -154,3 +160,89 @@ async def test_an_exception_in_a_runner_becomes_a_recorded_retry(
     print(lines)
     assert lines == [(1, "retry", "internal error: RuntimeError"), (2, "delivered", None)]
     assert receiver.delivered("/hook") == {"evt-bug": 1}
+
+
+async def enqueue_keyed(
+    producer: AIOKafkaProducer, config: Config, destination: str, items: list[tuple[str, str]]
+) -> None:
+    """Produce one task per (event id, partitionkey), in this order, as the ingress does."""
+    for event_id, partitionkey in items:
+        task = DeliveryTask(
+            destination=destination,
+            event_id=event_id,
+            enqueued_at=time.time(),
+            body=msgspec.Raw(event_body(event_id, key=partitionkey)),
+        )
+        key = task_key(destination, partitionkey)
+        await producer.send_and_wait(config.kafka.delivery_topic, ENCODER.encode(task), key=key)
+
+
+async def committed_offsets(config: Config, topic: str) -> dict[int, int | None]:
+    """The worker group's committed offset of every partition of `topic`."""
+    consumer = AIOKafkaConsumer(
+        **client_options(config.kafka), group_id=config.kafka.consumer_group
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = consumer.partitions_for_topic(topic) or set()
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in sorted(partitions)}
+    finally:
+        await consumer.stop()
+
+
+async def test_a_two_minute_backoff_is_one_write_and_pins_nothing(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """`Retry-After: 120`: one copy on the 1 min tier, and the partition's later work is committed."""
+    config = configure(broker, receiver, {"later": Hook("/later")})
+    receiver.behaviours["/later"] = lambda nth: (
+        web.Response(status=503, headers={"Retry-After": "120"})
+        if receiver.received[-1].event_id == "evt-wait"
+        else web.Response()
+    )
+    await start_workers(config, running)
+    others = [f"evt-{i}" for i in range(20)]
+    # One key: every task on the same partition, the waiting one first.
+    await enqueue_keyed(queue, config, "later", [(e, "k") for e in ["evt-wait", *others]])
+    await receiver.wait(lambda: len(receiver.delivered("/later")) == 20, 20, "the other events")
+    topic = config.kafka.delivery_topic
+    deadline = time.monotonic() + 15
+    while sorted(o or 0 for o in (await committed_offsets(config, topic)).values()) != [0, 21]:
+        assert time.monotonic() < deadline, await committed_offsets(config, topic)
+        await asyncio.sleep(0.2)
+    tiers = tier_topics(config.kafka)
+    copies = {t: await read_topic(broker.bootstrap, t, 0, 5) for t in tiers}
+    print({t.rsplit(".", 1)[1]: len(records) for t, records in copies.items()})
+    [(tier_topic, [record])] = [(t, r) for t, r in copies.items() if r]
+    assert tiers[tier_topic] == 60.0
+    waiting = TASK_DECODER.decode(record.value)
+    assert (waiting.event_id, waiting.attempt) == ("evt-wait", 1)
+    assert waiting.not_before - time.time() > 100
+    assert len(await read_topic(broker.bootstrap, topic, 21)) == 21  # nothing re-produced
+    assert receiver.delivered("/later").get("evt-wait") is None
+
+
+async def test_a_long_wait_through_tiers_is_written_a_bounded_number_of_times(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """Tiers 1 s / 4 s and `Retry-After: 10`: delivered after 10 s, at most 5 tier copies."""
+    config = configure(broker, receiver, {"later": Hook("/later")}, "delay_tiers: [1s, 4s]")
+    receiver.behaviours["/later"] = lambda nth: (
+        web.Response(status=503, headers={"Retry-After": "10"}) if nth == 1 else web.Response()
+    )
+    await start_workers(config, running)
+    await enqueue_keyed(queue, config, "later", [("evt-wait", "k")])
+    await receiver.wait(lambda: receiver.delivered("/later"), 30, "the delayed delivery")
+    first, second = receiver.on("/later")
+    assert second.at - first.at >= 9.9
+    copies = {t: await read_topic(broker.bootstrap, t, 0, 5) for t in tier_topics(config.kafka)}
+    written = {t.rsplit(".", 1)[1]: len(records) for t, records in copies.items()}
+    print(f"tier copies {written}, waited {second.at - first.at:.2f}s")
+    # floor(10 / 4) + (4 / 1 - 1) = 5 is the bound for a 10 s wait over these tiers.
+    assert 1 <= sum(written.values()) <= 5
+    for records in copies.values():
+        for record in records:
+            task = TASK_DECODER.decode(record.value)
+            assert (task.event_id, task.attempt) == ("evt-wait", 1)
+    assert receiver.delivered("/later") == {"evt-wait": 1}
