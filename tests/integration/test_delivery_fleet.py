@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
+import random
 import time
 from collections import Counter
 from typing import Any
@@ -246,3 +248,52 @@ async def test_a_long_wait_through_tiers_is_written_a_bounded_number_of_times(
             task = TASK_DECODER.decode(record.value)
             assert (task.event_id, task.attempt) == ("evt-wait", 1)
     assert receiver.delivered("/later") == {"evt-wait": 1}
+
+
+def first_successes(receiver: Receiver, path: str) -> dict[str, list[str]]:
+    """partitionkey -> event ids in the order their first successful delivery arrived."""
+    seen: set[str] = set()
+    order: dict[str, list[str]] = {}
+    for r in receiver.on(path):
+        if 200 <= r.answered < 300 and r.event_id not in seen:
+            seen.add(r.event_id)
+            order.setdefault(json.loads(r.body)["data"]["key"], []).append(r.event_id)
+    return order
+
+
+async def test_ordering_key_delivers_each_key_in_order_despite_failures(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
+) -> None:
+    """`ordering: key`, 5 keys x 20 events, 30% random 503s: per key, first successes in order."""
+    hook = Hook("/ordered", max_attempts=50, concurrency=8, extra="ordering: key")
+    config = configure(broker, receiver, {"ordered": hook})
+    rng = random.Random(13)
+    in_flight: Counter[str] = Counter()
+    most = {"key": 0, "all": 0}
+
+    async def answer(nth: int) -> web.Response:
+        key = json.loads(receiver.received[-1].body)["data"]["key"]
+        in_flight[key] += 1
+        most["key"] = max(most["key"], in_flight[key])
+        most["all"] = max(most["all"], sum(in_flight.values()))
+        await asyncio.sleep(0.01)
+        in_flight[key] -= 1
+        return web.Response(status=503 if rng.random() < 0.3 else 200)
+
+    receiver.behaviours["/ordered"] = answer
+    await start_workers(config, running)
+    keys = [f"key-{k}" for k in range(5)]
+    accepted = {key: [f"{key}-evt-{i:02d}" for i in range(20)] for key in keys}
+    # Interleaved across keys, as a provider's traffic would be.
+    items = [(accepted[key][i], key) for i in range(20) for key in keys]
+    await enqueue_keyed(queue, config, "ordered", items)
+    await receiver.wait(
+        lambda: len(receiver.delivered("/ordered")) == 100, 60, "every ordered delivery"
+    )
+    requests = receiver.on("/ordered")
+    failed = sum(1 for r in requests if r.answered == 503)
+    print(f"{len(requests)} requests, {failed} answered 503, in flight at most {most}")
+    assert first_successes(receiver, "/ordered") == accepted
+    assert failed > 10  # the receiver really did fail along the way
+    assert most["key"] == 1  # one at a time per key...
+    assert most["all"] > 1  # ...while keys proceed in parallel
