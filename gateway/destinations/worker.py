@@ -135,6 +135,16 @@ class DeliveryWorkers:
     async def start(self) -> None:
         """Open the HTTP client and start consuming in the background (connects with retries)."""
         await self._client.start()
+        session = self._config.kafka.session_timeout
+        if session < self.revoke_wait():
+            # Brokers that end a rebalance after the session timeout (tansu does; Kafka
+            # honours `rebalance_timeout_ms`) then re-send what finished behind a slow request.
+            log.warning(
+                "delivery_session_timeout_short",
+                session_timeout=session,
+                revoke_wait=self.revoke_wait(),
+                hint="kafka.session_timeout >= the longest destination timeout + 1s",
+            )
         if self._own_producer:
             await self._producer.start()
         self._runner = asyncio.create_task(self._run(), name="delivery-workers")
@@ -351,8 +361,13 @@ class DeliveryWorkers:
         jobs = [job for job in self._jobs if job.tp in revoked]
         busy = sum(1 for job in jobs if job.busy)
         started = time.monotonic()
-        await self._settle(jobs, self.revoke_wait())
         consumer = self._consumer
+        # What is done is committed at once: a broker that ends the rebalance before our
+        # wait is over (shorter rebalance timeout than asked for) then costs only the
+        # requests still in flight, not everything since the last periodic commit.
+        if consumer is not None:
+            await self._commit(consumer, only=revoked)
+        await self._settle(jobs, self.revoke_wait())
         if consumer is not None:
             await self._commit(consumer, only=revoked)
         self._unhold_all(revoked)

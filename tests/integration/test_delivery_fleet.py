@@ -9,9 +9,14 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,7 +26,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from gateway.broker import Broker
-from gateway.config import Config
+from gateway.config import Config, parse_config
 from gateway.destinations.delays import tier_topics
 from gateway.destinations.kafka import client_options
 from gateway.destinations.tasks import ENCODER, TASK_DECODER, DeliveryTask, task_key
@@ -29,10 +34,12 @@ from gateway.destinations.worker import DeliveryWorkers
 from tests.destinations.receiver import Receiver, event_body
 from tests.integration import test_delivery as base
 from tests.integration.test_delivery import (
+    ROOT,
     Hook,
     configure,
     dead_letters,
     enqueue,
+    make_config,
     read_topic,
     start_workers,
 )
@@ -40,7 +47,7 @@ from tests.integration.test_delivery import (
 # The fixtures of the delivery tests, shared by name.
 receiver, queue, running = base.receiver, base.queue, base.running
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 async def test_fan_out_to_five_receivers_charges_only_real_attempts(
@@ -297,3 +304,112 @@ async def test_ordering_key_delivers_each_key_in_order_despite_failures(
     assert failed > 10  # the receiver really did fail along the way
     assert most["key"] == 1  # one at a time per key...
     assert most["all"] > 1  # ...while keys proceed in parallel
+
+
+def spawn_gateway_worker(
+    config_path: Path, log_path: Path, name: str = "worker"
+) -> subprocess.Popen[bytes]:
+    """A real `gateway worker --config FILE` process (the console script of this checkout)."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("gateway")),
+                "worker",
+                "--config",
+                str(config_path),
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "WORKER_NAME": name},
+        )
+
+
+async def stop_process(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM and wait for a graceful exit."""
+    process.send_signal(signal.SIGTERM)
+    return await asyncio.to_thread(process.wait, 30)
+
+
+async def rolling_restart(
+    broker: Broker,
+    receiver: Receiver,
+    queue: AIOKafkaProducer,
+    tmp_path: Path,
+    rate: float,
+    long_session: bool = True,
+) -> tuple[int, int, int]:
+    """Two workers under steady load; restart one, then the other. (events, requests, dupes)."""
+    hook = Hook("/steady", timeout="6s", concurrency=16)
+    receiver.secrets = hook.secrets
+    text = make_config(broker.bootstrap, receiver.url, {"steady": hook})
+    if long_session:
+        text = text.replace("session_timeout: 3s", "session_timeout: 8s")
+        text = text.replace("request_timeout: 5s", "request_timeout: 12s")
+    config_path = tmp_path / "gateway.yaml"
+    config_path.write_text(text)
+    config = parse_config(text)
+
+    async def steady(nth: int) -> web.Response:
+        # Requests are in flight when a worker is told to stop, some for longer than the 3 s
+        # a rebalance used to wait before cutting them.
+        slow = int(receiver.received[-1].event_id[-5:]) % 20 == 0
+        await asyncio.sleep(3.5 if slow else 0.05)
+        return web.Response()
+
+    receiver.behaviours["/steady"] = steady
+    log = tmp_path / "workers.log"
+    workers = [spawn_gateway_worker(config_path, log, f"w{i}") for i in range(2)]
+    sent: list[str] = []
+    loading = True
+
+    async def load() -> None:
+        i = 0
+        while loading:
+            batch = [f"evt-{i + n:05d}" for n in range(5)]
+            await enqueue_keyed(queue, config, "steady", [(e, e) for e in batch])
+            sent.extend(batch)
+            i += 5
+            await asyncio.sleep(5 / rate)
+
+    producer = asyncio.create_task(load())
+    try:
+        await receiver.wait(lambda: len(receiver.delivered("/steady")) >= 50, 30, "warm-up")
+        for index in range(2):  # a rollout: one at a time, the next once the new one works
+            assert await stop_process(workers[index]) == 0
+            workers[index] = spawn_gateway_worker(config_path, log, f"w{index}")
+            floor = len(receiver.delivered("/steady")) + 50
+            await receiver.wait(
+                lambda f=floor: len(receiver.delivered("/steady")) >= f,
+                40,
+                "delivery after restart",
+            )
+        loading = False
+        await producer
+        await receiver.wait(
+            lambda: set(receiver.delivered("/steady")) >= set(sent), 30, "every event delivered"
+        )
+        await asyncio.sleep(1.0)
+    finally:
+        loading = False
+        for process in workers:
+            if process.poll() is None:
+                await stop_process(process)
+    counts = Counter(r.event_id for r in receiver.on("/steady"))
+    return len(sent), sum(counts.values()), sum(n - 1 for n in counts.values())
+
+
+async def test_rolling_restart_of_two_workers_redelivers_nothing(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, tmp_path: Path
+) -> None:
+    """A rollout of two `gateway worker` processes under steady load: in-flight requests finish.
+
+    Stopping drains and commits, and the survivor's rebalance waits for its in-flight
+    requests before giving partitions up, so nothing already delivered is sent again.
+    tansu ends a rebalance after the session timeout, so the session (8 s) must cover the
+    wait (6 s timeout + 1 s); `benchmarks/delivery_bench.py` measures the short-session case.
+    """
+    events, requests, duplicates = await rolling_restart(broker, receiver, queue, tmp_path, 100)
+    print(f"rolling restart: {events} events, {requests} requests, {duplicates} duplicates")
+    assert requests >= events
+    assert duplicates == 0
