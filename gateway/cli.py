@@ -126,7 +126,7 @@ def worker_app_factory() -> Any:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Re-drive dead-lettered deliveries."""
+    """Re-drive dead-lettered deliveries (or, with --dry-run, list what would be)."""
     import asyncio
 
     from gateway.destinations.replay import replay
@@ -139,8 +139,54 @@ def cmd_replay(args: argparse.Namespace) -> int:
         since = Duration.parse(args.since) if args.since else None
     except ValueError as exc:
         raise SystemExit(f"--since: {exc}") from None
-    count = asyncio.run(replay(config, args.destination, since, time.time()))
-    print(f"re-queued {count} dead-lettered deliver{'y' if count == 1 else 'ies'}")
+    try:
+        result = asyncio.run(
+            replay(
+                config,
+                args.destination,
+                since,
+                time.time(),
+                event_id=args.event,
+                dry_run=args.dry_run,
+            )
+        )
+    except TimeoutError as exc:
+        raise SystemExit(f"replay: {exc}") from None
+    for item in result.redriven if args.dry_run else ():
+        failed = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(item.failed_at))
+        print(
+            f"{item.destination}\t{item.event_id}\tfailed {failed}\t"
+            f"attempts {item.attempts}\t{item.last_error}"
+        )
+    count = len(result)
+    noun = f"dead-lettered deliver{'y' if count == 1 else 'ies'}"
+    print(f"{'would re-queue' if args.dry_run else 're-queued'} {count} {noun}", end="")
+    extra = []
+    if result.left:
+        extra.append(f"{result.left} left for a later run (filtered out)")
+    if result.already:
+        extra.append(f"{result.already} re-driven before")
+    print(f" ({'; '.join(extra)})" if extra else "")
+    return 0
+
+
+def cmd_destinations(args: argparse.Namespace) -> int:
+    """`destinations list|pause|resume`: webhook destinations' state, fleet-wide."""
+    import asyncio
+
+    from gateway.destinations.admin import list_destinations, set_paused
+
+    config = _load(args.config)
+    if args.action == "list":
+        for line in asyncio.run(list_destinations(config)):
+            print(line)
+        return 0
+    if not args.name:
+        raise SystemExit(f"destinations {args.action}: a destination NAME is required")
+    if args.name not in config.webhook_destinations():
+        raise SystemExit(f"no webhook destination named {args.name!r}")
+    asyncio.run(set_paused(config, args.name, args.action == "pause"))
+    print(f"{args.name}: {'paused' if args.action == 'pause' else 'resumed'} (fleet-wide)")
     return 0
 
 
@@ -281,7 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--config")
     replay.add_argument("--destination")
     replay.add_argument("--since", help="only dead letters newer than this (e.g. 24h)")
+    replay.add_argument("--event", help="only the dead letters of this event id")
+    replay.add_argument("--dry-run", action="store_true", help="list, re-drive nothing")
     replay.set_defaults(func=cmd_replay)
+
+    dests = sub.add_parser("destinations", help="list, pause or resume webhook destinations")
+    dests.add_argument("action", choices=["list", "pause", "resume"])
+    dests.add_argument("name", nargs="?")
+    dests.add_argument("--config")
+    dests.set_defaults(func=cmd_destinations)
 
     check = sub.add_parser("check", help="validate config and print a summary")
     check.add_argument("--config")

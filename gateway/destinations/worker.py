@@ -42,6 +42,7 @@ from aiokafka.errors import KafkaError
 
 from gateway import metrics, tracing
 from gateway.config import Config
+from gateway.destinations.control import ControlFollower
 from gateway.destinations.delays import pick_tier, ripe_at, tier_topics
 from gateway.destinations.kafka import Producer, client_options
 from gateway.destinations.lanes import Job, Lane
@@ -116,6 +117,7 @@ class DeliveryWorkers:
         self._paused = False
         self._grace = self.default_grace()
         self._log = self._outcomes.log
+        self._control = ControlFollower(config, self.set_paused)
 
     @property
     def ready(self) -> bool:
@@ -147,6 +149,7 @@ class DeliveryWorkers:
             )
         if self._own_producer:
             await self._producer.start()
+        await self._control.start()
         self._runner = asyncio.create_task(self._run(), name="delivery-workers")
 
     async def stop(self, grace: float | None = None) -> None:
@@ -164,6 +167,7 @@ class DeliveryWorkers:
                 runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
+        await self._control.stop()
         await self._client.close()
         if self._own_producer:
             await self._producer.stop()
@@ -187,6 +191,9 @@ class DeliveryWorkers:
         topics = [self._config.kafka.delivery_topic, *self._tiers]
         while not self._stop.is_set():
             while not self._producer.ready:  # outcomes need the producer: no point reading first
+                await asyncio.sleep(0.05)
+            # A paused destination must not deliver between a restart and reading its pause.
+            while not self._control.caught_up.is_set() and not self._stop.is_set():
                 await asyncio.sleep(0.05)
             consumer = AIOKafkaConsumer(**self._options())
             try:

@@ -350,11 +350,11 @@ async def test_503_is_dead_lettered_after_max_attempts_then_replay_delivers(
     assert [r.answered for r in receiver.on("/down")] == [503] * 4
 
     receiver.behaviours["/down"] = lambda nth: web.Response(status=204)
-    assert await replay(config, None, None, time.time()) == 1
+    assert len(await replay(config, None, None, time.time())) == 1
     await receiver.wait(lambda: receiver.delivered("/down"), 15, "the replayed delivery")
     assert receiver.on("/down")[-1].verified_by == (0,)
     # Run twice: the replay group remembers, so nothing is re-driven again.
-    assert await replay(config, "down", None, time.time()) == 0
+    assert len(await replay(config, "down", None, time.time())) == 0
     await asyncio.sleep(0.5)
     assert receiver.delivered("/down") == {"evt-503": 1}
 
@@ -535,7 +535,10 @@ async def test_worker_killed_mid_batch_loses_nothing(
 async def test_replay_filters_by_destination_and_age_and_never_twice(
     broker: Broker, receiver: Receiver, queue: AIOKafkaProducer
 ) -> None:
-    """Replay re-drives fresh tasks (attempt 0, replayed, same key and body) once per dead letter."""
+    """Replay re-drives fresh tasks (attempt 0, replayed, same key and body) once per dead letter.
+
+    `since` leaves older letters pending rather than skipping them for good.
+    """
     config = configure(broker, receiver, {"a": Hook("/a"), "b": Hook("/b")})
     await create_topics(config.kafka, [config.kafka.delivery_topic, config.kafka.dead_letter_topic])
     now = time.time()
@@ -564,20 +567,22 @@ async def test_replay_filters_by_destination_and_age_and_never_twice(
         await queue.send_and_wait(config.kafka.dead_letter_topic, ENCODER.encode(item), key=key)
     await queue.send_and_wait(config.kafka.dead_letter_topic, b"garbage", key=b"x")
 
-    assert await replay(config, "a", 3600, now) == 1  # only a's recent one
-    assert await replay(config, "a", None, now) == 0  # a's group moved past both for good
-    assert await replay(config, None, None, now) == 2  # b: both; a: nothing new
-    assert await replay(config, None, None, now) == 0
+    assert len(await replay(config, "a", 3600, now)) == 1  # only a's recent one
+    # `since` never skips for good: a's older letter is still there for an unfiltered run.
+    assert [r.event_id for r in (await replay(config, "a", None, now)).redriven] == ["a-old"]
+    assert len(await replay(config, None, None, now)) == 2  # b: both; a: nothing new
+    assert len(await replay(config, None, None, now)) == 0
     with pytest.raises(ValueError, match="no webhook destination"):
         await replay(config, "removed", None, now)
 
-    records = await read_topic(broker.bootstrap, config.kafka.delivery_topic, 3)
+    records = await read_topic(broker.bootstrap, config.kafka.delivery_topic, 4)
     tasks = {}
     for record in records:
         task = msgspec.json.decode(record.value, type=DeliveryTask)
         assert record.key == task_key(task.destination, task.event_id)
         tasks[task.event_id] = task
-    assert sorted(tasks) == ["a-new", "b-new", "b-old"]
+    assert sorted(tasks) == ["a-new", "a-old", "b-new", "b-old"]
+    assert len(records) == 4  # each re-driven exactly once
     for task in tasks.values():
         assert (task.attempt, task.not_before, task.replayed, task.enqueued_at) == (
             0,

@@ -28,8 +28,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from gateway.broker import Broker
 from gateway.config import Config, parse_config
 from gateway.destinations.delays import tier_topics
-from gateway.destinations.kafka import client_options
-from gateway.destinations.tasks import ENCODER, TASK_DECODER, DeliveryTask, task_key
+from gateway.destinations.kafka import client_options, create_topics
+from gateway.destinations.replay import replay
+from gateway.destinations.tasks import ENCODER, TASK_DECODER, DeadLetter, DeliveryTask, task_key
 from gateway.destinations.worker import DeliveryWorkers
 from tests.destinations.receiver import Receiver, event_body
 from tests.integration import test_delivery as base
@@ -413,3 +414,48 @@ async def test_rolling_restart_of_two_workers_redelivers_nothing(
     print(f"rolling restart: {events} events, {requests} requests, {duplicates} duplicates")
     assert requests >= events
     assert duplicates == 0
+
+
+async def test_two_concurrent_replays_re_drive_each_dead_letter_once(
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer
+) -> None:
+    """`--dry-run` lists and writes nothing; `--event` re-drives one; two runs at once: once each."""
+    config = configure(broker, receiver, {"a": Hook("/a")})
+    cfg = config.kafka
+    await create_topics(cfg, [cfg.delivery_topic, cfg.dead_letter_topic])
+    now = time.time()
+    events = [f"evt-{i:02d}" for i in range(30)]
+    for event_id in events:
+        letter = DeadLetter(
+            destination="a",
+            event_id=event_id,
+            enqueued_at=now - 120,
+            failed_at=now - 60,
+            attempts=5,
+            last_status=503,
+            last_error="HTTP 503",
+            body=msgspec.Raw(event_body(event_id)),
+        )
+        key = task_key("a", event_id)  # spread over both partitions
+        await queue.send_and_wait(cfg.dead_letter_topic, ENCODER.encode(letter), key=key)
+
+    listed = await replay(config, "a", None, now, dry_run=True)
+    assert sorted(r.event_id for r in listed.redriven) == events
+    assert await read_topic(broker.bootstrap, cfg.delivery_topic, 0, 5) == []
+
+    one = await replay(config, "a", None, now, event_id="evt-07")
+    assert [r.event_id for r in one.redriven] == ["evt-07"]
+
+    first, second = await asyncio.gather(
+        replay(config, "a", None, now), replay(config, "a", None, now)
+    )
+    a, b = [sorted(r.event_id for r in run.redriven) for run in (first, second)]
+    print(
+        f"concurrent runs re-drove {len(a)} + {len(b)}; skipped as done {first.already + second.already}"
+    )
+    assert not set(a) & set(b)
+    assert sorted(a + b) == [e for e in events if e != "evt-07"]
+    assert len(await replay(config, "a", None, now)) == 0
+    records = await read_topic(broker.bootstrap, cfg.delivery_topic, 30)
+    redriven = Counter(TASK_DECODER.decode(r.value).event_id for r in records)
+    assert redriven == Counter(dict.fromkeys(events, 1))  # each exactly once
