@@ -5,25 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Config, config_path, load_config, settings_summary
-from gateway.errors import ConfigError, GatewayError
-
-
-def _load(path: str | None) -> Config:
-    """Load the config or exit 1 printing every problem."""
-    try:
-        return load_config(config_path(path))
-    except ConfigError as exc:
-        print(f"invalid config ({len(exc.problems)} problem(s)):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        raise SystemExit(1) from None
+from gateway.cli_support import load_or_exit as _load
+from gateway.cli_support import signed_curl
+from gateway.config import settings_summary
+from gateway.errors import GatewayError
 
 
 def app_factory() -> Any:
@@ -206,19 +196,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 class _NoSender:
     async def send(self, *args: Any, **kwargs: Any) -> None:
         raise RuntimeError("explain never sends")
-
-
-def signed_curl(provider: str, key: str, body: bytes, url: str, partner_id: str | None) -> str:
-    """A ready-to-paste curl line carrying a correctly signed request."""
-    from gateway.providers import registry
-
-    module = registry()[provider]
-    headers, payload = module.sign(key, body, time.time(), url=url, partner_id=partner_id)
-    parts = ["curl", "-sS", "-X", "POST", shlex.quote(url)]
-    for name, value in headers.items():
-        parts += ["-H", shlex.quote(f"{name}: {value}")]
-    parts += ["--data-binary", shlex.quote(payload.decode("utf-8"))]
-    return " ".join(parts)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:

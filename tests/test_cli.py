@@ -194,3 +194,20 @@ def test_sign_prints_a_curl_the_gateway_accepts(tmp_path: Path, keys: Keys, prov
     assert module.normalize(
         module.decode(content), provider, __import__("datetime").datetime.now()
     ).type
+
+
+def test_config_errors_are_not_request_errors() -> None:
+    """A `ConfigError` can never reach the ingress's error mapping (and so never a 500 there)."""
+    from gateway.errors import ConfigError, GatewayError
+
+    assert not issubclass(ConfigError, GatewayError)
+
+
+def test_dev_and_cli_do_not_import_each_other() -> None:
+    """`gateway.dev` loads without `gateway.cli` (the commands share `gateway.cli_support`)."""
+    import subprocess
+    import sys
+
+    code = "import sys, gateway.dev; print('gateway.cli' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -141,10 +141,10 @@ def partition_for(
 
 
 def producer_options(cfg: KafkaConfig) -> dict[str, Any]:
-    """aiokafka producer settings: durable (`acks=all`) and batched."""
+    """aiokafka producer settings: durable (`kafka.acks`, which only admits "all"/-1) and batched."""
     return {
         **client_options(cfg),
-        "acks": "all",
+        "acks": cfg.acks,
         "enable_idempotence": cfg.enable_idempotence,
         "compression_type": None if cfg.compression == "none" else cfg.compression,
         "linger_ms": cfg.linger_ms,
