@@ -5,8 +5,8 @@ from __future__ import annotations
 import ssl
 
 from gateway.config import KafkaDestination, parse_config
-from gateway.errors import ConfigError
 from gateway.destinations.kafka import client_options, producer_options, record
+from gateway.errors import ConfigError
 
 BASE = """\
 sources:
