@@ -25,6 +25,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 import structlog
@@ -494,6 +495,22 @@ def store_for(config: Any) -> Store:
         window=float(config.server.dedupe_window),
         max_entries=config.server.dedupe_max_entries,
     )
+
+
+def describe(config: StateConfig) -> dict[str, str]:
+    """A secret-free description of the store for logs and `gateway check`."""
+    out: dict[str, str] = {"backend": config.backend}
+    if config.backend == "memory":
+        out["scope"] = "this process only"
+        return out
+    if config.url is not None:
+        url = urlsplit(config.url.reveal())
+        host = url.hostname or url.path
+        out["server"] = f"{url.scheme}://{host}" + (f":{url.port}" if url.port else "")
+    out["key_prefix"] = config.key_prefix
+    out["timeout"] = f"{float(config.timeout):g}s"
+    out["on_unavailable"] = config.on_unavailable
+    return out
 
 
 def per_process_warning(config: StateConfig, workers: int, replicas: int = 1) -> str | None:

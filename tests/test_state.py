@@ -317,3 +317,14 @@ def test_per_process_warning() -> None:
     assert "2 worker processes" in (per_process_warning(memory, 2) or "")
     assert "3 replicas" in (per_process_warning(memory, 1, 3) or "")
     assert per_process_warning(_redis_config("redis://127.0.0.1:1/0"), 4, 3) is None
+
+
+async def test_memory_nonces_are_bounded_evicting_the_soonest_to_expire() -> None:
+    """Past `max_nonces` the nonce that would expire first is forgotten; newer ones still block."""
+    store = MemoryStore(max_nonces=2)
+    assert await store.once("a", 10)
+    assert await store.once("b", 20)
+    assert await store.once("c", 30)
+    assert await store.once("c", 30) is False
+    assert await store.once("b", 30) is False
+    assert await store.once("a", 30) is True  # evicted: the bound holds memory, not promises
