@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -239,33 +237,6 @@ async def test_guard_reject(own_redis: RedisServer, key: str) -> None:
         await store.unlock(key, "a")
     finally:
         await store.close()
-
-
-@pytest.fixture
-def silent_server() -> AsyncIterator[int]:
-    """A TCP server that accepts connections and never answers (a hung Redis)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    for conn in held:
-        conn.close()
-    listener.close()
 
 
 async def test_guard_bounds_a_hung_server(silent_server: int, key: str) -> None:
