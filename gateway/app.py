@@ -66,6 +66,7 @@ def create_app(
             if drainer is not None:
                 await drainer.stop()
             await producer.stop()
+            await pipeline.store.close()
             if spool is not None:
                 spool.close()
             tracing.shutdown()

@@ -23,9 +23,23 @@ def app_factory() -> Any:
 
     config = _load(os.environ.get("GATEWAY_CONFIG"))
     configure_logging(config.server.log_level, config.server.log_format, final=True)
+    log_state(config, int(os.environ.get("GATEWAY_WORKERS", "1")))
     app = create_app(config, run_workers=os.environ.get("GATEWAY_RUN_WORKERS", "1") != "0")
     tune_gc()
     return app
+
+
+def log_state(config: Config, workers: int) -> None:
+    """The start-up line saying where dedupe and replay state lives (and if it is per process)."""
+    import structlog
+
+    from gateway.state import describe, per_process_warning
+
+    log = structlog.get_logger("gateway.state")
+    log.info("state_store", **describe(config.state))
+    warning = per_process_warning(config.state, workers)
+    if warning is not None:
+        log.warning("state_per_process", detail=warning)
 
 
 def tune_gc() -> None:
@@ -50,6 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)  # fail fast, before forking workers
     os.environ["GATEWAY_CONFIG"] = config.path
     os.environ["GATEWAY_RUN_WORKERS"] = "0" if args.no_workers else "1"
+    os.environ["GATEWAY_WORKERS"] = str(args.workers)
     os.environ["GATEWAY_REQUEST_READ_TIMEOUT"] = str(float(config.server.request_read_timeout))
     from gateway.http.server import GuardedHttpToolsProtocol
 
@@ -150,6 +165,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {route.name:<40} -> {', '.join(route.to)}")
     if summary["unmatched"]:
         print(f"unmatched -> {', '.join(summary['unmatched'])}")
+    from gateway.state import describe, per_process_warning
+
+    state = describe(config.state)
+    print("state: " + " ".join(f"{k}={v}" for k, v in state.items()))
+    warning = per_process_warning(config.state, args.workers, args.replicas)
+    if warning is not None:
+        print(f"WARNING: {warning}")
     return 0
 
 
@@ -262,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate config and print a summary")
     check.add_argument("--config")
+    check.add_argument(
+        "--workers", type=int, default=1, help="worker processes per pod it will run with"
+    )
+    check.add_argument("--replicas", type=int, default=1, help="pods it will run as")
     check.set_defaults(func=cmd_check)
 
     explain = sub.add_parser(

@@ -27,6 +27,7 @@ import yaml
 from gateway.errors import ConfigError
 from gateway.event import STATUSES
 from gateway.providers import registry
+from gateway.state import StateConfig
 from gateway.tracing import TracingConfig
 from gateway.types import Duration, Secrets, dec_hook
 from routing import Router, RoutingConfigError, compile_routes, format_path
@@ -147,6 +148,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     trusted_proxies: tuple[IPNetwork, ...] = ()
     spool: SpoolConfig | None = None
     tracing: TracingConfig = TracingConfig()
+    state: StateConfig = StateConfig()
 
     def kafka_destinations(self) -> dict[str, KafkaDestination]:
         """Destinations of the Kafka kind, by name."""
@@ -165,6 +167,7 @@ _TOP_LEVEL = (
     "server",
     "kafka",
     "spool",
+    "state",
     "tracing",
     "sources",
     "destinations",
@@ -463,6 +466,21 @@ def _check_webhook(hook: WebhookDestination, path: PathT, doc: _Loaded) -> None:
         doc.error((*path, "backoff"), "`initial` must not exceed `max`")
 
 
+def _check_state(state: StateConfig, doc: _Loaded) -> None:
+    if state.backend == "redis" and state.url is None:
+        doc.error(("state",), "`url` is required with `backend: redis`")
+    if state.url is not None:
+        try:
+            url = urlsplit(state.url.reveal())
+            url.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            url = urlsplit("")
+        if url.scheme not in ("redis", "rediss", "unix") or not (url.hostname or url.path):
+            doc.error(("state", "url"), "expected a redis://, rediss:// or unix:// URL")
+    if state.timeout <= 0:
+        doc.error(("state", "timeout"), "must be positive")
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read, resolve and validate the config file; raise `ConfigError` with every problem."""
     file = str(path)
@@ -493,6 +511,9 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         None if raw.get("spool") is None else _convert(raw["spool"], SpoolConfig, ("spool",), doc)
     )
     tracing = _convert(raw.get("tracing"), TracingConfig, ("tracing",), doc)
+    state = _convert(raw.get("state"), StateConfig, ("state",), doc)
+    if state is not _MISSING:
+        _check_state(state, doc)
     sources = _sources(raw.get("sources"), doc)
     destinations = _destinations(raw.get("destinations"), doc)
     if not sources and ("sources",) not in doc.lines:
@@ -525,7 +546,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
     except RoutingConfigError as exc:
         for problem in exc.errors:
             doc.error(tuple(problem.path), problem.message)
-    if doc.problems or router is None or _MISSING in (server, kafka, spool, tracing):
+    if doc.problems or router is None or _MISSING in (server, kafka, spool, tracing, state):
         raise ConfigError(doc.problems)
     return Config(
         path=file,
@@ -537,6 +558,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         trusted_proxies=trusted,
         spool=spool,
         tracing=tracing,
+        state=state,
     )
 
 

@@ -206,6 +206,11 @@ REQUEST_DURATION = Histogram(
     buckets=_LATENCY,
 )
 ROUTE_MATCHES = Counter("gateway_route_matches", "Events matched, by route", ["route"])
+STATE_FALLBACK = Counter(
+    "gateway_state_fallback",
+    "State store operations answered without the shared store (unreachable), by operation",
+    ["operation"],
+)
 KAFKA_PRODUCE = Counter(
     "gateway_kafka_produce", "Kafka produce results, by topic and result", ["topic", "result"]
 )
