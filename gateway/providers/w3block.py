@@ -18,6 +18,7 @@ from gateway.event import (
     CloudEvent,
     EventData,
     Money,
+    amount,
     decimal_str,
     decode_payload,
     event_id,
@@ -115,6 +116,7 @@ def decode(content: bytes) -> W3BlockEvent:
     """Decode `{"data": Order, "event": "order.<status>", "timestamp": <epoch ms>}`."""
     body = decode_struct(_DECODER, content)
     payload = decode_payload(content)  # also rejects duplicate keys and bad UTF-8
+    amount(body.data.currencyAmount, "$.data.currencyAmount")
     return W3BlockEvent(
         event=body.event, order=body.data, timestamp=body.timestamp, payload=payload
     )

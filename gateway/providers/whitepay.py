@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -17,9 +17,11 @@ from gateway.event import (
     CloudEvent,
     EventData,
     Money,
+    amount,
     decimal_str,
     decode_payload,
     event_id,
+    from_iso,
     rfc3339,
 )
 from gateway.providers import _common
@@ -148,6 +150,10 @@ def decode(content: bytes) -> WhitepayEvent:
     obj = first or second
     if obj is None:
         raise PayloadError("Expected an `order` or a `transaction` object", path="$")
+    at = "$.order" if obj is body.order else "$.transaction"
+    amount(obj.value, f"{at}.value")
+    if isinstance(obj, WhitepayOrder):
+        amount(obj.received_total, f"{at}.received_total")
     return WhitepayEvent(event_type=body.event_type, object=obj, payload=payload)
 
 
@@ -184,18 +190,6 @@ _FIAT = frozenset(
     TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW
     ZWG ZWL""".split()
 )
-
-
-def _time(value: str | None) -> datetime | None:
-    # Whitepay writes `YYYY-MM-DD HH:MM:SS` without a zone, meaning UTC. An unreadable time
-    # only costs precision (the receive time is used), never the event.
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _money(currency: str | None, value: Any) -> Money | None:
@@ -239,7 +233,9 @@ def normalize(decoded: WhitepayEvent, source: str, received: datetime) -> CloudE
         source=f"/webhooks/{source}",
         type=f"{kind}.{status}",
         subject=obj.id,
-        time=rfc3339(_time(obj.completed_at) or received),
+        # Whitepay writes `YYYY-MM-DD HH:MM:SS` without a zone, meaning UTC; an unreadable time
+        # only costs precision (the receive time is used), never the event.
+        time=rfc3339(from_iso(obj.completed_at) or received),
         provider=NAME,
         providerevent=decoded.event_type,
         integrity="signed",
