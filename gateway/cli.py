@@ -66,6 +66,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["GATEWAY_RUN_WORKERS"] = "0" if args.no_workers else "1"
     os.environ["GATEWAY_WORKERS"] = str(args.workers)
     os.environ["GATEWAY_REQUEST_READ_TIMEOUT"] = str(float(config.server.request_read_timeout))
+    os.environ["GATEWAY_MAX_HEADER_BYTES"] = str(config.server.max_header_bytes)
+    os.environ["GATEWAY_MAX_HEADER_FIELD_BYTES"] = str(config.server.max_header_field_bytes)
+    os.environ["GATEWAY_MAX_HEADERS"] = str(config.server.max_headers)
     from gateway.http.server import GuardedHttpToolsProtocol
 
     uvicorn.run(

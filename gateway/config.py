@@ -47,6 +47,10 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     retry_after: Duration = Duration(5)
     unready_after: Duration = Duration(15)
     request_read_timeout: Duration = Duration(15)
+    # Request heads, enforced while reading (431): request line + headers, one header, count.
+    max_header_bytes: Positive = 16_384
+    max_header_field_bytes: Positive = 8_192
+    max_headers: Positive = 100
     trusted_proxies: list[str] = []
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
