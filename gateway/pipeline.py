@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any, Literal, Protocol
 
 import msgspec
+import structlog
 from aiokafka.errors import KafkaError
 
 from gateway import metrics, tracing
@@ -25,13 +26,14 @@ from gateway.config import Config, Source
 from gateway.dedupe import SeenIds
 from gateway.destinations import kafka as kafka_records
 from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
-from gateway.errors import Unavailable, UnknownSource
+from gateway.errors import RecordTooLarge, Unavailable, UnknownSource, Unproducible
 from gateway.event import CloudEvent, encode, reject_duplicate_keys, to_builtins
 from gateway.providers import Verifier, registry
 from gateway.spool import Spool, SpooledRecord, SpoolFull
 from routing import Routed
 
 Status = Literal["accepted", "duplicate", "unrouted"]
+log = structlog.get_logger("gateway.pipeline")
 
 
 class Sender(Protocol):
@@ -111,6 +113,8 @@ class Pipeline:
             for name, s in config.sources.items()
         }
         self._kafka = config.kafka_destinations()
+        self._max_record = config.max_request_size()
+        self._spooling = False  # this process's hand-offs go to the spool (logged on change)
         self._seen = SeenIds(config.server.dedupe_window, config.server.dedupe_max_entries)
         self._in_flight: dict[str, asyncio.Future[Outcome]] = {}
 
@@ -191,6 +195,11 @@ class Pipeline:
                 else:
                     await asyncio.gather(*(self._produce(r) for r in records))
         except (TimeoutError, KafkaError) as exc:
+            if isinstance(exc, KafkaError) and (kind := kafka_records.permanent(exc)):
+                # No retry and no spool can change the broker's mind: a permanent 4xx now.
+                raise (RecordTooLarge if kind == "size" else Unproducible)(
+                    f"the broker refused a record of the event for good ({type(exc).__name__})"
+                ) from exc
             if self._spool is None:
                 reason = (
                     f"the broker did not acknowledge the event within {timeout:g}s"
@@ -199,8 +208,18 @@ class Pipeline:
                     f"{time.monotonic() - started:.1f}s"
                 )
                 raise Unavailable(reason, retry_after=self._retry_after) from exc
+            if not self._spooling:
+                self._spooling = True
+                log.warning(
+                    "handoff_spooling",
+                    error=type(exc).__name__,
+                    note="the broker did not ack in time: events go to the local spool",
+                )
             await self._spool_event(event, records, now)
             return Outcome("accepted", event, routed.routes, destinations, spooled=True)
+        if self._spooling:
+            self._spooling = False
+            log.info("handoff_direct", note="the broker acks again: events go direct")
         return Outcome("accepted", event, routed.routes, destinations)
 
     @property
@@ -244,7 +263,7 @@ class Pipeline:
             key, value, headers = kafka_records.record(routed_event, dest)
             if trace is not None:
                 headers.append(("traceparent", trace.encode()))
-            return SpooledRecord(dest.topic, key, value, headers)
+            return self._sized(SpooledRecord(dest.topic, key, value, headers), destination)
         task = DeliveryTask(
             destination=destination,
             event_id=event.id,
@@ -252,9 +271,23 @@ class Pipeline:
             body=msgspec.Raw(encode(routed_event)),
             traceparent=trace,
         )
-        return SpooledRecord(
-            self.config.kafka.delivery_topic,
-            task_key(destination, event.partitionkey),
-            ENCODER.encode(task),
-            [],
+        return self._sized(
+            SpooledRecord(
+                self.config.kafka.delivery_topic,
+                task_key(destination, event.partitionkey),
+                ENCODER.encode(task),
+                [],
+            ),
+            destination,
         )
+
+    def _sized(self, record: SpooledRecord, destination: str) -> SpooledRecord:
+        """The record, or `RecordTooLarge` (413) if the broker could never take it."""
+        if len(record.value) + 4096 > self._max_record:  # cheap bound first: most are small
+            size = kafka_records.record_size(record.key, record.value, record.headers)
+            if size > self._max_record:
+                raise RecordTooLarge(
+                    f"the event's record for destination {destination!r} is {size} bytes, "
+                    f"over the broker's {self._max_record}-byte limit (kafka.max_request_size)"
+                )
+        return record

@@ -1,18 +1,59 @@
-"""The local spool: durable, ordered, bounded; the drainer deletes only after every ack."""
+"""The local spool: durable, ordered, bounded per file; the drainer deletes only after acks."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from gateway.spool import Drainer, Spool, SpooledRecord, SpoolFull
 
 
-def rec(n: int, topic: str = "t") -> SpooledRecord:
+def rec(n: int, topic: str = "t", key: str | None = None) -> SpooledRecord:
     """A small record numbered `n`."""
-    return SpooledRecord(topic, f"k{n}".encode(), f"v{n}".encode(), [("h", b"x")])
+    return SpooledRecord(topic, (key or f"k{n}").encode(), f"v{n}".encode(), [("h", b"x")])
+
+
+class FakeProducer:
+    """Enqueue-then-ack like aiokafka: records append in call order, acks resolve later."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, list[tuple[str, bytes]]]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.refuse: dict[bytes, BaseException] = {}  # value -> error raised at enqueue
+        self.fail_ack: dict[bytes, BaseException] = {}  # value -> error of its ack
+        self.down = False
+
+    async def enqueue(
+        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]:
+        if self.down:
+            raise KafkaConnectionError("broker away")
+        if value in self.refuse:
+            raise self.refuse[value]
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+
+        def ack() -> None:
+            self.in_flight -= 1
+            if value in self.fail_ack:
+                future.set_exception(self.fail_ack[value])
+            else:
+                self.sent.append((topic, value, headers))
+                future.set_result(None)
+
+        asyncio.get_running_loop().call_later(0.001, ack)
+        return future
+
+    def values(self, topic: str = "t") -> list[bytes]:
+        return [v for t, v, _ in self.sent if t == topic]
 
 
 async def test_append_read_delete_in_arrival_order(tmp_path: Path) -> None:
@@ -53,43 +94,157 @@ async def test_full_spool_refuses(tmp_path: Path) -> None:
     assert rows == (1,)
 
 
-async def test_drainer_keeps_order_and_stops_at_first_failure(tmp_path: Path) -> None:
-    """The drainer forwards oldest first and keeps an event whose send failed (for later)."""
+async def test_counters_are_the_files_for_every_process(tmp_path: Path) -> None:
+    """Two openers of one file see the same depth; one's drain empties it for the other."""
+    path = str(tmp_path / "s.db")
+    writer, other = Spool(path, 1_000_000), Spool(path, 1_000_000)
+    for n in range(3):
+        await writer.append(f"e{n}", [rec(n)], now=float(n))
+    assert other.depth == 3 and other.bytes == writer.bytes > 0
+    producer = FakeProducer()
+    assert await Drainer(other, producer.enqueue, "dlq").drain_once() == 3
+    assert writer.depth == 0 and writer.bytes == 0  # nobody keeps spooling on stale counters
+
+
+async def test_max_bytes_bounds_the_file_not_each_process(tmp_path: Path) -> None:
+    """Concurrent appends from two openers never take the file past one `max_bytes`."""
+    path = str(tmp_path / "s.db")
+    one, two = Spool(path, 3_000), Spool(path, 3_000)
+    value = SpooledRecord("t", None, b"x" * 180, [])
+    results = await asyncio.gather(
+        *(s.append(f"e{n}", [value], now=0.0) for n in range(40) for s in (one, two)),
+        return_exceptions=True,
+    )
+    stored = [r for r in results if r is None]
+    assert any(isinstance(r, SpoolFull) for r in results)
+    db = sqlite3.connect(path)
+    size, count = db.execute("SELECT SUM(size), COUNT(*) FROM spool").fetchone()
+    assert size <= 3_000 and count == len(stored) == one.depth
+    assert db.execute("SELECT depth, bytes FROM totals").fetchone() == (count, size)
+
+
+async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
+    """Appends that arrive together are committed together, each durable, in arrival order."""
+    spool = Spool(str(tmp_path / "s.db"), 10_000_000)
+    commits = 0
+    insert = spool._insert
+
+    def counting(group: Any) -> list[bool]:
+        nonlocal commits
+        commits += 1
+        return insert(group)
+
+    spool._insert = counting  # type: ignore[method-assign]
+    await asyncio.gather(*(spool.append(f"e{n}", [rec(n)], now=float(n)) for n in range(200)))
+    assert spool.depth == 200
+    assert [i.event_id for i in await spool.oldest(500)] == [f"e{n}" for n in range(200)]
+    assert commits < 100, commits
+
+
+async def test_old_file_without_totals_is_counted(tmp_path: Path) -> None:
+    """A spool written by the previous version (no totals table) is counted when opened."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL,"
+        " spooled_at REAL NOT NULL, size INTEGER NOT NULL, records BLOB NOT NULL)"
+    )
+    db.execute("INSERT INTO spool (event_id, spooled_at, size, records) VALUES ('a', 1, 7, x'90')")
+    db.commit()
+    db.close()
+    spool = Spool(str(path), 1_000)
+    assert (spool.depth, spool.bytes) == (1, 7)
+
+
+async def test_drainer_batches_in_flight_keeps_order_and_stops_at_failure(tmp_path: Path) -> None:
+    """Many records in flight at once, sent oldest first; a failed ack keeps it and every later one."""
     spool = Spool(str(tmp_path / "s.db"), max_bytes=1_000_000)
-    for n in range(4):
-        await spool.append(f"e{n}", [rec(n)], now=float(n))
-    sent: list[bytes] = []
-    fail_on = {b"v2"}
-
-    async def send(
-        topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> None:
-        if value in fail_on:
-            raise ConnectionError("broker away")
-        sent.append(value)
-
-    drainer = Drainer(spool, send)
-    with pytest.raises(ConnectionError):
+    for n in range(50):
+        await spool.append(f"e{n}", [rec(n, key="same")], now=float(n))
+    producer = FakeProducer()
+    producer.fail_ack[b"v30"] = KafkaConnectionError("lost")
+    drainer = Drainer(spool, producer.enqueue, "dlq", batch=100)
+    with pytest.raises(KafkaConnectionError):
         await drainer.drain_once()
-    assert sent == [b"v0", b"v1"]
-    assert [i.event_id for i in await spool.oldest()] == ["e2", "e3"]
-    fail_on.clear()
-    assert await drainer.drain_once() == 2
-    assert sent == [b"v0", b"v1", b"v2", b"v3"]
+    assert producer.most_in_flight == 50  # one batch, not one ack at a time
+    assert (await spool.oldest(1))[0].event_id == "e30"
+    assert spool.depth == 20
+    producer.fail_ack.clear()
+    first_pass = len(producer.values())
+    assert await drainer.drain_once() == 20
+    # From the first failure on, events go again in arrival order (at least once).
+    assert producer.values()[first_pass:] == [f"v{n}".encode() for n in range(30, 50)]
+    assert set(producer.values()) == {f"v{n}".encode() for n in range(50)}
+    assert spool.depth == 0
+
+
+async def test_producer_away_keeps_everything(tmp_path: Path) -> None:
+    """The producer refuses at enqueue (broker away): nothing is deleted, the drain stops."""
+    spool = Spool(str(tmp_path / "s.db"), 1_000_000)
+    for n in range(3):
+        await spool.append(f"e{n}", [rec(n)], now=float(n))
+    producer = FakeProducer()
+    producer.down = True
+    with pytest.raises(KafkaConnectionError):
+        await Drainer(spool, producer.enqueue, "dlq").drain_once()
+    assert spool.depth == 3
+
+
+async def test_poison_record_is_dead_lettered_and_the_rest_flow(tmp_path: Path) -> None:
+    """A record refused for good goes to the dead-letter topic with its error; later events go on."""
+    spool = Spool(str(tmp_path / "s.db"), 1_000_000)
+    for n in range(5):
+        await spool.append(f"e{n}", [rec(n)], now=float(n))
+    producer = FakeProducer()
+    producer.refuse[b"v1"] = MessageSizeTooLargeError("too big")  # refused by the producer
+    producer.fail_ack[b"v3"] = MessageSizeTooLargeError("too big")  # refused by the broker
+    assert await Drainer(spool, producer.enqueue, "dlq").drain_once() == 5
+    assert producer.values() == [b"v0", b"v2", b"v4"]
+    letters = [(v, dict(h)) for t, v, h in producer.sent if t == "dlq"]
+    assert len(letters) == 2
+    note = json.loads(letters[0][0])
+    assert note["event_id"] == "e1" and "MessageSizeTooLargeError" in note["error"]
+    assert "poison" in note["kept_in"]
+    assert json.loads(letters[0][1]["gateway-dead-letter"])["topic"] == "t"
+    kept = sqlite3.connect(tmp_path / "s.db").execute("SELECT event_id FROM poison").fetchall()
+    assert sorted(kept) == [("e1",), ("e3",)]
     assert spool.depth == 0
 
 
 async def test_only_one_drainer_per_file(tmp_path: Path) -> None:
     """Two processes sharing a spool file never drain it at the same time (file lock)."""
     path = str(tmp_path / "s.db")
-
-    async def send(*args: object) -> None:
-        return None
-
-    first = Drainer(Spool(path, 1000), send)
-    second = Drainer(Spool(path, 1000), send)
-    assert first._try_lock() is True
-    assert second._try_lock() is False
+    producer = FakeProducer()
+    first = Drainer(Spool(path, 1000), producer.enqueue, "dlq")
+    second = Drainer(Spool(path, 1000), producer.enqueue, "dlq")
+    assert first.try_lock() is True
+    assert second.try_lock() is False
     await first.stop()
-    assert second._try_lock() is True
+    assert second.try_lock() is True
     await second.stop()
+
+
+async def test_stop_drains_within_grace_and_reports_what_is_left(tmp_path: Path) -> None:
+    """On shutdown the drainer forwards what the broker takes; with the broker away it leaves the rest."""
+    path = str(tmp_path / "s.db")
+    spool = Spool(path, 1_000_000)
+    for n in range(10):
+        await spool.append(f"e{n}", [rec(n)], now=float(n))
+    producer = FakeProducer()
+    producer.down = True
+    left = Drainer(spool, producer.enqueue, "dlq")
+    assert (await left.stop(grace=0.5)).forwarded == 0
+    assert spool.depth == 10
+    producer.down = False
+    result = await Drainer(Spool(path, 1_000_000), producer.enqueue, "dlq").stop(grace=5)
+    assert result.forwarded == 10 and spool.depth == 0
+
+
+async def test_full_reports_less_room_than_the_reserve(tmp_path: Path) -> None:
+    """`full` once less than `reserve` bytes are free (readiness uses it)."""
+    spool = Spool(str(tmp_path / "s.db"), max_bytes=1_000, reserve=300)
+    assert not spool.full
+    await spool.append("a", [SpooledRecord("t", None, b"x" * 600, [])], now=0.0)
+    assert not spool.full
+    await spool.append("b", [SpooledRecord("t", None, b"x" * 150, [])], now=0.0)
+    assert spool.full
