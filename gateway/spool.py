@@ -37,13 +37,17 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 import structlog
+from aiokafka.errors import KafkaError
 
 from gateway import metrics
 from gateway.destinations.kafka import permanent
+
+if TYPE_CHECKING:
+    from gateway.config import Config
 
 log = structlog.get_logger("gateway.spool")
 
@@ -425,7 +429,7 @@ class Drainer:
     async def _drain_until_empty(self, result: DrainResult) -> None:
         started, before = time.monotonic(), result.forwarded
         depth = self._spool.depth
-        if depth:
+        if depth and not self._paused:  # once per outage, not at every retry
             log.info("spool_draining", depth=depth, bytes=self._spool.bytes)
         while await self._drain_batch(result):
             pass
@@ -520,3 +524,42 @@ class Drainer:
 
 async def _failed(exc: BaseException) -> Any:
     raise exc
+
+
+class SpoolBusy(Exception):
+    """A running process holds the file's drain lock (it is draining the file itself)."""
+
+
+async def drain_file(config: Config, path: str, timeout: float) -> tuple[DrainResult, int]:
+    """`gateway spool drain`: forward a spool file by hand; returns what was done and what is left.
+
+    For a spool a stopped pod left behind (a scaled-down StatefulSet ordinal's claim, a
+    copied file). Refuses a file a running gateway is draining, and never creates one.
+    """
+    from gateway.destinations.kafka import Producer
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no spool file at {path}")
+    spool = Spool(path, config.spool.max_bytes if config.spool else 1 << 62)
+    producer = Producer(config)
+    drainer = Drainer(
+        spool,
+        producer.enqueue,
+        config.kafka.dead_letter_topic,
+        batch=config.spool.drain_batch if config.spool else 500,
+    )
+    result = DrainResult()
+    try:
+        if not drainer.try_lock():
+            raise SpoolBusy(f"a running gateway holds the drain lock of {path} and drains it")
+        try:
+            async with asyncio.timeout(timeout):
+                await producer.start(wait=True)
+                await drainer._drain_until_empty(result)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("spool_drain_incomplete", path=path, error=type(exc).__name__)
+        return result, spool.depth
+    finally:
+        drainer._unlock()
+        await producer.stop()
+        spool.close()

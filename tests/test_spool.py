@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from litestar.testing import AsyncTestClient
 
+from gateway.app import create_app
+from gateway.config import ENVELOPE_ALLOWANCE, Config, load_config
+from gateway.errors import ConfigError
 from gateway.spool import Drainer, Spool, SpooledRecord, SpoolFull
+from tests.conftest import Keys, write_config
+from tests.ingress_helpers import sample, signed, with_field
+
+BODY = sample("whitepay", "order-declined.json")
 
 
 def rec(n: int, topic: str = "t", key: str | None = None) -> SpooledRecord:
@@ -248,3 +257,83 @@ async def test_full_reports_less_room_than_the_reserve(tmp_path: Path) -> None:
     assert not spool.full
     await spool.append("b", [SpooledRecord("t", None, b"x" * 150, [])], now=0.0)
     assert spool.full
+
+
+def spool_config(tmp_path: Path, keys: Keys, max_bytes: int) -> Config:
+    """Broker unreachable, a spool of `max_bytes`, bodies up to 40 kB and records up to 40 kB."""
+    path = write_config(
+        tmp_path,
+        keys,
+        server="handoff_timeout: 500ms\n  max_body_bytes: 40000",
+        extra=f"spool:\n  path: {tmp_path / 'spool.db'}\n  max_bytes: {max_bytes}\n",
+    )
+    text = path.read_text().replace("kafka:\n", "kafka:\n  max_request_size: 40000\n", 1)
+    path.write_text(text)
+    return load_config(path)
+
+
+def order(keys: Keys, padding: int = 0) -> tuple[dict[str, str], bytes]:
+    """A signed Whitepay order with a fresh id, its URL padded by `padding` bytes."""
+    body = with_field(BODY, ["order", "id"], str(uuid.uuid4()))
+    if padding:
+        body = with_field(body, ["order", "acquiring_url"], "https://x/" + "a" * padding)
+    return signed("whitepay", body, keys)
+
+
+async def test_readyz_stays_ready_while_the_spool_has_room(tmp_path: Path, keys: Keys) -> None:
+    """Broker unreachable: /readyz is 200 while the spool has room, 503 once it is full."""
+    config = spool_config(tmp_path, keys, max_bytes=200_000)
+    app = create_app(config, run_workers=False)
+    async with AsyncTestClient(app=app) as client:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["kafka"] == "disconnected"
+        assert ready.json()["spool"] == {
+            "depth": 0,
+            "bytes": 0,
+            "max_bytes": 200_000,
+            "full": False,
+        }
+        headers, body = order(keys)
+        accepted = await client.post("/webhooks/whitepay", content=body, headers=headers)
+        assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"
+        spool: Spool = app.state.spool
+        filler = SpooledRecord("t", None, b"x" * 165_000, [])
+        await spool.append("filler", [filler], now=0.0)
+        full = await client.get("/readyz")
+        assert full.status_code == 503 and full.json()["spool"]["full"] is True
+        assert full.json()["spool"]["depth"] == 2
+
+
+async def test_record_over_the_broker_limit_is_413_and_never_spooled(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """A body within max_body_bytes whose record exceeds max_request_size: 413 at once, not spooled."""
+    config = spool_config(tmp_path, keys, max_bytes=10_000_000)
+    app = create_app(config, run_workers=False)
+    async with AsyncTestClient(app=app) as client:
+        headers, body = order(keys, padding=39_000)
+        assert len(body) <= 40_000
+        response = await client.post("/webhooks/whitepay", content=body, headers=headers)
+        assert response.status_code == 413, response.text
+        problem = response.json()
+        assert problem["type"].endswith("/record-too-large")
+        assert "max_request_size" in problem["detail"]
+        assert app.state.spool.depth == 0
+        headers, body = order(keys)
+        after = await client.post("/webhooks/whitepay", content=body, headers=headers)
+        assert after.status_code == 200 and app.state.spool.depth == 1
+
+
+def test_max_request_size_below_the_body_limit_is_a_config_error(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """kafka.max_request_size under server.max_body_bytes contradicts it: an error naming both."""
+    path = write_config(tmp_path, keys, server="max_body_bytes: 100000")
+    path.write_text(path.read_text().replace("kafka:\n", "kafka:\n  max_request_size: 5000\n", 1))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = "\n".join(caught.value.problems)
+    assert "kafka.max_request_size" in message and "max_body_bytes" in message
+    default = load_config(write_config(tmp_path, keys, server="max_body_bytes: 100000"))
+    assert default.max_request_size() == 100000 + ENVELOPE_ALLOWANCE
