@@ -115,6 +115,7 @@ class Pipeline:
         self._kafka = config.kafka_destinations()
         self._max_record = config.max_request_size()
         self._spooling = False  # this process's hand-offs go to the spool (logged on change)
+        self._spooling_since = 0.0
         self._seen = SeenIds(config.server.dedupe_window, config.server.dedupe_max_entries)
         self._in_flight: dict[str, asyncio.Future[Outcome]] = {}
 
@@ -182,8 +183,7 @@ class Pipeline:
             return Outcome("unrouted", event)
         records = [self._record(d.destination, d.event, event, now) for d in routed.deliveries]
         destinations = tuple(d.destination for d in routed.deliveries)
-        if self._spool is not None and self._spool.depth:
-            # Older events wait in the spool: queue behind them so per-key order holds.
+        if self._spool is not None and self._spool.depth and self._queue_behind(records):
             await self._spool_event(event, records, now)
             return Outcome("accepted", event, routed.routes, destinations, spooled=True)
         timeout = self.config.server.handoff_timeout
@@ -208,6 +208,7 @@ class Pipeline:
                     f"{time.monotonic() - started:.1f}s"
                 )
                 raise Unavailable(reason, retry_after=self._retry_after) from exc
+            self._spooling_since = time.time()
             if not self._spooling:
                 self._spooling = True
                 log.warning(
@@ -221,6 +222,20 @@ class Pipeline:
             self._spooling = False
             log.info("handoff_direct", note="the broker acks again: events go direct")
         return Outcome("accepted", event, routed.routes, destinations)
+
+    def _queue_behind(self, records: list[SpooledRecord]) -> bool:
+        """Spool at once, while the spool holds events: is direct hand-off pointless or unsafe?
+
+        Pointless while the broker is away: this process's last hand-off failed and no
+        drainer has forwarded anything since (waiting `handoff_timeout` again would only
+        delay the answer). Unsafe when an older event with one of these keys is still
+        spooled: queueing behind it keeps per-key order. Otherwise the event goes direct,
+        so the spool's tail never holds back the events of other keys.
+        """
+        assert self._spool is not None
+        if self._spooling and self._spool.drained_at <= self._spooling_since:
+            return True
+        return self._spool.holds(records)
 
     @property
     def _retry_after(self) -> int:

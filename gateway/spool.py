@@ -78,11 +78,24 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS totals (
         id INTEGER PRIMARY KEY CHECK (id = 0),
         depth INTEGER NOT NULL,
-        bytes INTEGER NOT NULL
+        bytes INTEGER NOT NULL,
+        drained_at REAL NOT NULL DEFAULT 0
     )""",
     # A file written before `totals` existed is counted once, here.
-    """INSERT OR IGNORE INTO totals
+    """INSERT OR IGNORE INTO totals (id, depth, bytes)
         SELECT 0, COUNT(*), COALESCE(SUM(size), 0) FROM spool""",
+    # The (topic, key) of every spooled record: a new event queues behind an older one
+    # with the same key, any other goes direct once the broker is back.
+    """CREATE TABLE IF NOT EXISTS spool_keys (
+        seq INTEGER NOT NULL,
+        topic TEXT NOT NULL,
+        key BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS spool_keys_key ON spool_keys (key, topic)",
+    "CREATE INDEX IF NOT EXISTS spool_keys_seq ON spool_keys (seq)",
+    """CREATE TRIGGER IF NOT EXISTS spool_keys_out AFTER DELETE ON spool BEGIN
+        DELETE FROM spool_keys WHERE seq = OLD.seq;
+    END""",
     """CREATE TRIGGER IF NOT EXISTS spool_in AFTER INSERT ON spool BEGIN
         UPDATE totals SET depth = depth + 1, bytes = bytes + NEW.size WHERE id = 0;
     END""",
@@ -117,6 +130,7 @@ class Spooled:
 class _Pending:
     event_id: str
     blob: bytes
+    keys: list[tuple[str, bytes]]
     now: float
     done: asyncio.Future[None]
 
@@ -176,6 +190,24 @@ class Spool:
         return self._bytes
 
     @property
+    def drained_at(self) -> float:
+        """Unix time the drainer (of any process) last forwarded events from this file."""
+        row = self._reader.execute("SELECT drained_at FROM totals WHERE id = 0").fetchone()
+        return 0.0 if row is None else float(row[0])
+
+    def holds(self, records: Sequence[SpooledRecord]) -> bool:
+        """True if an older event with the topic and key of one of `records` is spooled."""
+        for r in records:
+            if (
+                r.key is not None
+                and self._reader.execute(
+                    "SELECT 1 FROM spool_keys WHERE key = ? AND topic = ? LIMIT 1", (r.key, r.topic)
+                ).fetchone()
+            ):
+                return True
+        return False
+
+    @property
     def full(self) -> bool:
         """Less than `reserve` bytes of room left: the next event may not fit."""
         return self.bytes + max(self.reserve, 1) > self.max_bytes
@@ -198,7 +230,8 @@ class Spool:
         arrival order: one fsync for the group.
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(event_id, _ENCODE(list(records)), now, done))
+        keys = [(r.topic, r.key) for r in records if r.key is not None]
+        self._pending.append(_Pending(event_id, _ENCODE(list(records)), keys, now, done))
         if self._writing is None or self._writing.done():
             self._writing = asyncio.create_task(self._write_pending(), name="spool-writer")
         await asyncio.shield(done)
@@ -236,10 +269,14 @@ class Spool:
                     if used + len(item.blob) > self.max_bytes:
                         stored.append(False)
                         continue
-                    db.execute(
+                    seq = db.execute(
                         "INSERT INTO spool (event_id, spooled_at, size, records) "
                         "VALUES (?, ?, ?, ?)",
                         (item.event_id, item.now, len(item.blob), item.blob),
+                    ).lastrowid
+                    db.executemany(
+                        "INSERT INTO spool_keys (seq, topic, key) VALUES (?, ?, ?)",
+                        [(seq, topic, key) for topic, key in item.keys],
                     )
                     used += len(item.blob)
                     stored.append(True)
@@ -267,6 +304,7 @@ class Spool:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany("DELETE FROM spool WHERE seq = ?", [(s,) for s in seqs])
+                self._db.execute("UPDATE totals SET drained_at = ? WHERE id = 0", (time.time(),))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from litestar.testing import AsyncTestClient
 from gateway.app import create_app
 from gateway.config import ENVELOPE_ALLOWANCE, Config, load_config
 from gateway.errors import ConfigError
+from gateway.pipeline import Pipeline
 from gateway.spool import Drainer, Spool, SpooledRecord, SpoolFull
 from tests.conftest import Keys, write_config
 from tests.ingress_helpers import sample, signed, with_field
@@ -337,3 +339,38 @@ def test_max_request_size_below_the_body_limit_is_a_config_error(
     assert "kafka.max_request_size" in message and "max_body_bytes" in message
     default = load_config(write_config(tmp_path, keys, server="max_body_bytes: 100000"))
     assert default.max_request_size() == 100000 + ENVELOPE_ALLOWANCE
+
+
+class OkSender:
+    """A broker that acks everything at once."""
+
+    def __init__(self) -> None:
+        self.keys: list[bytes | None] = []
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None
+    ) -> None:
+        self.keys.append(key)
+
+
+async def test_only_keys_with_spooled_events_queue_behind_the_spool(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """Broker back, spool not yet empty: a key with an older spooled event queues; others go direct."""
+    config = spool_config(tmp_path, keys, max_bytes=10_000_000)
+    spool = Spool(str(tmp_path / "spool.db"), config.spool.max_bytes)  # type: ignore[union-attr]
+    topic = config.kafka_destinations()["orders"].topic
+    await spool.append("older", [SpooledRecord(topic, b"order-1", b"{}", [])], now=0.0)
+    sender = OkSender()
+    pipeline = Pipeline(config, sender, spool)
+
+    async def accept(order_id: str) -> bool:
+        body = with_field(BODY, ["order", "id"], order_id)
+        headers, payload = signed("whitepay", body, keys)
+        lowered = {k.lower(): v for k, v in headers.items()}
+        outcome = await pipeline.accept("whitepay", payload, lowered, time.time())
+        return outcome.spooled
+
+    assert await accept("order-1") is True  # behind the older event of its key
+    assert await accept("order-2") is False  # nothing of its key waits: direct
+    assert sender.keys == [b"order-2"] and spool.depth == 2
