@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 
@@ -53,6 +52,8 @@ class MotoServer:
                     self.stop()
                     raise RuntimeError("moto_server did not answer within 30s") from None
                 time.sleep(0.1)
+        import boto3  # here: the fixture module is imported by every session (conftest)
+
         s3 = boto3.client(
             "s3",
             endpoint_url=self.endpoint,
