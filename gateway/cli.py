@@ -152,6 +152,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spool_drain(args: argparse.Namespace) -> int:
+    """Forward a left-behind spool file to the broker by hand (exit 1 if anything is left)."""
+    import asyncio
+
+    from gateway.observability import configure_logging
+    from gateway.spool import SpoolBusy, drain_file
+
+    config = _load(args.config)
+    configure_logging(config.server.log_level, config.server.log_format)
+    try:
+        result, left = asyncio.run(drain_file(config, args.path, args.timeout))
+    except (FileNotFoundError, SpoolBusy) as exc:
+        print(f"spool drain: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.path}: forwarded {result.forwarded} event(s), dead-lettered "
+        f"{result.dead_lettered} record(s), {left} event(s) left"
+    )
+    return 0 if left == 0 else 1
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the config; print a summary, or every problem and exit 1."""
     config = _load(args.config)
@@ -284,6 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--destination")
     replay.add_argument("--since", help="only dead letters newer than this (e.g. 24h)")
     replay.set_defaults(func=cmd_replay)
+
+    spool = sub.add_parser("spool", help="the local spool").add_subparsers(
+        dest="spool_command", required=True
+    )
+    drain = spool.add_parser("drain", help="forward a spool file (left by a stopped pod) by hand")
+    drain.add_argument("--path", required=True, help="the spool file (spool.path of that pod)")
+    drain.add_argument("--config", help="for the Kafka connection (default: GATEWAY_CONFIG)")
+    drain.add_argument("--timeout", type=float, default=300.0, help="give up after (seconds)")
+    drain.set_defaults(func=cmd_spool_drain)
 
     check = sub.add_parser("check", help="validate config and print a summary")
     check.add_argument("--config")

@@ -66,6 +66,9 @@ class KafkaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
     linger_ms: NonNegative = 5
     max_batch_size: Positive = 65_536
+    # Largest record the producer sends (aiokafka's `max_request_size`); keep it at or below
+    # the broker's `message.max.bytes`. Default: server.max_body_bytes + ENVELOPE_ALLOWANCE.
+    max_request_size: Positive | None = None
     request_timeout: Duration = Duration(30)
     metadata_max_age: Duration = Duration(300)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -124,11 +127,16 @@ class SpoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     """`spool:` the local durable spool used while the broker cannot ack (opt-in)."""
 
     path: str
-    max_bytes: Positive = 1_073_741_824
+    max_bytes: Positive = 1_073_741_824  # per spool file, whatever the number of processes
     drain_interval: Duration = Duration(1)
+    drain_batch: Positive = 500  # events read and sent at once by the drainer
+    shutdown_drain: Duration = Duration(10)  # how long a stopping process keeps draining
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Room for the CloudEvent envelope around a body of `server.max_body_bytes` (attributes,
+# normalized `data`, headers): the default `kafka.max_request_size` is the body limit plus this.
+ENVELOPE_ALLOWANCE = 65_536
 
 
 class Source(msgspec.Struct, frozen=True, kw_only=True):
@@ -153,6 +161,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     spool: SpoolConfig | None = None
     tracing: TracingConfig = TracingConfig()
     state: StateConfig = StateConfig()
+
+    def max_request_size(self) -> int:
+        """The largest Kafka record the producer sends (and the ingress accepts), in bytes."""
+        explicit = self.kafka.max_request_size
+        return explicit if explicit is not None else self.server.max_body_bytes + ENVELOPE_ALLOWANCE
 
     def kafka_destinations(self) -> dict[str, KafkaDestination]:
         """Destinations of the Kafka kind, by name."""
@@ -529,6 +542,18 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         doc.error(
             ("kafka", "request_timeout"),
             "must exceed `session_timeout`, or consumer-group joins time out",
+        )
+    if (
+        kafka is not _MISSING
+        and server is not _MISSING
+        and kafka.max_request_size is not None
+        and kafka.max_request_size < server.max_body_bytes
+    ):
+        doc.error(
+            ("kafka", "max_request_size"),
+            f"{kafka.max_request_size} is below server.max_body_bytes "
+            f"({server.max_body_bytes}): bodies the ingress accepts could never be produced; "
+            f"use at least max_body_bytes + {ENVELOPE_ALLOWANCE} (the CloudEvent envelope)",
         )
     if kafka is not _MISSING and kafka.sasl_mechanism and kafka.sasl_password is None:
         doc.error(("kafka",), "`sasl_password` is required with `sasl_mechanism`")

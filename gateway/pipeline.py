@@ -19,13 +19,14 @@ from types import ModuleType
 from typing import Any, Literal, Protocol
 
 import msgspec
+import structlog
 from aiokafka.errors import KafkaError
 
 from gateway import metrics, tracing
 from gateway.config import Config, Source
 from gateway.destinations import kafka as kafka_records
 from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
-from gateway.errors import SignatureError, Unavailable, UnknownSource
+from gateway.errors import RecordTooLarge, SignatureError, Unavailable, UnknownSource, Unproducible
 from gateway.event import CloudEvent, encode, reject_duplicate_keys, to_builtins
 from gateway.providers import Verifier, registry
 from gateway.spool import Spool, SpooledRecord, SpoolFull
@@ -33,6 +34,7 @@ from gateway.state import ClaimResult, Store, store_for
 from routing import Routed
 
 Status = Literal["accepted", "duplicate", "unrouted"]
+log = structlog.get_logger("gateway.pipeline")
 
 
 class Sender(Protocol):
@@ -133,6 +135,9 @@ class Pipeline:
         # A claim outlives its hand-off a little, so a copy that crashed mid-hand-off
         # frees the id soon after the hand-off could have finished.
         self._claim_ttl = handoff * 1.25 + 1.0
+        self._max_record = config.max_request_size()
+        self._spooling = False  # this process's hand-offs go to the spool (logged on change)
+        self._spooling_since = 0.0
         self._in_flight: dict[str, asyncio.Future[Outcome]] = {}
 
     def _ingress(self, name: str) -> _Ingress:
@@ -242,8 +247,7 @@ class Pipeline:
             return Outcome("unrouted", event)
         records = [self._record(d.destination, d.event, event, now) for d in routed.deliveries]
         destinations = tuple(d.destination for d in routed.deliveries)
-        if self._spool is not None and self._spool.depth:
-            # Older events wait in the spool: queue behind them so per-key order holds.
+        if self._spool is not None and self._spool.depth and self._queue_behind(records):
             await self._spool_event(event, records, now)
             return Outcome("accepted", event, routed.routes, destinations, spooled=True)
         timeout = self.config.server.handoff_timeout
@@ -255,6 +259,11 @@ class Pipeline:
                 else:
                     await asyncio.gather(*(self._produce(r) for r in records))
         except (TimeoutError, KafkaError) as exc:
+            if isinstance(exc, KafkaError) and (kind := kafka_records.permanent(exc)):
+                # No retry and no spool can change the broker's mind: a permanent 4xx now.
+                raise (RecordTooLarge if kind == "size" else Unproducible)(
+                    f"the broker refused a record of the event for good ({type(exc).__name__})"
+                ) from exc
             if self._spool is None:
                 reason = (
                     f"the broker did not acknowledge the event within {timeout:g}s"
@@ -263,9 +272,34 @@ class Pipeline:
                     f"{time.monotonic() - started:.1f}s"
                 )
                 raise Unavailable(reason, retry_after=self._retry_after) from exc
+            self._spooling_since = time.time()
+            if not self._spooling:
+                self._spooling = True
+                log.warning(
+                    "handoff_spooling",
+                    error=type(exc).__name__,
+                    note="the broker did not ack in time: events go to the local spool",
+                )
             await self._spool_event(event, records, now)
             return Outcome("accepted", event, routed.routes, destinations, spooled=True)
+        if self._spooling:
+            self._spooling = False
+            log.info("handoff_direct", note="the broker acks again: events go direct")
         return Outcome("accepted", event, routed.routes, destinations)
+
+    def _queue_behind(self, records: list[SpooledRecord]) -> bool:
+        """Spool at once, while the spool holds events: is direct hand-off pointless or unsafe?
+
+        Pointless while the broker is away: this process's last hand-off failed and no
+        drainer has forwarded anything since (waiting `handoff_timeout` again would only
+        delay the answer). Unsafe when an older event with one of these keys is still
+        spooled: queueing behind it keeps per-key order. Otherwise the event goes direct,
+        so the spool's tail never holds back the events of other keys.
+        """
+        assert self._spool is not None
+        if self._spooling and self._spool.drained_at <= self._spooling_since:
+            return True
+        return self._spool.holds(records)
 
     @property
     def _retry_after(self) -> int:
@@ -308,7 +342,7 @@ class Pipeline:
             key, value, headers = kafka_records.record(routed_event, dest)
             if trace is not None:
                 headers.append(("traceparent", trace.encode()))
-            return SpooledRecord(dest.topic, key, value, headers)
+            return self._sized(SpooledRecord(dest.topic, key, value, headers), destination)
         task = DeliveryTask(
             destination=destination,
             event_id=event.id,
@@ -316,9 +350,23 @@ class Pipeline:
             body=msgspec.Raw(encode(routed_event)),
             traceparent=trace,
         )
-        return SpooledRecord(
-            self.config.kafka.delivery_topic,
-            task_key(destination, event.partitionkey),
-            ENCODER.encode(task),
-            [],
+        return self._sized(
+            SpooledRecord(
+                self.config.kafka.delivery_topic,
+                task_key(destination, event.partitionkey),
+                ENCODER.encode(task),
+                [],
+            ),
+            destination,
         )
+
+    def _sized(self, record: SpooledRecord, destination: str) -> SpooledRecord:
+        """The record, or `RecordTooLarge` (413) if the broker could never take it."""
+        if len(record.value) + 4096 > self._max_record:  # cheap bound first: most are small
+            size = kafka_records.record_size(record.key, record.value, record.headers)
+            if size > self._max_record:
+                raise RecordTooLarge(
+                    f"the event's record for destination {destination!r} is {size} bytes, "
+                    f"over the broker's {self._max_record}-byte limit (kafka.max_request_size)"
+                )
+        return record
