@@ -39,6 +39,7 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@command -v perf >/dev/null || apt-get install -y -qq linux-perf || true  # optional: instructions/request
 	$(PY) benchmarks/routing_bench.py
+	-$(PY) benchmarks/transform_bench.py  # exits 1 when it misses its target
 	-$(PY) benchmarks/delivery_bench.py  # exits 1 when it misses its target: report, go on
 	$(PY) benchmarks/ingest_bench.py
 	@test ! -f benchmarks/report.py || $(PY) benchmarks/report.py

@@ -29,6 +29,7 @@ from gateway.errors import Unavailable, UnknownSource
 from gateway.event import CloudEvent, encode, reject_duplicate_keys, to_builtins
 from gateway.providers import Verifier, registry
 from gateway.spool import Spool, SpooledRecord, SpoolFull
+from gateway.transform import compile_all
 from routing import Routed
 
 Status = Literal["accepted", "duplicate", "unrouted"]
@@ -111,6 +112,7 @@ class Pipeline:
             for name, s in config.sources.items()
         }
         self._kafka = config.kafka_destinations()
+        self._transforms = compile_all(config.destinations)
         self._seen = SeenIds(config.server.dedupe_window, config.server.dedupe_max_entries)
         self._in_flight: dict[str, asyncio.Future[Outcome]] = {}
 
@@ -239,9 +241,12 @@ class Pipeline:
     ) -> SpooledRecord:
         """The Kafka record one destination gets: a topic record, or a delivery task."""
         trace = tracing.traceparent()
+        reshape = self._transforms.get(destination)  # after the route's omit (SPEC §11)
+        shaped = routed_event if reshape is None else reshape.apply(routed_event)
         dest = self._kafka.get(destination)
         if dest is not None:
-            key, value, headers = kafka_records.record(routed_event, dest)
+            # The key path reads the event before its transform: per-object order holds.
+            key, value, headers = kafka_records.record(shaped, dest, key_from=routed_event)
             if trace is not None:
                 headers.append(("traceparent", trace.encode()))
             return SpooledRecord(dest.topic, key, value, headers)
@@ -249,7 +254,7 @@ class Pipeline:
             destination=destination,
             event_id=event.id,
             enqueued_at=now,
-            body=msgspec.Raw(encode(routed_event)),
+            body=msgspec.Raw(encode(shaped)),
             traceparent=trace,
         )
         return SpooledRecord(
