@@ -172,6 +172,14 @@ class Pipeline:
         """The routing decision for an event."""
         return self.config.router.route(to_builtins(event))
 
+    def preview(self, event: CloudEvent, now: float) -> list[tuple[str, SpooledRecord]]:
+        """The record each destination would get from the hand-off (`gateway explain`)."""
+        routed = self.route(event)
+        return [
+            (d.destination, self._record(d.destination, d.event, event, now))
+            for d in routed.deliveries
+        ]
+
     async def _route_and_hand_off(self, event: CloudEvent, now: float) -> Outcome:
         routed = self.route(event)
         for name in routed.routes:
