@@ -1,4 +1,4 @@
-"""`gateway` command line: serve | worker | check | explain | sign | replay | schema | dev."""
+"""`gateway` command line: serve | worker | check | explain | sign | replay | schema | asyncapi | dev."""
 
 from __future__ import annotations
 
@@ -284,6 +284,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    """Print the AsyncAPI 3.0 document of every Kafka destination."""
+    from gateway.asyncapi import document
+
+    config = _load(args.config)
+    print(json.dumps(document(config), indent=2))
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """Start a local broker and the gateway with config/dev.yaml; print signed curl examples."""
     from gateway.dev import run_dev
@@ -354,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the config JSON Schema")
     schema.set_defaults(func=cmd_schema)
+
+    asyncapi = sub.add_parser(
+        "asyncapi", help="print the AsyncAPI 3.0 contract of every Kafka destination"
+    )
+    asyncapi.add_argument("--config")
+    asyncapi.set_defaults(func=cmd_asyncapi)
 
     dev = sub.add_parser("dev", help="local broker + gateway with config/dev.yaml")
     dev.add_argument("--config", default="config/dev.yaml")
