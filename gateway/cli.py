@@ -1,4 +1,4 @@
-"""`gateway` command line: serve | worker | check | explain | sign | replay | schema | dev."""
+"""`gateway` command line: serve | worker | check | explain | sign | replay | schema | asyncapi | dev."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from gateway.cli_support import load_or_exit as _load
 from gateway.cli_support import signed_curl
-from gateway.config import settings_summary
+from gateway.config import Config, settings_summary
 from gateway.errors import GatewayError
+from gateway.event import CloudEvent
 
 
 def app_factory() -> Any:
@@ -216,27 +219,63 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from routing import format_explanation
 
     config = _load(args.config)
+    pipeline = Pipeline(config, sender=_NoSender())
+    now = args.now or time.time()
     if args.event:
-        event: dict[str, Any] = json.loads(Path(args.event).read_text())
+        try:
+            built = msgspec.json.decode(Path(args.event).read_bytes(), type=CloudEvent)
+        except (OSError, msgspec.DecodeError) as exc:
+            raise SystemExit(f"--event: not a normalized event: {exc}") from None
     else:
         if not args.source or not args.body:
             raise SystemExit("explain needs --source and --body (or --event)")
-        pipeline = Pipeline(config, sender=_NoSender())
         raw = Path(args.body).read_bytes()
         try:
             pipeline.source(args.source)
-            built = pipeline.event(args.source, raw, _headers(args.header), args.now or time.time())
+            built = pipeline.event(args.source, raw, _headers(args.header), now)
         except GatewayError as exc:
             from gateway.http.problems import status_of
 
             print(f"rejected: HTTP {status_of(exc)} ({exc.reason}): {exc}", file=sys.stderr)
             return 1
-        event = to_builtins(built)
+    event = to_builtins(built)
     print(json.dumps(json.loads(encode(event)), indent=2))
     print()
     traces = config.router.explain(event)
     print(format_explanation(traces, config.router.route(event)))
+    for name, record in pipeline.preview(built, now):
+        print()
+        print(_describe_record(config, name, record, built.id, int(now)))
     return 0
+
+
+def _describe_record(config: Config, name: str, record: Any, event_id: str, timestamp: int) -> str:
+    """What one destination would receive: the exact body, and its key or HTTP headers."""
+    from gateway.destinations.tasks import TASK_DECODER
+    from gateway.destinations.webhook import request_headers
+
+    dest = config.destinations[name]
+    lines: list[str] = []
+    shaped = f", transform {dest.transform!r}" if dest.transform else ""
+    if dest.kafka is not None:
+        lines.append(f"destination {name}: kafka topic {record.topic} ({dest.kafka.mode}{shaped})")
+        key = "null" if record.key is None else record.key.decode("utf-8", "replace")
+        lines.append(f"  key: {key}")
+        for header, value in record.headers:
+            lines.append(f"  header {header}: {value.decode('utf-8', 'replace')}")
+        body: bytes = record.value
+    else:
+        assert dest.webhook is not None
+        lines.append(f"destination {name}: webhook POST {dest.webhook.url}{shaped}")
+        body = bytes(TASK_DECODER.decode(record.value).body)
+        headers = request_headers(dest.webhook.headers, (), event_id, timestamp, body)
+        for header, value in headers.items():
+            if header != "webhook-signature":
+                lines.append(f"  header {header}: {value}")
+        lines.append("  header webhook-signature: (computed with the destination's secrets)")
+    lines.append(f"  body ({len(body)} bytes, exactly as sent):")
+    lines.append(f"  {body.decode('utf-8', 'replace')}")
+    return "\n".join(lines)
 
 
 class _NoSender:
@@ -265,6 +304,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from gateway.schema import config_schema
 
     print(json.dumps(config_schema(), indent=2))
+    return 0
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    """Print the AsyncAPI 3.0 document of every Kafka destination."""
+    from gateway.asyncapi import document
+
+    config = _load(args.config)
+    print(json.dumps(document(config), indent=2))
     return 0
 
 
@@ -351,6 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the config JSON Schema")
     schema.set_defaults(func=cmd_schema)
+
+    asyncapi = sub.add_parser(
+        "asyncapi", help="print the AsyncAPI 3.0 contract of every Kafka destination"
+    )
+    asyncapi.add_argument("--config")
+    asyncapi.set_defaults(func=cmd_asyncapi)
 
     dev = sub.add_parser("dev", help="local broker + gateway with config/dev.yaml")
     dev.add_argument("--config", default="config/dev.yaml")

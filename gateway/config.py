@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
+from gateway import transform
 from gateway.errors import ConfigError
 from gateway.event import STATUSES
 from gateway.providers import registry
@@ -121,6 +122,8 @@ class Destination(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
     kafka: KafkaDestination | None = None
     webhook: WebhookDestination | None = None
+    # A JMESPath expression over the event; its result replaces `data` (gateway.transform).
+    transform: str | None = None
 
 
 class SpoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -464,6 +467,12 @@ def _destinations(raw: Any, doc: _Loaded) -> dict[str, Destination]:
             continue
         if dest.webhook is not None:
             _check_webhook(dest.webhook, (*path, "webhook"), doc)
+        if dest.transform is not None:
+            try:
+                transform.parse(dest.transform)
+            except transform.TransformError as exc:
+                doc.error((*path, "transform"), str(exc))
+                continue
         out[name] = dest
     return out
 

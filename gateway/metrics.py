@@ -237,6 +237,11 @@ DELIVERY_ATTEMPT_LATENCY = Histogram(
     ["destination"],
     buckets=_LATENCY,
 )
+TRANSFORM_ERRORS = Counter(
+    "gateway_transform_errors",
+    "Events whose destination transform failed (sent with `data: null`), by destination",
+    ["destination"],
+)
 DEAD_LETTERED = Counter(
     "gateway_dead_lettered", "Deliveries sent to the dead-letter topic", ["destination"]
 )

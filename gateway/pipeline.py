@@ -31,6 +31,7 @@ from gateway.event import CloudEvent, encode, reject_duplicate_keys, to_builtins
 from gateway.providers import Verifier, registry
 from gateway.spool import Spool, SpooledRecord, SpoolFull
 from gateway.state import ClaimResult, Store, store_for
+from gateway.transform import compile_all
 from routing import Routed
 
 Status = Literal["accepted", "duplicate", "unrouted"]
@@ -138,6 +139,7 @@ class Pipeline:
         self._max_record = config.max_request_size()
         self._spooling = False  # this process's hand-offs go to the spool (logged on change)
         self._spooling_since = 0.0
+        self._transforms = compile_all(config.destinations)
         self._in_flight: dict[str, asyncio.Future[Outcome]] = {}
 
     def _ingress(self, name: str) -> _Ingress:
@@ -239,6 +241,14 @@ class Pipeline:
         """The routing decision for an event."""
         return self.config.router.route(to_builtins(event))
 
+    def preview(self, event: CloudEvent, now: float) -> list[tuple[str, SpooledRecord]]:
+        """The record each destination would get from the hand-off (`gateway explain`)."""
+        routed = self.route(event)
+        return [
+            (d.destination, self._record(d.destination, d.event, event, now))
+            for d in routed.deliveries
+        ]
+
     async def _route_and_hand_off(self, event: CloudEvent, now: float) -> Outcome:
         routed = self.route(event)
         for name in routed.routes:
@@ -337,9 +347,12 @@ class Pipeline:
     ) -> SpooledRecord:
         """The Kafka record one destination gets: a topic record, or a delivery task."""
         trace = tracing.traceparent()
+        reshape = self._transforms.get(destination)  # after the route's omit (SPEC §11)
+        shaped = routed_event if reshape is None else reshape.apply(routed_event)
         dest = self._kafka.get(destination)
         if dest is not None:
-            key, value, headers = kafka_records.record(routed_event, dest)
+            # The key path reads the event before its transform: per-object order holds.
+            key, value, headers = kafka_records.record(shaped, dest, key_from=routed_event)
             if trace is not None:
                 headers.append(("traceparent", trace.encode()))
             return self._sized(SpooledRecord(dest.topic, key, value, headers), destination)
@@ -347,7 +360,7 @@ class Pipeline:
             destination=destination,
             event_id=event.id,
             enqueued_at=now,
-            body=msgspec.Raw(encode(routed_event)),
+            body=msgspec.Raw(encode(shaped)),
             traceparent=trace,
         )
         return self._sized(

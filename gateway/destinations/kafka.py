@@ -52,10 +52,15 @@ def lookup(event: Mapping[str, Any], path: str) -> Any:
 
 
 def record(
-    event: Mapping[str, Any], dest: KafkaDestination
+    event: Mapping[str, Any],
+    dest: KafkaDestination,
+    key_from: Mapping[str, Any] | None = None,
 ) -> tuple[bytes | None, bytes, list[Header]]:
-    """Key, value and headers of the record for `event` in the destination's binding mode."""
-    key_value = lookup(event, dest.key)
+    """Key, value and headers of the record for `event` in the destination's binding mode.
+
+    The key is read from `key_from` when given (the event before a transform replaced `data`).
+    """
+    key_value = lookup(event if key_from is None else key_from, dest.key)
     key = None if key_value is None else str(key_value).encode()
     if dest.mode == "structured":
         return key, encode(event), [("content-type", STRUCTURED_CONTENT_TYPE)]
