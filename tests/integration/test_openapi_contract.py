@@ -40,7 +40,7 @@ def test_document_lists_every_answer(gateway: Served) -> None:
     doc = httpx.get(f"{gateway.url}/schema/openapi.json", timeout=10).json()
     post = doc["paths"]["/webhooks/{source}"]["post"]
     assert sorted(post["responses"]) == sorted(
-        ["200", "400", "401", "403", "404", "405", "413", "415", "431", "503"]
+        ["200", "400", "401", "403", "404", "405", "413", "415", "422", "431", "503"]
     )
     assert post["responses"]["503"]["headers"]["Retry-After"]["required"] is True
     assert post["responses"]["405"]["headers"]["Allow"]["required"] is True
