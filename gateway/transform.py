@@ -30,7 +30,7 @@ import jmespath.functions
 import jmespath.visitor
 import msgspec
 import structlog
-from jmespath.exceptions import JMESPathError
+from jmespath.exceptions import IncompleteExpressionError, JMESPathError
 
 from gateway import metrics
 
@@ -158,9 +158,19 @@ def parse(expression: str) -> dict[str, Any]:
 
 
 def _reason(exc: JMESPathError) -> str:
-    # jmespath's messages span lines (the expression with a caret under it): keep the first.
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """jmespath's message without its multi-line caret drawing: what, where, near what."""
+    what = str(getattr(exc, "msg", None) or getattr(exc, "message", None) or type(exc).__name__)
+    where = getattr(exc, "lex_position", getattr(exc, "lexer_position", None))
+    near = getattr(exc, "token_value", None) or getattr(exc, "lexer_value", None)
+    reason = what.strip().rstrip(":")
+    if isinstance(exc, IncompleteExpressionError):
+        reason = "the expression ends too early"
+    elif reason == "Invalid jmespath expression":
+        reason = "unexpected character"
+    context = [f"at character {where + 1}"] if isinstance(where, int) else []
+    if near not in (None, ""):
+        context.append(f"near `{near}`")
+    return f"{reason} ({', '.join(context)})" if context else reason
 
 
 def _check_functions(node: dict[str, Any]) -> None:
