@@ -157,7 +157,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {name:<20} provider={provider:<9} POST /webhooks/{name}")
     print(f"destinations ({len(summary['destinations'])}):")
     for name, what in summary["destinations"].items():
-        print(f"  {name:<20} {what}")
+        transform = config.destinations[name].transform
+        print(f"  {name:<20} {what}" + (f", transform {transform!r}" if transform else ""))
     print(f"routes ({len(config.router.routes)}):")
     for route in config.router.routes:
         print(f"  {route.name:<40} -> {', '.join(route.to)}")
