@@ -23,9 +23,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
-@pytest.fixture
-def gateway(tmp_path: Path, keys: Keys, broker: Broker) -> Iterator[Served]:
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, keys: Keys, broker: Broker
+) -> Iterator[Served]:
     """`gateway serve` with all five providers (VelaFi included) on the session broker."""
+    tmp_path = tmp_path_factory.mktemp("openapi")
     config = write_config(
         tmp_path, keys, bootstrap=broker.bootstrap, server="max_body_bytes: 65536"
     )
@@ -57,7 +60,7 @@ def test_document_lists_every_answer(gateway: Served) -> None:
     assert {"/healthz", "/readyz", "/metrics"} <= set(doc["paths"])
 
 
-def test_schemathesis_all_checks_pass(gateway: Served) -> None:
+def test_schemathesis_all_checks_pass(gateway: Served, tmp_path: Path) -> None:
     """schemathesis with every check finds no answer the document does not describe."""
     command = [
         str(SCHEMATHESIS),
@@ -84,6 +87,7 @@ def test_schemathesis_all_checks_pass(gateway: Served) -> None:
         capture_output=True,
         text=True,
         timeout=200,
+        cwd=tmp_path,  # schemathesis keeps a cache in its working directory
         env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false", "NO_COLOR": "1"},
     )
     print(result.stdout[-3000:])
