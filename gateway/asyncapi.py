@@ -21,6 +21,7 @@ from gateway import __version__
 from gateway.config import Config, KafkaDestination
 from gateway.event import CloudEvent
 from gateway.transform import parse
+from routing import describe_route
 
 _SCHEMAS = "#/components/schemas/"
 _BINDING = "0.5.0"
@@ -264,6 +265,9 @@ def document(config: Config) -> dict[str, Any]:
             "title": name,
             "description": description,
             "messages": {"event": {"$ref": f"#/components/messages/{key}"}},
+            # The same, for tools: one line per feeding route, as `gateway check` prints it.
+            "x-routes": [describe_route(r) for r in routes]
+            + (["(unmatched): events no route matched"] if unmatched else []),
             "bindings": {"kafka": {"topic": dest.topic, "bindingVersion": _BINDING}},
         }
         if config.kafka.create_topics:
