@@ -30,13 +30,14 @@ import jmespath.functions
 import jmespath.visitor
 import msgspec
 import structlog
-from jmespath.exceptions import JMESPathError
+from jmespath.exceptions import IncompleteExpressionError, JMESPathError
 
 from gateway import metrics
 
 log = structlog.get_logger("gateway.transform")
 
 MAX_LENGTH = 4096  # characters of one expression
+MAX_DEPTH = 64  # levels of the expression's syntax tree (evaluation recurses along them)
 # How many times one evaluation may copy (a part of) the event into its result; bounds the
 # result's size at this many times the event's (`{a: @, b: {c: @, d: @}}` copies it 3 times).
 MAX_AMPLIFICATION = 64
@@ -114,7 +115,7 @@ class Transform:
         """The new `data`: the expression's result over the event (None when it fails)."""
         try:
             return self.evaluate(event)
-        except (JMESPathError, TypeError, ValueError, ArithmeticError) as exc:
+        except (JMESPathError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
             metrics.TRANSFORM_ERRORS.labels(self.destination).inc()
             log.warning(
                 "transform_failed",
@@ -131,11 +132,6 @@ class Transform:
         return out
 
 
-def search(expression: str, event: Any) -> Any:
-    """Evaluate once with the gateway's functions (for tools and tests; no fast path)."""
-    return jmespath.compile(expression).search(event, _OPTIONS)
-
-
 def parse(expression: str) -> dict[str, Any]:
     """The expression's AST, checked: raises `TransformError` with a one-line reason."""
     if not isinstance(expression, str) or not expression.strip():
@@ -148,6 +144,9 @@ def parse(expression: str) -> dict[str, Any]:
         raise TransformError(f"invalid JMESPath expression: {_reason(exc)}") from None
     except RecursionError:
         raise TransformError("invalid JMESPath expression: nested too deeply") from None
+    depth = _depth(parsed)
+    if depth > MAX_DEPTH:
+        raise TransformError(f"nested {depth} levels deep (at most {MAX_DEPTH})")
     _check_functions(parsed)
     copies = amplification(parsed)
     if copies > MAX_AMPLIFICATION:
@@ -158,9 +157,30 @@ def parse(expression: str) -> dict[str, Any]:
 
 
 def _reason(exc: JMESPathError) -> str:
-    # jmespath's messages span lines (the expression with a caret under it): keep the first.
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """jmespath's message without its multi-line caret drawing: what, where, near what."""
+    what = str(getattr(exc, "msg", None) or getattr(exc, "message", None) or type(exc).__name__)
+    where = getattr(exc, "lex_position", getattr(exc, "lexer_position", None))
+    near = getattr(exc, "token_value", None) or getattr(exc, "lexer_value", None)
+    reason = what.strip().rstrip(":")
+    if isinstance(exc, IncompleteExpressionError):
+        reason = "the expression ends too early"
+    elif reason == "Invalid jmespath expression":
+        reason = "unexpected character"
+    context = [f"at character {where + 1}"] if isinstance(where, int) else []
+    if near not in (None, ""):
+        context.append(f"near `{near}`")
+    return f"{reason} ({', '.join(context)})" if context else reason
+
+
+def _depth(root: dict[str, Any]) -> int:
+    """How deep the AST nests (iteratively: the walks after this one recurse)."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((c, level + 1) for c in node.get("children", ()) if isinstance(c, dict))
+    return deepest
 
 
 def _check_functions(node: dict[str, Any]) -> None:

@@ -76,6 +76,9 @@ def test_dev_config_document_passes_the_official_parser(parser_dir: Path) -> Non
     binary = doc["components"]["messages"]["transactions.event"]
     assert "ce_id" in binary["headers"]["required"] and binary["contentType"] == "application/json"
     assert "events no route matched" in doc["channels"]["other"]["description"]
+    assert doc["channels"]["orders"]["x-routes"] == [
+        "all-orders: type order.* -> orders (omit data.payload.data.paymentInfo.clientSecret)"
+    ]
     orders = doc["components"]["messages"]["orders.event"]
     for provider, (name, _) in REPRESENTATIVE.items():
         conforms(doc, orders["payload"], event_of(provider, name))

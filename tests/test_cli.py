@@ -259,3 +259,36 @@ hook:
     assert f"header webhook-id: {event['id']}" in hook and "header X-Team: payments" in hook
     assert "header content-type: application/cloudevents+json" in hook
     assert "v1," not in hook and "MfKQ9r8" not in result.stdout  # no signature, no secret
+
+
+def test_explain_event_file_shows_bodies_and_tolerates_partial_events(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """`--event` with a CloudEvent prints destination bodies; a partial one explains routing only."""
+    path = write_config(tmp_path, keys, unmatched="[]")
+    event = {
+        "id": "e-1",
+        "source": "/webhooks/whitepay",
+        "type": "order.completed",
+        "subject": "o-1",
+        "time": "2024-01-01T00:00:00Z",
+        "provider": "whitepay",
+        "providerevent": "order::completed",
+        "integrity": "signed",
+        "partitionkey": "o-1",
+        "data": {"kind": "order", "id": "o-1", "status": "completed", "provider_status": "C",
+                 "fiat": {"currency": "USD", "amount": "12.5"}, "payload": {"n": 1.5}},
+    }  # fmt: skip
+    full = tmp_path / "event.json"
+    full.write_text(json.dumps(event))
+    result = run("explain", "--config", str(path), "--event", str(full))
+    assert result.returncode == 0, result.stderr
+    [block] = [b for b in result.stdout.split("\n\n") if b.startswith("destination orders")]
+    # Exact decimals, written as strings: as the hand-off writes them (SPEC §3).
+    assert json.loads(block.splitlines()[-1])["data"]["payload"] == {"n": "1.5"}
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"type": "order.completed", "provider": "whitepay"}))
+    result = run("explain", "--config", str(path), "--event", str(partial))
+    assert result.returncode == 0, result.stderr
+    assert "not a complete CloudEvent" in result.stdout and "orders" in result.stdout
+    assert "destination orders" not in result.stdout

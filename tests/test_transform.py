@@ -129,12 +129,15 @@ def test_a_failing_evaluation_is_null_and_counted() -> None:
         ("not_null()", "`not_null()` takes at least 1 argument(s), got 0"),
         ("   ", "non-empty"),
         ("a" * 5000, "longer than"),
+        ("{a: " * 100 + "b" + "}" * 100, "levels deep"),  # evaluation would recurse 100 deep
+        ("a" + " | b" * 300, "levels deep"),
+        ("[" * 1500 + "b" + "]" * 1500, "levels deep|nested too deeply"),
     ],
 )
 def test_bad_expressions_are_refused(expression: str, message: str) -> None:
     """Syntax errors, unknown functions and wrong arity are found before any event."""
     with pytest.raises(TransformError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        parse(expression)
+        parse(expression)  # a TransformError: never a RecursionError or another leak
 
 
 def test_output_amplification_is_bounded() -> None:
