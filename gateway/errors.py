@@ -65,6 +65,18 @@ class BodyTooLarge(GatewayError):
     reason = "size"
 
 
+class RecordTooLarge(GatewayError):
+    """A record of the event exceeds what the broker takes (`kafka.max_request_size`): permanent."""
+
+    reason = "record_size"
+
+
+class Unproducible(GatewayError):
+    """The broker refused a record of the event for good (not retriable): permanent."""
+
+    reason = "unproducible"
+
+
 class Unavailable(GatewayError):
     """The event could not be made durable in time; the provider should retry."""
 
@@ -75,8 +87,13 @@ class Unavailable(GatewayError):
         self.retry_after = retry_after
 
 
-class ConfigError(GatewayError):
-    """The configuration is invalid; carries every problem found, not just the first."""
+class ConfigError(Exception):
+    """The configuration is invalid; carries every problem found, not just the first.
+
+    Deliberately outside the `GatewayError` tree: it is raised at start-up (and by
+    `gateway check`), never while answering a request, so the HTTP error mapping has no
+    status for it and cannot be asked for one.
+    """
 
     reason = "config"
 
