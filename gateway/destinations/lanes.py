@@ -1,8 +1,9 @@
 """Lanes: one per webhook destination, deciding when each of its deliveries may be sent.
 
 A lane holds the destination's due jobs and serves them with at most `concurrency`
-runners, gated by the destination's circuit breaker, its `rate_limit`, a pause, and, with
-`ordering: key`, one job at a time per key in arrival order.
+runners, gated by the destination's circuit breaker, its `rate_limit` (through the state
+store: fleet-wide with `state.backend: redis`, per process with `memory`), a pause, and,
+with `ordering: key`, one job at a time per key in arrival order.
 """
 
 from __future__ import annotations
@@ -42,28 +43,6 @@ class Job:
     settled: asyncio.Future[None] | None = field(default=None, repr=False)
 
 
-class TokenBucket:
-    """This process's share of a `rate_limit`: `rate` per second, up to `burst` at once."""
-
-    __slots__ = ("_at", "_tokens", "burst", "rate")
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._at: float | None = None
-
-    def acquire(self, now: float) -> float:
-        """0.0: one request allowed now (a token taken); > 0: seconds to wait, nothing taken."""
-        if self._at is not None:
-            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self.rate
-
-
 class Lane:
     """One destination: endpoint, breaker, limits, due jobs, and up to `concurrency` runners."""
 
@@ -79,8 +58,9 @@ class Lane:
         self.ordered = settings.ordering == "key"
         # ordering: key -> the key's jobs in arrival order; only the first one is scheduled.
         self.chains: dict[bytes | None, deque[Job]] = {}
+        # `rate_limit` as the state store's GCRA takes it: requests per second, burst.
         rate = settings.rate_limit
-        self.limiter = TokenBucket(float(rate), rate.burst) if rate is not None else None
+        self.rate = (float(rate), rate.burst) if rate is not None else None
         self.paused = False
         # Metric children resolved once: outcomes are counted thousands of times a second.
         self.outcomes = {

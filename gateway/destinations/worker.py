@@ -40,7 +40,7 @@ import uvloop
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from gateway import metrics, tracing
+from gateway import metrics, state, tracing
 from gateway.config import Config
 from gateway.destinations.control import ControlFollower
 from gateway.destinations.delays import pick_tier, ripe_at, tier_topics
@@ -118,6 +118,10 @@ class DeliveryWorkers:
         self._grace = self.default_grace()
         self._log = self._outcomes.log
         self._control = ControlFollower(config, self.set_paused)
+        # Only rate limits use the store here; a config without them never connects to it.
+        limited = any(lane.rate is not None for lane in self._lanes.values())
+        self._store = state.store_for(config) if limited else None
+        self._rate_prefix = config.state.key_prefix + "rate:"
 
     @property
     def ready(self) -> bool:
@@ -168,6 +172,8 @@ class DeliveryWorkers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
         await self._control.stop()
+        if self._store is not None:
+            await self._store.close()
         await self._client.close()
         if self._own_producer:
             await self._producer.stop()
@@ -542,13 +548,16 @@ class DeliveryWorkers:
     async def _within_rate(self, lane: Lane, job: Job) -> bool:
         """Wait (uncharged) until the destination's rate limit allows one more request.
 
-        False: the job was released or the lane paused meanwhile (then it is back in line).
+        The limit is one GCRA bucket in the state store (`<key_prefix>rate:<destination>`),
+        shared by every process using that store. False: the job was released or the lane
+        paused meanwhile (then it is back in line).
         """
-        limiter = lane.limiter
-        if limiter is None:
+        if lane.rate is None or self._store is None:
             return True
+        rate, burst = lane.rate
+        key = self._rate_prefix + lane.name
         while True:
-            wait = limiter.acquire(time.monotonic())
+            wait = await self._store.acquire_rate(key, rate, burst)
             if wait <= 0:
                 return True
             await asyncio.sleep(wait)

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from gateway.destinations.kafka import client_options, create_topics
 from gateway.destinations.replay import replay
 from gateway.destinations.tasks import ENCODER, TASK_DECODER, DeadLetter, DeliveryTask, task_key
 from gateway.destinations.worker import DeliveryWorkers
+from gateway.types import RateLimit
 from tests.destinations.receiver import Receiver, event_body
 from tests.integration import test_delivery as base
 from tests.integration.test_delivery import (
@@ -45,6 +47,7 @@ from tests.integration.test_delivery import (
     sample_value,
     start_workers,
 )
+from tests.redis_server import RedisServer
 
 # The fixtures of the delivery tests, shared by name.
 receiver, queue, running = base.receiver, base.queue, base.running
@@ -529,3 +532,46 @@ async def test_pause_is_durable_and_fleet_wide_and_resume_delivers_in_order(
     print(f"paused: 0 requests; after resume {len(receiver.on('/held'))} requests")
     assert first_successes(receiver, "/held") == accepted
     assert sample_value("gateway_destination_paused", destination="held") == 0
+
+
+async def test_rate_limit_holds_across_two_worker_processes_with_redis(
+    broker: Broker,
+    receiver: Receiver,
+    queue: AIOKafkaProducer,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    """`rate_limit: 20/s`, two `gateway worker` processes, `state.backend: redis`: <= 20/s total."""
+    hook = Hook("/limited", concurrency=8, extra="rate_limit: 20/s")
+    receiver.secrets = hook.secrets
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    text = make_config(broker.bootstrap, receiver.url, {"limited": hook}) + (
+        f"state:\n  backend: redis\n  url: {redis_server.url}\n  key_prefix: '{prefix}'\n"
+    )
+    config_path = tmp_path / "gateway.yaml"
+    config_path.write_text(text)
+    config = parse_config(text)
+    await create_topics(config.kafka, [config.kafka.delivery_topic, config.kafka.dead_letter_topic])
+    logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
+    workers = [spawn_gateway_worker(config_path, log, f"w{i}") for i, log in enumerate(logs)]
+    try:
+        events = [f"evt-{i:03d}" for i in range(100)]
+        await enqueue_keyed(queue, config, "limited", [(e, e) for e in events])
+        await receiver.wait(lambda: len(receiver.delivered("/limited")) == 100, 40, "all events")
+    finally:
+        for process in workers:
+            await stop_process(process)
+    arrivals = sorted(r.at for r in receiver.on("/limited"))
+    # Both processes took part (else this would test one process's limit).
+    shares = [log.read_text().count('"outcome":"delivered"') for log in logs]
+    assert sum(shares) == 100 and min(shares) > 0, shares
+    busiest = max(sum(1 for t in arrivals if start <= t < start + 1.0) for start in arrivals)
+    overall = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    burst = RateLimit.parse("20/s").burst
+    print(
+        f"rate limit 20/s over two processes {shares}: "
+        f"busiest second {busiest}, overall {overall:.1f}/s"
+    )
+    assert busiest <= 20 + burst + 1  # one burst, plus one for arrival jitter at the receiver
+    assert overall <= 20 * 1.05
+    assert receiver.delivered("/limited") == dict.fromkeys(events, 1)
