@@ -148,6 +148,11 @@ class ControlFollower:
                 await consumer.topics()
                 partitions = consumer.partitions_for_topic(cfg.control_topic) or set()
                 if not partitions:
+                    # No topic, so no pause was ever written: deliver, and keep looking for it
+                    # (a pause command creates it only where the broker auto-creates topics).
+                    if not self.caught_up.is_set():
+                        log.error("control_topic_missing", topic=cfg.control_topic)
+                    self.caught_up.set()
                     raise KafkaError(f"control topic {cfg.control_topic} does not exist")
                 tps = [TopicPartition(cfg.control_topic, p) for p in sorted(partitions)]
                 consumer.assign(tps)

@@ -151,6 +151,13 @@ class DeliveryWorkers:
                 revoke_wait=self.revoke_wait(),
                 hint="kafka.session_timeout >= the longest destination timeout + 1s",
             )
+        limited = sorted(name for name, lane in self._lanes.items() if lane.rate is not None)
+        if limited and self._config.state.backend == "memory":
+            log.warning(
+                "delivery_rate_limit_per_process",
+                destinations=limited,
+                hint="state.backend: redis makes rate limits fleet-wide",
+            )
         if self._own_producer:
             await self._producer.start()
         await self._control.start()

@@ -421,10 +421,13 @@ async def test_rolling_restart_of_two_workers_redelivers_nothing(
 
 
 async def test_two_concurrent_replays_re_drive_each_dead_letter_once(
-    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer
+    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, tmp_path: Path
 ) -> None:
     """`--dry-run` lists and writes nothing; `--event` re-drives one; two runs at once: once each."""
-    config = configure(broker, receiver, {"a": Hook("/a")})
+    text = make_config(broker.bootstrap, receiver.url, {"a": Hook("/a")})
+    config_path = tmp_path / "gateway.yaml"
+    config_path.write_text(text)
+    config = parse_config(text)
     cfg = config.kafka
     await create_topics(cfg, [cfg.delivery_topic, cfg.dead_letter_topic])
     now = time.time()
@@ -445,6 +448,10 @@ async def test_two_concurrent_replays_re_drive_each_dead_letter_once(
 
     listed = await replay(config, "a", None, now, dry_run=True)
     assert sorted(r.event_id for r in listed.redriven) == events
+    dry = gateway_cli("replay", "--config", str(config_path), "--event", "evt-03", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert any(line.startswith("a\tevt-03\tfailed ") for line in dry.stdout.splitlines())
+    assert "would re-queue 1 dead-lettered delivery" in dry.stdout
     assert await read_topic(broker.bootstrap, cfg.delivery_topic, 0, 5) == []
 
     one = await replay(config, "a", None, now, event_id="evt-07")
