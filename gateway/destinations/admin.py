@@ -8,6 +8,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from gateway.config import Config
 from gateway.destinations.control import (
+    Circuit,
+    circuits,
     ensure_control_topic,
     pause_key,
     pause_record,
@@ -55,7 +57,9 @@ async def queue_lag(config: Config) -> dict[str, int]:
 
 async def list_destinations(config: Config) -> list[str]:
     """One line per webhook destination (state, settings) and the queue's lag."""
-    pauses = paused_destinations(await read_control(config.kafka, b"pause/"))
+    control = await read_control(config.kafka)
+    pauses = paused_destinations(control)
+    breakers = circuits(control)
     lines = []
     for name, dest in sorted(config.webhook_destinations().items()):
         pause = pauses.get(name)
@@ -66,9 +70,22 @@ async def list_destinations(config: Config) -> list[str]:
             state = "active"
         limit = f"{float(dest.rate_limit):g}/s" if dest.rate_limit is not None else "none"
         lines.append(
-            f"{name}\t{state}\tordering={dest.ordering}\trate_limit={limit}\t"
-            f"concurrency={dest.concurrency}\tcircuit: gateway_circuit_state{{destination={name!r}}}"
+            f"{name}\t{state}\tcircuit={_circuit(breakers.get(name, {}))}\t"
+            f"ordering={dest.ordering}\trate_limit={limit}\tconcurrency={dest.concurrency}"
         )
     lag = await queue_lag(config)
     lines.append("queue lag (all destinations): " + ", ".join(f"{t}={n}" for t, n in lag.items()))
     return lines
+
+
+def _circuit(workers: dict[str, Circuit]) -> str:
+    """`closed`, or e.g. `open in 1 of 3 workers (host-12 since 2026-...)`."""
+    failing = {w: c for w, c in workers.items() if c.state != "closed"}
+    if not failing:
+        return "closed"
+    worst = "open" if any(c.state == "open" for c in failing.values()) else "half_open"
+    detail = ", ".join(
+        f"{w} {c.state} since {time.strftime('%H:%M:%SZ', time.gmtime(c.at))}"
+        for w, c in sorted(failing.items())
+    )
+    return f"{worst} in {len(failing)} of {len(workers)} workers ({detail})"

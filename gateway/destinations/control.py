@@ -7,6 +7,9 @@ works with either state backend. Keys:
 - `pause/<destination>`: `{"paused": bool, "at": unix time}`. Every worker process
   follows the topic (`ControlFollower`) and pauses or resumes its lane within about a
   second; a restarted worker reads the whole topic before it starts delivering.
+- `circuit/<destination>/<worker>`: `{"state": "closed"|"half_open"|"open", "at": ...}`,
+  written by each worker process when its breaker for that destination changes state and
+  tombstoned when the process stops gracefully (`gateway destinations list` shows them).
 - `replayed/<destination>/<partition>/<offset>`: a dead letter re-driven by a filtered
   replay (`--since`, `--event`) past the point the replay group has committed, so a later
   run skips it instead of re-driving it again (replay.py). Tombstoned once passed.
@@ -39,7 +42,36 @@ class Pause(msgspec.Struct, frozen=True, kw_only=True):
     at: float
 
 
+class Circuit(msgspec.Struct, frozen=True, kw_only=True):
+    """The value of a `circuit/<destination>/<worker>` key."""
+
+    state: str
+    at: float
+
+
 PAUSE_DECODER = msgspec.json.Decoder(Pause)
+CIRCUIT_DECODER = msgspec.json.Decoder(Circuit)
+
+
+def circuit_key(destination: str, worker: str) -> bytes:
+    """The control key of one worker process's breaker for a destination."""
+    return f"circuit/{destination}/{worker}".encode()
+
+
+def circuits(state: dict[bytes, bytes]) -> dict[str, dict[str, Circuit]]:
+    """destination -> worker -> its last published breaker state."""
+    out: dict[str, dict[str, Circuit]] = {}
+    for key, value in state.items():
+        if not key.startswith(b"circuit/"):
+            continue
+        try:
+            destination, worker = key[8:].decode().rsplit("/", 1)
+            out.setdefault(destination, {})[worker] = CIRCUIT_DECODER.decode(value)
+        except (ValueError, msgspec.DecodeError, UnicodeDecodeError):
+            continue
+    return out
+
+
 ENCODER = msgspec.json.Encoder()
 
 

@@ -291,7 +291,7 @@ class Producer:
     async def send(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: bytes | None = None,
         headers: list[Header] | None = None,
     ) -> Any:

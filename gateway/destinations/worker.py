@@ -28,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from random import Random
@@ -42,7 +44,7 @@ from aiokafka.errors import KafkaError
 
 from gateway import metrics, state, tracing
 from gateway.config import Config
-from gateway.destinations.control import ControlFollower
+from gateway.destinations.control import Circuit, ControlFollower, circuit_key
 from gateway.destinations.delays import pick_tier, ripe_at, tier_topics
 from gateway.destinations.kafka import Producer, client_options
 from gateway.destinations.lanes import Job, Lane
@@ -122,6 +124,8 @@ class DeliveryWorkers:
         limited = any(lane.rate is not None for lane in self._lanes.values())
         self._store = state.store_for(config) if limited else None
         self._rate_prefix = config.state.key_prefix + "rate:"
+        self._worker_name = f"{socket.gethostname()}-{os.getpid()}"
+        self._published: set[bytes] = set()  # circuit keys this process wrote
 
     @property
     def ready(self) -> bool:
@@ -179,6 +183,7 @@ class DeliveryWorkers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
         await self._control.stop()
+        await self._unpublish_circuits()
         if self._store is not None:
             await self._store.close()
         await self._client.close()
@@ -594,7 +599,7 @@ class DeliveryWorkers:
         probe = breaker.state is BreakerState.HALF_OPEN
         if probe:
             lane.probe_done = asyncio.Event()
-            lane.breaker_changed()
+            self._circuit_changed(lane)
         try:
             result = await self._client.send(lane.endpoint, event_id, body, time.time())
         except BaseException:
@@ -608,11 +613,32 @@ class DeliveryWorkers:
         else:  # delivered, or refused for good: either way the receiver is up
             breaker.record_success()
         if breaker.state is not state:
-            lane.breaker_changed()
+            self._circuit_changed(lane)
         if probe:
             lane.probe_done.set()
         lane.latency.observe(result.duration)
         return result
+
+    def _circuit_changed(self, lane: Lane) -> None:
+        """Publish a breaker change: the metric now, the control topic in the background."""
+        lane.breaker_changed()
+        key = circuit_key(lane.name, self._worker_name)
+        value = Circuit(state=lane.breaker.state.value, at=time.time())
+        self._published.add(key)
+        task = asyncio.create_task(self._publish(key, ENCODER.encode(value)))
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
+
+    async def _publish(self, key: bytes, value: bytes | None) -> None:
+        try:
+            await self._producer.send(self._config.kafka.control_topic, value, key=key)
+        except KafkaError as exc:  # informational only: `destinations list` may lag
+            self._log.warning("circuit_publish_failed", error=type(exc).__name__)
+
+    async def _unpublish_circuits(self) -> None:
+        """Tombstone this process's circuit keys (it will not update them any more)."""
+        keys, self._published = self._published, set()
+        await asyncio.gather(*(self._publish(key, None) for key in keys))
 
     async def _crashed(self, lane: Lane, job: Job, exc: Exception) -> None:
         """An exception escaped a step: record it as a failed attempt, retried or dead-lettered.

@@ -29,6 +29,7 @@ from litestar.testing import AsyncTestClient
 from gateway.app import create_app
 from gateway.broker import Broker
 from gateway.config import Config, parse_config
+from gateway.destinations.admin import list_destinations
 from gateway.destinations.kafka import create_topics
 from gateway.destinations.replay import replay
 from gateway.destinations.tasks import (
@@ -384,7 +385,7 @@ async def test_breaker_stops_hammering_a_down_receiver(
     hook = Hook("/outage", max_attempts=3, timeout="1s", maximum="150ms", concurrency=2)
     config = configure(broker, receiver, {"outage": hook})
     receiver.behaviours["/outage"] = lambda nth: web.Response(status=500)
-    await start_workers(config, running)
+    workers = await start_workers(config, running)
     events = [f"evt-{i}" for i in range(6)]
     await enqueue(queue, config, "outage", events)
     letters = await dead_letters(broker.bootstrap, config, len(events))
@@ -399,6 +400,15 @@ async def test_breaker_stops_hammering_a_down_receiver(
     print(f"{len(requests)} requests, smallest probe gap {min(gaps):.3f}s")
     assert min(gaps) >= 0.12
     assert sample_value("gateway_circuit_state", destination="outage") == 2  # open
+    # `gateway destinations list` shows it (published on the control topic)...
+    deadline = time.monotonic() + 10
+    while not any("circuit=open in 1 of 1 workers" in x for x in await list_destinations(config)):
+        assert time.monotonic() < deadline, await list_destinations(config)
+        await asyncio.sleep(0.2)
+    # ...until the worker stops: it takes its entry with it.
+    await workers.stop(grace=0.5)
+    [line] = [x for x in await list_destinations(config) if x.startswith("outage\t")]
+    assert "\tcircuit=closed\t" in line
 
 
 # -- isolation ------------------------------------------------------------------------------
