@@ -216,6 +216,13 @@ class DeliveryWorkers:
             consumer = AIOKafkaConsumer(**self._options())
             try:
                 await consumer.start()
+                missing = sorted(set(topics) - set(await consumer.topics()))
+                if missing:  # long retries would wait forever for a tier that is not there
+                    log.error(
+                        "delivery_topics_missing",
+                        topics=missing,
+                        hint="create the delivery topic's delay tiers (or kafka.create_topics)",
+                    )
                 consumer.subscribe(topics, listener=_Rebalance(self))
                 self._consumer = consumer
                 log.info("delivery_workers_started", topics=topics)
