@@ -2,9 +2,11 @@
 
 The queue is `kafka.delivery_topic` plus its delay tiers (`delays.py`), read by the
 consumer group `kafka.consumer_group`, so workers scale across processes and pods. Every
-consumed record becomes a job; this module is the consumer loop and the steps of a job.
-The pieces it drives live beside it:
+consumed record becomes a job; this module is the steps of a job, from admission to its
+recorded outcome. The pieces it works with live beside it:
 
+- `consumer.py`: the consumer loop (group membership, fetching, delay-tier ripeness,
+  backpressure, commits, rebalances); it hands records to `DeliveryWorkers.admit`.
 - `lanes.py`: one lane per destination, so destinations are isolated (a dead receiver's
   retries never hold back another destination; tasks of both share partitions). A lane
   has its own concurrency limit, circuit breaker, `rate_limit`, pause and `ordering: key`.
@@ -32,21 +34,22 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from random import Random
 from typing import Any
 
 import msgspec
 import structlog
 import uvloop
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from gateway import metrics, state, tracing
+from gateway import state, tracing
 from gateway.config import Config
+from gateway.destinations.consumer import QueueConsumer
 from gateway.destinations.control import Circuit, ControlFollower, circuit_key
-from gateway.destinations.delays import pick_tier, ripe_at, tier_topics
-from gateway.destinations.kafka import Producer, client_options
+from gateway.destinations.delays import pick_tier, tier_topics
+from gateway.destinations.kafka import Producer
 from gateway.destinations.lanes import Job, Lane
 from gateway.destinations.offsets import PartitionProgress
 from gateway.destinations.outcomes import Outcomes
@@ -56,27 +59,8 @@ from gateway.destinations.webhook import AttemptResult, WebhookClient
 
 log = structlog.get_logger("gateway.delivery")
 
-# How often finished offsets are committed (a crash redelivers at most this much more).
-COMMIT_INTERVAL = 0.5
-_FETCH_TIMEOUT_MS = 200
-_FETCH_MAX_RECORDS = 500
-_RESUME_FRACTION = 0.8
 # What `_attempt` returns while the circuit is open: nothing was sent, nothing is charged.
 _NOT_SENT = AttemptResult("retry", None, "circuit open: not sent")
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
-    def __init__(self, workers: DeliveryWorkers) -> None:
-        self._workers = workers
-
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        await self._workers._revoke(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        log.info(
-            "delivery_partitions_assigned",
-            partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned),
-        )
 
 
 class DeliveryWorkers:
@@ -99,7 +83,6 @@ class DeliveryWorkers:
         self._own_producer = producer is None
         self._producer = producer if producer is not None else Producer(config)
         self._outcomes = Outcomes(config, self._producer)
-        self._consumer_options = dict(consumer_options or {})
         self._max_pending = max_pending
         self._tiers = tier_topics(config.kafka)  # topic -> seconds
         self._tier_by_seconds = {seconds: topic for topic, seconds in self._tiers.items()}
@@ -111,15 +94,14 @@ class DeliveryWorkers:
         self._client = WebhookClient()
         self._jobs: set[Job] = set()
         self._side: set[asyncio.Task[None]] = set()  # dead-lettering orphans, delay hand-offs
-        self._progress: dict[TopicPartition, PartitionProgress] = {}
-        self._held: dict[TopicPartition, asyncio.TimerHandle] = {}  # delay partitions not ripe
-        self._consumer: AIOKafkaConsumer | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        self._paused = False
         self._grace = self.default_grace()
         self._log = self._outcomes.log
         self._control = ControlFollower(config, self.set_paused)
+        self._queue = QueueConsumer(
+            config, self, self._tiers, self._stop, max_pending=max_pending, options=consumer_options
+        )
         # Only rate limits use the store here; a config without them never connects to it.
         limited = any(lane.rate is not None for lane in self._lanes.values())
         self._store = state.store_for(config) if limited else None
@@ -130,7 +112,7 @@ class DeliveryWorkers:
     @property
     def ready(self) -> bool:
         """True while the workers consume the delivery queue."""
-        return self._consumer is not None and not self._stop.is_set()
+        return self._queue.consuming and not self._stop.is_set()
 
     @property
     def lanes(self) -> Mapping[str, Lane]:
@@ -165,7 +147,7 @@ class DeliveryWorkers:
         if self._own_producer:
             await self._producer.start()
         await self._control.start()
-        self._runner = asyncio.create_task(self._run(), name="delivery-workers")
+        self._runner = asyncio.create_task(self._queue.run(), name="delivery-workers")
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop consuming, let in-flight attempts finish within `grace`, commit, flush, close."""
@@ -173,7 +155,7 @@ class DeliveryWorkers:
         self._stop.set()
         runner = self._runner
         if runner is not None and not runner.done():
-            if self._consumer is None:  # still connecting: nothing in flight to wait for
+            if not self._queue.consuming:  # still connecting: nothing in flight to wait for
                 runner.cancel()
             # The runner drains within `grace`; the margin covers the last commit and leaving
             # the group, and the hard limit keeps a wedged broker from blocking shutdown.
@@ -202,134 +184,38 @@ class DeliveryWorkers:
         if not paused:
             self._add_runner(lane)
 
-    # -- consuming ------------------------------------------------------------------------
+    # -- what the queue consumer drives (consumer.Delivery) -------------------------------
 
-    async def _run(self) -> None:
-        delay = 0.2
-        topics = [self._config.kafka.delivery_topic, *self._tiers]
-        while not self._stop.is_set():
-            while not self._producer.ready:  # outcomes need the producer: no point reading first
-                await asyncio.sleep(0.05)
-            # A paused destination must not deliver between a restart and reading its pause.
-            while not self._control.caught_up.is_set() and not self._stop.is_set():
-                await asyncio.sleep(0.05)
-            consumer = AIOKafkaConsumer(**self._options())
-            try:
-                await consumer.start()
-                missing = sorted(set(topics) - set(await consumer.topics()))
-                if missing:  # long retries would wait forever for a tier that is not there
-                    log.error(
-                        "delivery_topics_missing",
-                        topics=missing,
-                        hint="create the delivery topic's delay tiers (or kafka.create_topics)",
-                    )
-                consumer.subscribe(topics, listener=_Rebalance(self))
-                self._consumer = consumer
-                log.info("delivery_workers_started", topics=topics)
-                await self._consume(consumer)
-                await self._settle(list(self._jobs), self._grace)
-                await self._commit(consumer)
-                log.info("delivery_workers_stopped")
-                return
-            except (KafkaError, OSError) as exc:
-                log.warning("delivery_consumer_failed", error=type(exc).__name__, retry_in=delay)
-                await self._settle(list(self._jobs), 0.0)
-            finally:
-                self._consumer = None
-                self._progress.clear()
-                self._unhold_all()
-                with contextlib.suppress(KafkaError, OSError):
-                    await consumer.stop()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    def pending(self) -> int:
+        """Jobs in hand (consumed, no outcome yet)."""
+        return len(self._jobs)
 
-    def _options(self) -> dict[str, Any]:
-        cfg = self._config.kafka
-        return {
-            **client_options(cfg),
-            "group_id": cfg.consumer_group,
-            "session_timeout_ms": int(cfg.session_timeout * 1000),
-            "heartbeat_interval_ms": int(cfg.heartbeat_interval * 1000),
-            # A rebalance waits for in-flight requests (`_revoke`): the group must wait too.
-            "rebalance_timeout_ms": int((self.revoke_wait() + 5.0) * 1000),
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            **self._consumer_options,
-        }
+    def grace(self) -> float:
+        """How long the current stop waits for in-flight requests."""
+        return self._grace
+
+    async def wait_until_ready(self) -> None:
+        """Outcomes need the producer, and a paused destination must not deliver between
+        a restart and reading its pause: wait for both (or a stop)."""
+        while not self._producer.ready and not self._stop.is_set():
+            await asyncio.sleep(0.05)
+        while not self._control.caught_up.is_set() and not self._stop.is_set():
+            await asyncio.sleep(0.05)
+
+    async def release(self, tps: set[TopicPartition] | None, wait: float) -> tuple[int, int]:
+        """Let in-flight jobs of `tps` (None: all) finish within `wait`; hand back the rest."""
+        jobs = [job for job in self._jobs if tps is None or job.tp in tps]
+        busy = sum(1 for job in jobs if job.busy)
+        await self._settle(jobs, wait)
+        return busy, len(jobs) - busy
 
     def revoke_wait(self) -> float:
         """How long a rebalance waits for in-flight requests: the longest timeout, plus 1 s."""
         timeouts = [lane.settings.timeout for lane in self._lanes.values()]
         return max(timeouts, default=4.0) + 1.0
 
-    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        last_commit = time.monotonic()
-        while not self._stop.is_set():
-            self._backpressure(consumer)
-            room = max(1, min(_FETCH_MAX_RECORDS, self._max_pending - len(self._jobs)))
-            batch = await consumer.getmany(timeout_ms=_FETCH_TIMEOUT_MS, max_records=room)
-            assigned = consumer.assignment()
-            for tp, records in batch.items():
-                if tp not in assigned:  # revoked while the batch was in hand: not ours now
-                    continue
-                tier = self._tiers.get(tp.topic)
-                for record in records:
-                    if tier is not None and not self._ripe(consumer, tp, record, tier):
-                        break  # the rest of this delay partition is due later still
-                    self._admit(tp, record)
-            if time.monotonic() - last_commit >= COMMIT_INTERVAL:
-                await self._commit(consumer)
-                await self._measure_lag(consumer)
-                last_commit = time.monotonic()
-
-    def _ripe(
-        self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: Any, tier: float
-    ) -> bool:
-        """A delay-tier record is taken once ripe; else its partition waits until it is."""
-        now = time.time()
-        written = record.timestamp / 1000 if record.timestamp and record.timestamp > 0 else now
-        try:
-            not_before = TASK_DECODER.decode(record.value or b"").not_before
-        except msgspec.DecodeError:
-            return True  # dead-lettered as undecodable by `_admit`
-        at = ripe_at(written, tier, not_before)
-        if at <= now:
-            return True
-        consumer.seek(tp, record.offset)
-        consumer.pause(tp)
-        old = self._held.pop(tp, None)
-        if old is not None:
-            old.cancel()
-        self._held[tp] = asyncio.get_running_loop().call_later(at - now, self._unhold, tp)
-        return False
-
-    def _unhold(self, tp: TopicPartition) -> None:
-        self._held.pop(tp, None)
-        consumer = self._consumer
-        if consumer is not None and not self._paused and tp in consumer.assignment():
-            consumer.resume(tp)
-
-    def _unhold_all(self, only: set[TopicPartition] | None = None) -> None:
-        for tp in list(self._held):
-            if only is None or tp in only:
-                self._held.pop(tp).cancel()
-
-    def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        # Pausing (rather than not polling) keeps the consumer in its group.
-        if len(self._jobs) >= self._max_pending:
-            consumer.pause(*consumer.assignment())  # again each round: covers new assignments
-            if not self._paused:
-                log.warning("delivery_fetch_paused", pending=len(self._jobs))
-            self._paused = True
-        elif self._paused and len(self._jobs) <= self._max_pending * _RESUME_FRACTION:
-            consumer.resume(*(tp for tp in consumer.assignment() if tp not in self._held))
-            self._paused = False
-            log.info("delivery_fetch_resumed", pending=len(self._jobs))
-
-    def _admit(self, tp: TopicPartition, record: Any) -> None:
-        progress = self._progress.get(tp)
-        if progress is None:
-            progress = self._progress[tp] = PartitionProgress()
+    def admit(self, tp: TopicPartition, progress: PartitionProgress, record: Any) -> None:
+        """Turn one consumed record into a job: scheduled, queued behind its key, or orphaned."""
         value: bytes = record.value or b""
         try:
             task: DeliveryTask | None = TASK_DECODER.decode(value)
@@ -352,66 +238,6 @@ class DeliveryWorkers:
         job.runner = task
         self._side.add(task)
         task.add_done_callback(self._side.discard)
-
-    async def _commit(
-        self, consumer: AIOKafkaConsumer, only: set[TopicPartition] | None = None
-    ) -> None:
-        assigned = consumer.assignment()
-        offsets: dict[TopicPartition, int] = {}
-        for tp, progress in self._progress.items():
-            if tp not in assigned or (only is not None and tp not in only):
-                continue
-            point = progress.commit_point()
-            if point is not None and point != progress.committed:
-                offsets[tp] = point
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:  # includes CommitFailedError after a rebalance
-            log.warning("delivery_commit_failed", error=type(exc).__name__)
-            return
-        for tp, point in offsets.items():
-            self._progress[tp].committed = point
-
-    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """Queue lag: tasks on this worker's partitions without a recorded outcome yet."""
-        lag = 0
-        for tp in consumer.assignment():
-            end = consumer.highwater(tp)  # known once the partition has been fetched
-            if end is None:
-                continue
-            progress = self._progress.get(tp)
-            point = progress.commit_point() if progress is not None else None
-            if point is None:
-                point = await consumer.position(tp)
-            lag += max(0, end - point)
-        metrics.DELIVERY_QUEUE_LAG.set(lag)
-
-    async def _revoke(self, revoked: set[TopicPartition]) -> None:
-        """Finish the revoked partitions' in-flight requests, commit them, give them up."""
-        jobs = [job for job in self._jobs if job.tp in revoked]
-        busy = sum(1 for job in jobs if job.busy)
-        started = time.monotonic()
-        consumer = self._consumer
-        # What is done is committed at once: a broker that ends the rebalance before our
-        # wait is over (shorter rebalance timeout than asked for) then costs only the
-        # requests still in flight, not everything since the last periodic commit.
-        if consumer is not None:
-            await self._commit(consumer, only=revoked)
-        await self._settle(jobs, self.revoke_wait())
-        if consumer is not None:
-            await self._commit(consumer, only=revoked)
-        self._unhold_all(revoked)
-        for tp in revoked:
-            self._progress.pop(tp, None)
-        if jobs:
-            log.info(
-                "delivery_partitions_revoked",
-                in_flight=busy,
-                handed_back=len(jobs) - busy,
-                waited=round(time.monotonic() - started, 3),
-            )
 
     async def _settle(self, jobs: list[Job], wait: float) -> None:
         """Let busy jobs finish within `wait`; hand everything else back uncommitted."""
