@@ -45,6 +45,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._max_headers = int(os.environ.get("GATEWAY_MAX_HEADERS", "100"))
         self._in_head = True  # reading a request line and headers (not a body)
         self._unreported = 0  # head bytes received that the parser has not reported yet
+        self._last_progress: tuple[int, int, int] | None = None  # after the last chunk
         self._refusal: str | None = None
 
     def _watch(self) -> None:
@@ -69,15 +70,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self._in_head:
             super().data_received(data)
             return
-        before = self._head_progress()
         super().data_received(data)
         if not self._in_head or self._refusal is not None or self.transport.is_closing():
-            return
+            return  # the usual case: the whole head arrived in this read
         # The head spans chunks (rare: a head is usually one read). What the parser has
         # not reported yet (a header or the request target still arriving) is counted by
         # the chunk; a chunk that completed something may also have started the next
         # part, which is then counted from the next chunk on.
-        self._unreported = 0 if self._head_progress() != before else self._unreported + len(data)
+        progress = self._head_progress()
+        moved = progress != self._last_progress
+        self._last_progress = progress
+        self._unreported = 0 if moved else self._unreported + len(data)
         refusal = self._head_refusal(self._unreported)
         if refusal is not None:
             self._refuse_head(refusal)
@@ -107,6 +110,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._in_head = True
         self._unreported = 0
+        self._last_progress = None  # a chunk in which a request began made progress
         if self._reading_since is None:
             self._reading_since = self.loop.time()
         super().on_message_begin()
