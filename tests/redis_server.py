@@ -21,7 +21,9 @@ class RedisServer:
     def __init__(self, directory: Path, port: int | None = None) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(binary).exists():
-            pytest.skip("redis-server is not installed (`make test` installs it)")
+            pytest.fail(
+                "redis-server not found: run `make redis-server` (or `make test`)", pytrace=False
+            )
         self.binary = binary
         self.port = port or free_port()
         self.directory = directory
