@@ -81,7 +81,10 @@ class Client:
         self._unix = parts.path if parts.scheme == "unix" else None
         self._host = parts.hostname or "localhost"
         self._port = parts.port or 6379
-        self._tls = ssl.create_default_context() if parts.scheme == "rediss" else None
+        # rediss://: verified against the system CAs, or `?ssl_ca_certs=/path/ca.pem` (the
+        # query parameter redis-py's URLs use for a private CA).
+        ca = query.get("ssl_ca_certs", [None])[0]
+        self._tls = ssl.create_default_context(cafile=ca) if parts.scheme == "rediss" else None
         self._username = unquote(parts.username) if parts.username else None
         self._password = password if password is not None else (
             unquote(parts.password) if parts.password else None
