@@ -39,6 +39,14 @@ def test_config_check_is_told_the_process_count(all_on_docs: list[Doc]) -> None:
             assert "--workers" not in args
 
 
+def test_pods_are_told_the_replica_count(all_on_docs: list[Doc], default_docs: list[Doc]) -> None:
+    """GATEWAY_REPLICAS (for the start-up warning) is the replica count, or the HPA maximum."""
+    for docs, want in ((default_docs, "2"), (all_on_docs, "12")):
+        for workload in workloads(docs):
+            for container in all_containers(workload["spec"]["template"]["spec"]):
+                assert _env(container)["GATEWAY_REPLICAS"]["value"] == want
+
+
 def test_reference_without_the_secret_is_refused(helm: Helm) -> None:
     """A config whose state.url needs ${env:REDIS_URL} does not render without urlSecret."""
     result = helm.template_result(

@@ -141,6 +141,9 @@ the config has no provider in the pod spec, and when two mounts share a path. Ca
 {{- define "webhook-gateway.env" -}}
 - name: GATEWAY_CONFIG
   value: {{ include "webhook-gateway.configPath" . | quote }}
+# How many serve replicas run (the HPA's maximum): the start-up log warns when state is per process.
+- name: GATEWAY_REPLICAS
+  value: {{ include "webhook-gateway.serveReplicas" . | quote }}
 - name: POD_NAME
   valueFrom:
     fieldRef:
