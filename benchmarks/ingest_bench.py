@@ -698,6 +698,8 @@ def state_round(setup: Setup, redis: RedisProcess, index: int) -> dict[str, Any]
         row = result[name]
         row["ratio"] = round(row["rps"] / memory_row["rps"], 3)
         row["cpu_ratio"] = round(memory_row["cpu_us_per_request"] / row["cpu_us_per_request"], 3)
+        if "kinsn_per_request" in row and "kinsn_per_request" in memory_row:
+            row["insn_ratio"] = round(memory_row["kinsn_per_request"] / row["kinsn_per_request"], 3)
     return result
 
 
@@ -712,9 +714,13 @@ def state_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         }
         entry["errors"] = sum(row["errors"] for row in rows)
         entry["duplicates"] = sum(row["duplicate"] for row in rows)
+        if all("kinsn_per_request" in row for row in rows):
+            entry["kinsn_per_request"] = statistics.median(row["kinsn_per_request"] for row in rows)
         if name != "memory":
             entry["ratio"] = round(statistics.median(row["ratio"] for row in rows), 3)
             entry["cpu_ratio"] = round(statistics.median(row["cpu_ratio"] for row in rows), 3)
+            if all("insn_ratio" in row for row in rows):
+                entry["insn_ratio"] = statistics.median(row["insn_ratio"] for row in rows)
         summary[name] = entry
     return summary
 
@@ -723,8 +729,8 @@ def print_state_table(summary: dict[str, Any], rounds: int) -> None:
     """The state comparison, redis against memory in the same run."""
     print()
     print(f"state store: gateway Whitepay HMAC, median of {rounds} round(s)")
-    print(f"{'':28}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'ratio':>8}"
-          f"{'CPU us/req':>12}{'CPU ratio':>11}")  # fmt: skip
+    print(f"{'':30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'ratio':>8}"
+          f"{'CPU us/req':>12}{'CPU ratio':>11}{'k instr/req':>13}{'instr ratio':>13}")  # fmt: skip
     labels = {
         "memory": "state.backend memory",
         "redis": "redis (gateway/resp.py)",
@@ -733,10 +739,12 @@ def print_state_table(summary: dict[str, Any], rounds: int) -> None:
     }
     for name, label in labels.items():
         row = summary[name]
+        kinsn = f"{row['kinsn_per_request']:,.0f}" if "kinsn_per_request" in row else "-"
+        insn_ratio = f"{row.get('insn_ratio', 1.0):.2f}" if kinsn != "-" else "-"
         print(
-            f"{label:<28}{row['rps']:>9,.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+            f"{label:<30}{row['rps']:>9,.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
             f"{row['errors']:>8}{row.get('ratio', 1.0):>8.2f}{row['cpu_us_per_request']:>12,.0f}"
-            f"{row.get('cpu_ratio', 1.0):>11.2f}"
+            f"{row.get('cpu_ratio', 1.0):>11.2f}{kinsn:>13}{insn_ratio:>13}"
         )
     met = summary["redis"]["ratio"] >= TARGETS["state_redis_ratio"]
     print(f"target: redis >= {TARGETS['state_redis_ratio']}x memory: {'ok' if met else 'MISSED'}")
