@@ -112,6 +112,10 @@ _SCHEMA = (
 )
 
 
+# A drain batch reads at most this many bytes of records (and `spool.drain_batch` events).
+BATCH_BYTES = 16 << 20
+
+
 class SpoolFull(Exception):
     """The spool reached `max_bytes`; the event was not stored."""
 
@@ -291,11 +295,16 @@ class Spool:
 
     # -- the drainer's side ------------------------------------------------------------------
 
-    def _oldest(self, limit: int) -> list[Spooled]:
+    def _oldest(self, limit: int, max_bytes: int) -> list[Spooled]:
         with self._lock:
+            # At most `limit` events and about `max_bytes` (always at least one event).
             rows = self._db.execute(
-                "SELECT seq, event_id, spooled_at, records FROM spool ORDER BY seq LIMIT ?",
-                (limit,),
+                "SELECT seq, event_id, spooled_at, records FROM ("
+                " SELECT seq, event_id, spooled_at, records, size,"
+                " SUM(size) OVER (ORDER BY seq) AS running"
+                " FROM (SELECT * FROM spool ORDER BY seq LIMIT ?)"
+                ") WHERE running - size < ? ORDER BY seq",
+                (limit, max_bytes),
             ).fetchall()
         return [Spooled(seq, eid, at, _DECODE(blob)) for seq, eid, at, blob in rows]
 
@@ -323,9 +332,9 @@ class Spool:
             row = self._db.execute("SELECT MIN(spooled_at) FROM spool").fetchone()
         return 0.0 if row is None or row[0] is None else max(0.0, now - row[0])
 
-    async def oldest(self, limit: int = 100) -> list[Spooled]:
-        """The oldest spooled events, in arrival order."""
-        return await asyncio.to_thread(self._oldest, limit)
+    async def oldest(self, limit: int = 100, max_bytes: int = BATCH_BYTES) -> list[Spooled]:
+        """The oldest spooled events, in arrival order (at most `limit`, about `max_bytes`)."""
+        return await asyncio.to_thread(self._oldest, limit, max_bytes)
 
     async def delete(self, *seqs: int) -> None:
         """Forget events (one transaction) once all their records were acked."""
@@ -364,7 +373,7 @@ class Drainer:
         enqueue: Enqueue,
         dead_letter_topic: str,
         interval: float = 1.0,
-        batch: int = 500,
+        batch: int = 2000,
     ) -> None:
         self._spool = spool
         self._enqueue = enqueue
@@ -584,7 +593,7 @@ async def drain_file(config: Config, path: str, timeout: float) -> tuple[DrainRe
         spool,
         producer.enqueue,
         config.kafka.dead_letter_topic,
-        batch=config.spool.drain_batch if config.spool else 500,
+        batch=config.spool.drain_batch if config.spool else 2000,
     )
     result = DrainResult()
     try:

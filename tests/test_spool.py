@@ -374,3 +374,13 @@ async def test_only_keys_with_spooled_events_queue_behind_the_spool(
     assert await accept("order-1") is True  # behind the older event of its key
     assert await accept("order-2") is False  # nothing of its key waits: direct
     assert sender.keys == [b"order-2"] and spool.depth == 2
+
+
+async def test_a_drain_batch_is_bounded_in_bytes(tmp_path: Path) -> None:
+    """A batch stops at about `max_bytes` of records, but always holds at least one event."""
+    spool = Spool(str(tmp_path / "s.db"), max_bytes=10_000_000)
+    for n in range(10):
+        await spool.append(f"e{n}", [SpooledRecord("t", None, b"x" * 1000, [])], now=0.0)
+    assert len(await spool.oldest(100, max_bytes=3_500)) == 4
+    assert len(await spool.oldest(100, max_bytes=1)) == 1
+    assert len(await spool.oldest(3, max_bytes=1_000_000)) == 3
