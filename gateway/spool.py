@@ -9,8 +9,8 @@ consumers see is the order of arrival; once the spool is empty they go direct ag
 
 The file is the truth, whatever the number of processes sharing it (`--workers N`):
 
-- depth and bytes live in the file (a `totals` row kept by triggers in the same
-  transaction as every insert and delete), so every process reads the same numbers and
+- depth and bytes live in the file (a `totals` row kept in the same transaction as
+  every insert and delete), so every process reads the same numbers and
   `max_bytes` bounds the file, not each process;
 - appends from concurrent requests are committed together (one fsync per group, not one
   per event) and a group that would pass `max_bytes` is refused event by event inside the
@@ -93,15 +93,10 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS spool_keys_key ON spool_keys (key, topic)",
     "CREATE INDEX IF NOT EXISTS spool_keys_seq ON spool_keys (seq)",
-    """CREATE TRIGGER IF NOT EXISTS spool_keys_out AFTER DELETE ON spool BEGIN
-        DELETE FROM spool_keys WHERE seq = OLD.seq;
-    END""",
     """CREATE TRIGGER IF NOT EXISTS spool_in AFTER INSERT ON spool BEGIN
         UPDATE totals SET depth = depth + 1, bytes = bytes + NEW.size WHERE id = 0;
     END""",
-    """CREATE TRIGGER IF NOT EXISTS spool_out AFTER DELETE ON spool BEGIN
-        UPDATE totals SET depth = depth - 1, bytes = bytes - OLD.size WHERE id = 0;
-    END""",
+    # Deletes keep `totals` and `spool_keys` themselves, a batch per statement (`_delete`).
     """CREATE TABLE IF NOT EXISTS poison (
         seq INTEGER PRIMARY KEY,
         event_id TEXT NOT NULL,
@@ -309,12 +304,23 @@ class Spool:
         return [Spooled(seq, eid, at, _DECODE(blob)) for seq, eid, at, blob in rows]
 
     def _delete(self, seqs: Sequence[int]) -> None:
+        marks = ",".join("?" * len(seqs))
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("DELETE FROM spool WHERE seq = ?", [(s,) for s in seqs])
-                self._db.execute("UPDATE totals SET drained_at = ? WHERE id = 0", (time.time(),))
-                self._db.execute("COMMIT")
+                count, size = db.execute(
+                    f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool WHERE seq IN ({marks})",  # noqa: S608 - placeholders only
+                    seqs,
+                ).fetchone()
+                db.execute(f"DELETE FROM spool WHERE seq IN ({marks})", seqs)  # noqa: S608
+                db.execute(f"DELETE FROM spool_keys WHERE seq IN ({marks})", seqs)  # noqa: S608
+                db.execute(
+                    "UPDATE totals SET depth = depth - ?, bytes = bytes - ?, drained_at = ?"
+                    " WHERE id = 0",
+                    (count, size, time.time()),
+                )
+                db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
