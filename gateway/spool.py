@@ -18,7 +18,8 @@ The file is the truth, whatever the number of processes sharing it (`--workers N
 - one process at a time drains (an advisory `flock`, released by the kernel when its
   holder dies, so a survivor or the next process to open the file takes over). It reads
   `drain_batch` events, enqueues all their records in order (many in flight, per-key order
-  kept by the producer), awaits the acks and deletes the batch in one transaction.
+  kept by the producer), awaits the acks and deletes the batch in one transaction, while
+  the next batch is already being sent.
 
 A record the broker refuses for good (too large, invalid) never blocks the others: the
 drainer moves it to `kafka.dead_letter_topic` with the error and goes on (a record too
@@ -290,16 +291,16 @@ class Spool:
 
     # -- the drainer's side ------------------------------------------------------------------
 
-    def _oldest(self, limit: int, max_bytes: int) -> list[Spooled]:
+    def _oldest(self, limit: int, max_bytes: int, after: int) -> list[Spooled]:
         with self._lock:
             # At most `limit` events and about `max_bytes` (always at least one event).
             rows = self._db.execute(
                 "SELECT seq, event_id, spooled_at, records FROM ("
                 " SELECT seq, event_id, spooled_at, records, size,"
                 " SUM(size) OVER (ORDER BY seq) AS running"
-                " FROM (SELECT * FROM spool ORDER BY seq LIMIT ?)"
+                " FROM (SELECT * FROM spool WHERE seq > ? ORDER BY seq LIMIT ?)"
                 ") WHERE running - size < ? ORDER BY seq",
-                (limit, max_bytes),
+                (after, limit, max_bytes),
             ).fetchall()
         return [Spooled(seq, eid, at, _DECODE(blob)) for seq, eid, at, blob in rows]
 
@@ -338,9 +339,11 @@ class Spool:
             row = self._db.execute("SELECT MIN(spooled_at) FROM spool").fetchone()
         return 0.0 if row is None or row[0] is None else max(0.0, now - row[0])
 
-    async def oldest(self, limit: int = 100, max_bytes: int = BATCH_BYTES) -> list[Spooled]:
-        """The oldest spooled events, in arrival order (at most `limit`, about `max_bytes`)."""
-        return await asyncio.to_thread(self._oldest, limit, max_bytes)
+    async def oldest(
+        self, limit: int = 100, max_bytes: int = BATCH_BYTES, after: int = 0
+    ) -> list[Spooled]:
+        """The oldest spooled events after seq `after`, in arrival order (at most `limit`, about `max_bytes`)."""
+        return await asyncio.to_thread(self._oldest, limit, max_bytes, after)
 
     async def delete(self, *seqs: int) -> None:
         """Forget events (one transaction) once all their records were acked."""
@@ -484,8 +487,7 @@ class Drainer:
         depth = self._spool.depth
         if depth and not self._paused:  # once per outage, not at every retry
             log.info("spool_draining", depth=depth, bytes=self._spool.bytes)
-        while await self._drain_batch(result):
-            pass
+        await self._drain_all(result)
         if result.forwarded > before:
             log.info(
                 "spool_empty",
@@ -497,15 +499,43 @@ class Drainer:
     async def drain_once(self) -> int:
         """Forward every spooled event, oldest first; raise at the first batch that fails."""
         result = DrainResult()
-        while await self._drain_batch(result):
-            pass
+        await self._drain_all(result)
         return result.forwarded + result.dead_lettered
 
-    async def _drain_batch(self, result: DrainResult) -> bool:
-        """One batch: enqueue every record in order, await the acks, delete what landed."""
-        batch = await self._spool.oldest(self._batch)
-        if not batch:
-            return False
+    async def _drain_all(self, result: DrainResult) -> None:
+        """Batches until the file is empty; a batch's delete (an fsync) overlaps the next one's sends."""
+        after = 0  # the last seq sent and acked: its delete may still be under way
+        deleting: asyncio.Task[None] | None = None
+        try:
+            while True:
+                batch = await self._spool.oldest(self._batch, after=after)
+                if not batch:
+                    return
+                done, failure = await self._send_batch(batch, result)
+                if deleting is not None:
+                    await deleting
+                    deleting = None
+                if done:
+                    deleting = asyncio.create_task(self._forget(batch, done))
+                if failure is not None:
+                    raise failure
+                after = batch[-1].seq
+        finally:
+            if deleting is not None:
+                await deleting
+
+    async def _forget(self, batch: list[Spooled], done: list[int]) -> None:
+        await self._spool.delete(*done)
+        log.info(
+            "spool_drained",
+            events=len(done),
+            oldest_waited_s=round(time.time() - batch[0].spooled_at, 3),
+        )
+
+    async def _send_batch(
+        self, batch: list[Spooled], result: DrainResult
+    ) -> tuple[list[int], BaseException | None]:
+        """Enqueue every record in order, await the acks; the events done, and the failure."""
         acks: list[list[Awaitable[Any]]] = []
         failure: BaseException | None = None
         for item in batch:
@@ -534,16 +564,7 @@ class Drainer:
             done.append(item.seq)
             result.forwarded += 0 if errors else 1
             metrics.SPOOL_DRAINED.inc()
-        if done:
-            await self._spool.delete(*done)
-            log.info(
-                "spool_drained",
-                events=len(done),
-                oldest_waited_s=round(time.time() - batch[0].spooled_at, 3),
-            )
-        if failure is not None:
-            raise failure
-        return True
+        return done, failure
 
     async def _dead_letter(
         self, item: Spooled, record: SpooledRecord, error: BaseException

@@ -384,3 +384,18 @@ async def test_a_drain_batch_is_bounded_in_bytes(tmp_path: Path) -> None:
     assert len(await spool.oldest(100, max_bytes=3_500)) == 4
     assert len(await spool.oldest(100, max_bytes=1)) == 1
     assert len(await spool.oldest(3, max_bytes=1_000_000)) == 3
+
+
+async def test_batches_overlap_and_a_later_failure_keeps_only_its_tail(tmp_path: Path) -> None:
+    """Several batches in order; a failure in the third keeps events from it on, the rest are gone."""
+    spool = Spool(str(tmp_path / "s.db"), max_bytes=10_000_000)
+    await asyncio.gather(*(spool.append(f"e{n}", [rec(n)], now=0.0) for n in range(250)))
+    producer = FakeProducer()
+    producer.fail_ack[b"v230"] = KafkaConnectionError("lost")
+    drainer = Drainer(spool, producer.enqueue, "dlq", batch=100)
+    with pytest.raises(KafkaConnectionError):
+        await drainer.drain_once()
+    assert producer.values()[:200] == [f"v{n}".encode() for n in range(200)]
+    assert (await spool.oldest(1))[0].event_id == "e230" and spool.depth == 20
+    producer.fail_ack.clear()
+    assert await drainer.drain_once() == 20 and spool.depth == 0
