@@ -429,13 +429,19 @@ class Drainer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         result = DrainResult()
+        error: str | None = None
         try:
             if grace > 0 and self._spool.depth and await asyncio.to_thread(self.try_lock):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(grace):
-                        await self._drain_until_empty(result)
-        except Exception as exc:  # the broker is still away: what is left stays in the file
-            log.warning("spool_shutdown_drain_failed", error=type(exc).__name__)
+                        while True:  # the broker may come back within the grace period
+                            try:
+                                await self._drain_until_empty(result)
+                                break
+                            except Exception as exc:
+                                error = type(exc).__name__
+                                self._paused = True
+                                await asyncio.sleep(min(self._interval, 1.0))
         finally:
             left, size = self._spool.depth, self._spool.bytes
             if left or result.forwarded:
@@ -446,6 +452,7 @@ class Drainer:
                     dead_lettered=result.dead_lettered,
                     left=left,
                     left_bytes=size,
+                    error=error if left else None,
                     drained_by=(
                         "the next process to open this file, or `gateway spool drain --path FILE`"
                         if left

@@ -267,7 +267,7 @@ def spool_config(tmp_path: Path, keys: Keys, max_bytes: int) -> Config:
         tmp_path,
         keys,
         server="handoff_timeout: 500ms\n  max_body_bytes: 40000",
-        extra=f"spool:\n  path: {tmp_path / 'spool.db'}\n  max_bytes: {max_bytes}\n",
+        extra=f"spool:\n  path: {tmp_path / 'spool.db'}\n  max_bytes: {max_bytes}\n  shutdown_drain: 200ms\n",
     )
     text = path.read_text().replace("kafka:\n", "kafka:\n  max_request_size: 40000\n", 1)
     path.write_text(text)
