@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
+import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from gateway.broker import Broker
 from gateway.spool import Spool, SpooledRecord
@@ -77,3 +82,59 @@ async def test_spool_drain_refuses_a_file_being_drained_or_missing(
     )
     assert missing.returncode == 1 and "no spool file" in missing.stderr
     assert not (tmp_path / "nope.db").exists()
+
+
+async def test_a_poison_record_is_dead_lettered_and_the_rest_land(
+    tmp_path: Path, keys: Keys, broker: Broker
+) -> None:
+    """A spooled record over the producer's limit goes to the dead-letter topic with its error; the others land."""
+    suffix = uuid.uuid4().hex[:8]
+    topic, dead = f"orders-{suffix}", f"dead-{suffix}"
+    config = write_config(
+        tmp_path,
+        keys,
+        bootstrap=broker.bootstrap,
+        topic_suffix=suffix,
+        server="max_body_bytes: 20000",
+        extra=f"spool:\n  path: {tmp_path / 'unused.db'}\n",
+    )
+    text = config.read_text().replace(
+        "kafka:\n", f"kafka:\n  max_request_size: 20000\n  dead_letter_topic: {dead}\n", 1
+    )
+    config.write_text(text)
+    path = tmp_path / "spool.db"
+    spool = Spool(str(path), 10_000_000)
+    sizes = {"small-1": 100, "huge": 50_000, "small-2": 100}
+    for event_id, size in sizes.items():
+        record = SpooledRecord(topic, event_id.encode(), b"{" + b" " * size + b"}", [])
+        await spool.append(event_id, [record], 0.0)
+    spool.close()
+    result = await asyncio.to_thread(drain, "--path", str(path), "--config", str(config))
+    print(f"\n[spool drain, poison] exit {result.returncode}: {result.stdout.strip()}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "forwarded 2 event(s), dead-lettered 1 record(s), 0 event(s) left" in result.stdout
+    landed = await read(broker.bootstrap, topic, 2)
+    assert sorted(r.key for r in landed) == [b"small-1", b"small-2"]
+    (letter,) = await read(broker.bootstrap, dead, 1)
+    note = json.loads(dict(letter.headers)["gateway-dead-letter"])
+    assert note["event_id"] == "huge" and "MessageSizeTooLargeError" in note["error"]
+    assert json.loads(letter.value)["kept_in"].endswith("table poison, seq 2")
+    kept = sqlite3.connect(path).execute("SELECT event_id, length(record) FROM poison").fetchall()
+    assert kept[0][0] == "huge" and kept[0][1] > 50_000
+
+
+async def read(bootstrap: str, topic: str, want: int, seconds: float = 30) -> list[Any]:
+    """The first `want` records of `topic` (or what arrived within `seconds`)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        deadline = time.monotonic() + seconds
+        while len(out) < want and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend(records)
+    finally:
+        await consumer.stop()
+    return out
