@@ -16,13 +16,14 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 -include helm/tools.mk
+-include tools/asyncapi.mk
 
 ## make dev: venv + deps, local tansu broker, gateway on 127.0.0.1:8000 with config/dev.yaml
 dev: $(STAMP)
 	$(VENV)/bin/gateway dev --config config/dev.yaml
 
 ## make test: venv + deps (+ helm), lint, types, the whole suite incl. real-broker tests
-test: $(STAMP) $(HELM_TOOLS)
+test: $(STAMP) $(HELM_TOOLS) $(ASYNCAPI_TOOLS)
 	$(VENV)/bin/ruff check gateway routing tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -39,6 +40,7 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@command -v perf >/dev/null || apt-get install -y -qq linux-perf || true  # optional: instructions/request
 	$(PY) benchmarks/routing_bench.py
+	-$(PY) benchmarks/transform_bench.py  # exits 1 when it misses its target
 	-$(PY) benchmarks/delivery_bench.py  # exits 1 when it misses its target: report, go on
 	$(PY) benchmarks/ingest_bench.py
 	@test ! -f benchmarks/report.py || $(PY) benchmarks/report.py

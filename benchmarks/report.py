@@ -94,6 +94,21 @@ def rows() -> list[tuple[str, str, str, str]]:
                 f"<= {target['max_compiled_us']} us, >= {target['min_speedup']}x: "
                 f"{_ok(target.get('met'))}",
             )
+    transform = _load("transform")
+    if transform is None:
+        out.append(("transform", "not run", "", ""))
+    else:
+        out.append(
+            (
+                "transform",
+                "10-field projection, per event",
+                f"{transform['apply_us']:.1f} us applied ({transform['fast_path_us']:.1f} us "
+                f"closures vs {transform['jmespath_us']:.1f} us jmespath, "
+                f"{transform['speedup_vs_jmespath']:.1f}x)",
+                f"<= {transform['target_us']:g} us: "
+                f"{_ok(transform['apply_us'] <= transform['target_us'])}",
+            )
+        )
     delivery = _load("delivery")
     if delivery is None:
         out.append(("delivery", "not run", "", ""))

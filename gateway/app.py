@@ -26,6 +26,7 @@ from gateway.config import Config
 from gateway.destinations.kafka import Producer
 from gateway.http.health import healthz, metrics_page, readyz
 from gateway.http.ingress import Ingress, source_of, webhooks_route
+from gateway.http.openapi import OpenAPIDocument
 from gateway.http.problems import http_exception_handler, internal_error_handler
 from gateway.observability import REDACTOR, config_secret_values
 from gateway.pipeline import Pipeline
@@ -79,6 +80,7 @@ def create_app(
             if drainer is not None and config.spool is not None:
                 await drainer.stop(grace=config.spool.shutdown_drain)
             await producer.stop()
+            await pipeline.store.close()
             if spool is not None:
                 spool.close()
             tracing.shutdown()
@@ -88,7 +90,9 @@ def create_app(
         Ingress(pipeline),
         route_handlers=[webhooks_route, healthz, readyz, metrics_page],
         lifespan=[lifespan],
-        openapi_config=OpenAPIConfig(title="Webhook gateway", version=__version__),
+        openapi_config=OpenAPIConfig(
+            title="Webhook gateway", version=__version__, render_plugins=[OpenAPIDocument(config)]
+        ),
         request_max_body_size=config.server.max_body_bytes + 1,
         **_ERRORS,
     )

@@ -1,29 +1,23 @@
-"""`gateway` command line: serve | worker | check | explain | sign | replay | schema | dev."""
+"""`gateway` command line: serve | worker | check | explain | sign | replay | schema | asyncapi | dev."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Config, config_path, load_config, settings_summary
-from gateway.errors import ConfigError, GatewayError
+import msgspec
 
-
-def _load(path: str | None) -> Config:
-    """Load the config or exit 1 printing every problem."""
-    try:
-        return load_config(config_path(path))
-    except ConfigError as exc:
-        print(f"invalid config ({len(exc.problems)} problem(s)):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        raise SystemExit(1) from None
+from gateway.cli_support import load_or_exit as _load
+from gateway.cli_support import signed_curl
+from gateway.config import Config, settings_summary
+from gateway.errors import GatewayError
+from gateway.event import CloudEvent
 
 
 def app_factory() -> Any:
@@ -33,9 +27,23 @@ def app_factory() -> Any:
 
     config = _load(os.environ.get("GATEWAY_CONFIG"))
     configure_logging(config.server.log_level, config.server.log_format, final=True)
+    log_state(config, int(os.environ.get("GATEWAY_WORKERS", "1")))
     app = create_app(config, run_workers=os.environ.get("GATEWAY_RUN_WORKERS", "1") != "0")
     tune_gc()
     return app
+
+
+def log_state(config: Config, workers: int) -> None:
+    """The start-up line saying where dedupe and replay state lives (and if it is per process)."""
+    import structlog
+
+    from gateway.state import describe, per_process_warning
+
+    log = structlog.get_logger("gateway.state")
+    log.info("state_store", **describe(config.state))
+    warning = per_process_warning(config.state, workers)
+    if warning is not None:
+        log.warning("state_per_process", detail=warning)
 
 
 def tune_gc() -> None:
@@ -60,7 +68,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)  # fail fast, before forking workers
     os.environ["GATEWAY_CONFIG"] = config.path
     os.environ["GATEWAY_RUN_WORKERS"] = "0" if args.no_workers else "1"
+    os.environ["GATEWAY_WORKERS"] = str(args.workers)
     os.environ["GATEWAY_REQUEST_READ_TIMEOUT"] = str(float(config.server.request_read_timeout))
+    os.environ["GATEWAY_MAX_HEADER_BYTES"] = str(config.server.max_header_bytes)
+    os.environ["GATEWAY_MAX_HEADER_FIELD_BYTES"] = str(config.server.max_header_field_bytes)
+    os.environ["GATEWAY_MAX_HEADERS"] = str(config.server.max_headers)
     from gateway.http.server import GuardedHttpToolsProtocol
 
     uvicorn.run(
@@ -175,12 +187,20 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {name:<20} provider={provider:<9} POST /webhooks/{name}")
     print(f"destinations ({len(summary['destinations'])}):")
     for name, what in summary["destinations"].items():
-        print(f"  {name:<20} {what}")
+        transform = config.destinations[name].transform
+        print(f"  {name:<20} {what}" + (f", transform {transform!r}" if transform else ""))
     print(f"routes ({len(config.router.routes)}):")
     for route in config.router.routes:
         print(f"  {route.name:<40} -> {', '.join(route.to)}")
     if summary["unmatched"]:
         print(f"unmatched -> {', '.join(summary['unmatched'])}")
+    from gateway.state import describe, per_process_warning
+
+    state = describe(config.state)
+    print("state: " + " ".join(f"{k}={v}" for k, v in state.items()))
+    warning = per_process_warning(config.state, args.workers, args.replicas)
+    if warning is not None:
+        print(f"WARNING: {warning}")
     return 0
 
 
@@ -201,45 +221,76 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from routing import format_explanation
 
     config = _load(args.config)
+    pipeline = Pipeline(config, sender=_NoSender())
+    now = args.now or time.time()
+    built: CloudEvent | None = None
     if args.event:
-        event: dict[str, Any] = json.loads(Path(args.event).read_text())
+        try:
+            text = Path(args.event).read_bytes()
+            partial: dict[str, Any] = json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--event: not a JSON event: {exc}") from None
+        try:
+            built = msgspec.json.Decoder(CloudEvent, float_hook=Decimal).decode(text)
+        except msgspec.DecodeError as exc:
+            # Routing alone needs only the paths its routes read: explain that much.
+            print(f"(not a complete CloudEvent, {exc}: destination bodies are not shown)")
     else:
         if not args.source or not args.body:
             raise SystemExit("explain needs --source and --body (or --event)")
-        pipeline = Pipeline(config, sender=_NoSender())
         raw = Path(args.body).read_bytes()
         try:
             pipeline.source(args.source)
-            built = pipeline.event(args.source, raw, _headers(args.header), args.now or time.time())
+            built = pipeline.event(args.source, raw, _headers(args.header), now)
         except GatewayError as exc:
             from gateway.http.problems import status_of
 
             print(f"rejected: HTTP {status_of(exc)} ({exc.reason}): {exc}", file=sys.stderr)
             return 1
-        event = to_builtins(built)
+    event = partial if built is None else to_builtins(built)
     print(json.dumps(json.loads(encode(event)), indent=2))
     print()
     traces = config.router.explain(event)
     print(format_explanation(traces, config.router.route(event)))
+    if built is not None:
+        for name, record in pipeline.preview(built, now):
+            print()
+            print(_describe_record(config, name, record, built.id, int(now)))
     return 0
+
+
+def _describe_record(config: Config, name: str, record: Any, event_id: str, timestamp: int) -> str:
+    """What one destination would receive: the exact body, and its key or HTTP headers."""
+    from gateway.destinations.tasks import TASK_DECODER
+    from gateway.destinations.webhook import request_headers
+
+    dest = config.destinations[name]
+    lines: list[str] = []
+    shaped = f", transform {dest.transform!r}" if dest.transform else ""
+    if dest.kafka is not None:
+        lines.append(f"destination {name}: kafka topic {record.topic} ({dest.kafka.mode}{shaped})")
+        key = "null" if record.key is None else record.key.decode("utf-8", "replace")
+        lines.append(f"  key: {key}")
+        for header, value in record.headers:
+            lines.append(f"  header {header}: {value.decode('utf-8', 'replace')}")
+        body: bytes = record.value
+    else:
+        assert dest.webhook is not None
+        lines.append(f"destination {name}: webhook POST {dest.webhook.url}{shaped}")
+        body = bytes(TASK_DECODER.decode(record.value).body)
+        headers = request_headers(dest.webhook.headers, (), event_id, timestamp, body)
+        for header, value in headers.items():
+            if header != "webhook-signature":
+                lines.append(f"  header {header}: {value}")
+        lines.append("  header webhook-signature: (computed with the destination's secrets)")
+    lines.append(f"  body ({len(body)} bytes, exactly as sent):")
+    lines.append(f"  {body.decode('utf-8', 'replace')}")
+    return "\n".join(lines)
 
 
 class _NoSender:
     async def send(self, *args: Any, **kwargs: Any) -> None:
         raise RuntimeError("explain never sends")
-
-
-def signed_curl(provider: str, key: str, body: bytes, url: str, partner_id: str | None) -> str:
-    """A ready-to-paste curl line carrying a correctly signed request."""
-    from gateway.providers import registry
-
-    module = registry()[provider]
-    headers, payload = module.sign(key, body, time.time(), url=url, partner_id=partner_id)
-    parts = ["curl", "-sS", "-X", "POST", shlex.quote(url)]
-    for name, value in headers.items():
-        parts += ["-H", shlex.quote(f"{name}: {value}")]
-    parts += ["--data-binary", shlex.quote(payload.decode("utf-8"))]
-    return " ".join(parts)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
@@ -263,6 +314,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from gateway.schema import config_schema
 
     print(json.dumps(config_schema(), indent=2))
+    return 0
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    """Print the AsyncAPI 3.0 document of every Kafka destination."""
+    from gateway.asyncapi import document
+
+    config = _load(args.config)
+    print(json.dumps(document(config), indent=2))
     return 0
 
 
@@ -315,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate config and print a summary")
     check.add_argument("--config")
+    check.add_argument(
+        "--workers", type=int, default=1, help="worker processes per pod it will run with"
+    )
+    check.add_argument("--replicas", type=int, default=1, help="pods it will run as")
     check.set_defaults(func=cmd_check)
 
     explain = sub.add_parser(
@@ -345,6 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the config JSON Schema")
     schema.set_defaults(func=cmd_schema)
+
+    asyncapi = sub.add_parser(
+        "asyncapi", help="print the AsyncAPI 3.0 contract of every Kafka destination"
+    )
+    asyncapi.add_argument("--config")
+    asyncapi.set_defaults(func=cmd_asyncapi)
 
     dev = sub.add_parser("dev", help="local broker + gateway with config/dev.yaml")
     dev.add_argument("--config", default="config/dev.yaml")

@@ -24,9 +24,11 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
+from gateway import transform
 from gateway.errors import ConfigError
 from gateway.event import STATUSES
 from gateway.providers import registry
+from gateway.state import StateConfig
 from gateway.tracing import TracingConfig
 from gateway.types import Duration, Secrets, dec_hook
 from routing import Router, RoutingConfigError, compile_routes, format_path
@@ -46,6 +48,10 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     retry_after: Duration = Duration(5)
     unready_after: Duration = Duration(15)
     request_read_timeout: Duration = Duration(15)
+    # Request heads, enforced while reading (431): request line + headers, one header, count.
+    max_header_bytes: Positive = 16_384
+    max_header_field_bytes: Positive = 8_192
+    max_headers: Positive = 100
     trusted_proxies: list[str] = []
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -116,6 +122,8 @@ class Destination(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
     kafka: KafkaDestination | None = None
     webhook: WebhookDestination | None = None
+    # A JMESPath expression over the event; its result replaces `data` (gateway.transform).
+    transform: str | None = None
 
 
 class SpoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -155,6 +163,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     trusted_proxies: tuple[IPNetwork, ...] = ()
     spool: SpoolConfig | None = None
     tracing: TracingConfig = TracingConfig()
+    state: StateConfig = StateConfig()
 
     def max_request_size(self) -> int:
         """The largest Kafka record the producer sends (and the ingress accepts), in bytes."""
@@ -178,6 +187,7 @@ _TOP_LEVEL = (
     "server",
     "kafka",
     "spool",
+    "state",
     "tracing",
     "sources",
     "destinations",
@@ -457,6 +467,12 @@ def _destinations(raw: Any, doc: _Loaded) -> dict[str, Destination]:
             continue
         if dest.webhook is not None:
             _check_webhook(dest.webhook, (*path, "webhook"), doc)
+        if dest.transform is not None:
+            try:
+                transform.parse(dest.transform)
+            except transform.TransformError as exc:
+                doc.error((*path, "transform"), str(exc))
+                continue
         out[name] = dest
     return out
 
@@ -474,6 +490,21 @@ def _check_webhook(hook: WebhookDestination, path: PathT, doc: _Loaded) -> None:
             doc.error((*path, "secret", i), "expected a Standard Webhooks secret `whsec_<base64>`")
     if hook.backoff.initial > hook.backoff.max:
         doc.error((*path, "backoff"), "`initial` must not exceed `max`")
+
+
+def _check_state(state: StateConfig, doc: _Loaded) -> None:
+    if state.backend == "redis" and state.url is None:
+        doc.error(("state",), "`url` is required with `backend: redis`")
+    if state.url is not None:
+        try:
+            url = urlsplit(state.url.reveal())
+            url.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            url = urlsplit("")
+        if url.scheme not in ("redis", "rediss", "unix") or not (url.hostname or url.path):
+            doc.error(("state", "url"), "expected a redis://, rediss:// or unix:// URL")
+    if state.timeout <= 0:
+        doc.error(("state", "timeout"), "must be positive")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -506,6 +537,9 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         None if raw.get("spool") is None else _convert(raw["spool"], SpoolConfig, ("spool",), doc)
     )
     tracing = _convert(raw.get("tracing"), TracingConfig, ("tracing",), doc)
+    state = _convert(raw.get("state"), StateConfig, ("state",), doc)
+    if state is not _MISSING:
+        _check_state(state, doc)
     sources = _sources(raw.get("sources"), doc)
     destinations = _destinations(raw.get("destinations"), doc)
     if not sources and ("sources",) not in doc.lines:
@@ -550,7 +584,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
     except RoutingConfigError as exc:
         for problem in exc.errors:
             doc.error(tuple(problem.path), problem.message)
-    if doc.problems or router is None or _MISSING in (server, kafka, spool, tracing):
+    if doc.problems or router is None or _MISSING in (server, kafka, spool, tracing, state):
         raise ConfigError(doc.problems)
     return Config(
         path=file,
@@ -562,6 +596,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         trusted_proxies=trusted,
         spool=spool,
         tracing=tracing,
+        state=state,
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import structlog
 
 from gateway.broker import Broker, tansu_binary
+from gateway.cli_support import load_or_exit, signed_curl
 
 log = structlog.get_logger("gateway.dev")
 
@@ -22,9 +23,7 @@ def _port_free(port: int) -> bool:
 
 def examples(config_file: str, port: int) -> list[tuple[str, str]]:
     """(source, curl line) for each source of the dev config, signed with the dev keys."""
-    from gateway.cli import _load, signed_curl
-
-    config = _load(config_file)
+    config = load_or_exit(config_file)
     base = Path(config_file).resolve().parent / "dev"
     out: list[tuple[str, str]] = []
     for name, source in config.sources.items():

@@ -87,8 +87,13 @@ class Unavailable(GatewayError):
         self.retry_after = retry_after
 
 
-class ConfigError(GatewayError):
-    """The configuration is invalid; carries every problem found, not just the first."""
+class ConfigError(Exception):
+    """The configuration is invalid; carries every problem found, not just the first.
+
+    Deliberately outside the `GatewayError` tree: it is raised at start-up (and by
+    `gateway check`), never while answering a request, so the HTTP error mapping has no
+    status for it and cannot be asked for one.
+    """
 
     reason = "config"
 

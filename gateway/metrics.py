@@ -206,6 +206,11 @@ REQUEST_DURATION = Histogram(
     buckets=_LATENCY,
 )
 ROUTE_MATCHES = Counter("gateway_route_matches", "Events matched, by route", ["route"])
+STATE_FALLBACK = Counter(
+    "gateway_state_fallback",
+    "State store operations answered without the shared store (unreachable), by operation",
+    ["operation"],
+)
 KAFKA_PRODUCE = Counter(
     "gateway_kafka_produce", "Kafka produce results, by topic and result", ["topic", "result"]
 )
@@ -231,6 +236,11 @@ DELIVERY_ATTEMPT_LATENCY = Histogram(
     "Duration of one outbound webhook attempt, by destination",
     ["destination"],
     buckets=_LATENCY,
+)
+TRANSFORM_ERRORS = Counter(
+    "gateway_transform_errors",
+    "Events whose destination transform failed (sent with `data: null`), by destination",
+    ["destination"],
 )
 DEAD_LETTERED = Counter(
     "gateway_dead_lettered", "Deliveries sent to the dead-letter topic", ["destination"]

@@ -9,6 +9,7 @@ delivery tasks) has been acknowledged by the broker with `acks=all`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
@@ -23,13 +24,14 @@ from aiokafka.errors import KafkaError
 
 from gateway import metrics, tracing
 from gateway.config import Config, Source
-from gateway.dedupe import SeenIds
 from gateway.destinations import kafka as kafka_records
 from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
-from gateway.errors import RecordTooLarge, Unavailable, UnknownSource, Unproducible
+from gateway.errors import RecordTooLarge, SignatureError, Unavailable, UnknownSource, Unproducible
 from gateway.event import CloudEvent, encode, reject_duplicate_keys, to_builtins
 from gateway.providers import Verifier, registry
 from gateway.spool import Spool, SpooledRecord, SpoolFull
+from gateway.state import ClaimResult, Store, store_for
+from gateway.transform import compile_all
 from routing import Routed
 
 Status = Literal["accepted", "duplicate", "unrouted"]
@@ -62,6 +64,14 @@ class _Ingress:
     source: Source
     module: ModuleType
     verifier: Verifier
+    # The key a verified request claims against replays (providers whose signature leaves
+    # part of the request unsigned), or None.
+    replay_key: Callable[[Mapping[str, str]], tuple[str, float] | None] | None = None
+
+
+def _ingress(source: Source, module: ModuleType) -> _Ingress:
+    verifier = module.build_verifier(source.settings)
+    return _Ingress(source, module, verifier, getattr(verifier, "replay_key", None))
 
 
 class Deadline:
@@ -100,23 +110,36 @@ class Deadline:
 class Pipeline:
     """Turns authenticated provider requests into acknowledged, routed events."""
 
-    def __init__(self, config: Config, sender: Sender, spool: Spool | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sender: Sender,
+        spool: Spool | None = None,
+        store: Store | None = None,
+    ) -> None:
         self.config = config
         self._sender = sender
         self._spool = spool
         self.on_spooled: Callable[[], None] | None = None  # the drainer's wake-up
         providers = registry()
         self._sources = {
-            name: _Ingress(
-                s, providers[s.provider], providers[s.provider].build_verifier(s.settings)
-            )
-            for name, s in config.sources.items()
+            name: _ingress(s, providers[s.provider]) for name, s in config.sources.items()
         }
         self._kafka = config.kafka_destinations()
+        # Dedupe and replay protection live in the state store: this process's memory, or
+        # the fleet's Redis (SPEC §9). Copies of one event inside this process share one
+        # hand-off through `_in_flight` without asking the store.
+        self.store = store if store is not None else store_for(config)
+        self._prefix = config.state.key_prefix
+        self._window = float(config.server.dedupe_window)
+        handoff = float(config.server.handoff_timeout)
+        # A claim outlives its hand-off a little, so a copy that crashed mid-hand-off
+        # frees the id soon after the hand-off could have finished.
+        self._claim_ttl = handoff * 1.25 + 1.0
         self._max_record = config.max_request_size()
         self._spooling = False  # this process's hand-offs go to the spool (logged on change)
         self._spooling_since = 0.0
-        self._seen = SeenIds(config.server.dedupe_window, config.server.dedupe_max_entries)
+        self._transforms = compile_all(config.destinations)
         self._in_flight: dict[str, asyncio.Future[Outcome]] = {}
 
     def _ingress(self, name: str) -> _Ingress:
@@ -135,7 +158,7 @@ class Pipeline:
         return media
 
     def event(self, name: str, raw: bytes, headers: Mapping[str, str], now: float) -> CloudEvent:
-        """Verify, decode and normalize one request (no side effects beyond the nonce cache)."""
+        """Verify, decode and normalize one request (no side effects)."""
         ingress = self._ingress(name)
         content = ingress.verifier.verify(raw, headers, now)
         if content is not raw:  # pay3: the unsigned envelope must not be ambiguous either
@@ -150,8 +173,13 @@ class Pipeline:
     ) -> Outcome:
         """Process one request end to end; raises a `GatewayError` for anything but a 2xx."""
         event = self.event(name, raw, headers, now)
-        if self._seen.seen(event.id, now):
-            return Outcome("duplicate", event)
+        replay_key = self._sources[name].replay_key
+        if replay_key is not None:  # claimed only now: a refused request never burns it
+            replay = replay_key(headers)
+            if replay is not None:
+                key, ttl = replay
+                if not await self.store.once(f"{self._prefix}nonce:{name}:{key}", ttl):
+                    raise SignatureError("the request was already received (its nonce is used)")
         pending = self._in_flight.get(event.id)
         if pending is not None:  # the same event is being handed off right now: share its fate
             first = await asyncio.shield(pending)
@@ -159,21 +187,67 @@ class Pipeline:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._in_flight[event.id] = future
         try:
-            outcome = await self._route_and_hand_off(event, now)
+            outcome = await self._dedupe_and_hand_off(event, now)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody else needs to
             raise
         else:
             future.set_result(outcome)
-            self._seen.remember(event.id, now)
             return outcome
         finally:
             del self._in_flight[event.id]
 
+    async def _dedupe_and_hand_off(self, event: CloudEvent, now: float) -> Outcome:
+        """Two-phase dedupe around the hand-off: claim, hand off, confirm (or release)."""
+        key = f"{self._prefix}dedupe:{event.id}"
+        if await self._claim(key) == "seen":
+            return Outcome("duplicate", event)
+        try:
+            outcome = await self._route_and_hand_off(event, now)
+        except BaseException:
+            # Not durable: forget the claim so the provider's retry (or a waiting copy)
+            # hands the event off. Shielded: a cancelled request still frees its claim.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.release(key))
+            raise
+        # Only a durable event is remembered as seen (SPEC §9).
+        await self.store.confirm(key, self._window)
+        return outcome
+
+    async def _claim(self, key: str) -> ClaimResult:
+        """Claim the event's id; while another copy holds it, wait for that copy's outcome.
+
+        The wait is bounded by the claim's lifetime: by then the other copy has confirmed
+        (`seen`: answer duplicate), released or crashed (`claimed`: hand off here), or a
+        third copy holds a fresh claim (503: the provider retries later).
+        """
+        result = await self.store.claim(key, self._claim_ttl)
+        if result != "pending":
+            return result
+        deadline = time.monotonic() + self._claim_ttl
+        delay = 0.005
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            result = await self.store.claim(key, self._claim_ttl)
+            if result != "pending":
+                return result
+            delay = min(delay * 2, 0.1)
+        raise Unavailable(
+            "another copy of this event is still being handed off", retry_after=self._retry_after
+        )
+
     def route(self, event: CloudEvent) -> Routed:
         """The routing decision for an event."""
         return self.config.router.route(to_builtins(event))
+
+    def preview(self, event: CloudEvent, now: float) -> list[tuple[str, SpooledRecord]]:
+        """The record each destination would get from the hand-off (`gateway explain`)."""
+        routed = self.route(event)
+        return [
+            (d.destination, self._record(d.destination, d.event, event, now))
+            for d in routed.deliveries
+        ]
 
     async def _route_and_hand_off(self, event: CloudEvent, now: float) -> Outcome:
         routed = self.route(event)
@@ -273,9 +347,12 @@ class Pipeline:
     ) -> SpooledRecord:
         """The Kafka record one destination gets: a topic record, or a delivery task."""
         trace = tracing.traceparent()
+        reshape = self._transforms.get(destination)  # after the route's omit (SPEC §11)
+        shaped = routed_event if reshape is None else reshape.apply(routed_event)
         dest = self._kafka.get(destination)
         if dest is not None:
-            key, value, headers = kafka_records.record(routed_event, dest)
+            # The key path reads the event before its transform: per-object order holds.
+            key, value, headers = kafka_records.record(shaped, dest, key_from=routed_event)
             if trace is not None:
                 headers.append(("traceparent", trace.encode()))
             return self._sized(SpooledRecord(dest.topic, key, value, headers), destination)
@@ -283,7 +360,7 @@ class Pipeline:
             destination=destination,
             event_id=event.id,
             enqueued_at=now,
-            body=msgspec.Raw(encode(routed_event)),
+            body=msgspec.Raw(encode(shaped)),
             traceparent=trace,
         )
         return self._sized(

@@ -37,10 +37,3 @@ class Secret:
 
     def __reduce__(self) -> Any:  # pickling keeps working, but only explicitly
         return (Secret, (self._value,))
-
-
-def reveal_all(secrets: Secret | list[Secret] | tuple[Secret, ...]) -> list[str]:
-    """The values of a secret setting that accepts one secret or a list (rotation)."""
-    if isinstance(secrets, Secret):
-        return [secrets.reveal()]
-    return [s.reveal() for s in secrets]

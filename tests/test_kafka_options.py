@@ -6,6 +6,7 @@ import ssl
 
 from gateway.config import KafkaDestination, parse_config
 from gateway.destinations.kafka import client_options, producer_options, record
+from gateway.errors import ConfigError
 
 BASE = """\
 sources:
@@ -22,6 +23,19 @@ def test_producer_is_durable_and_idempotent_by_default() -> None:
         parse_config(BASE + "kafka: {enable_idempotence: false, compression: none}\n", "c").kafka
     )
     assert off["enable_idempotence"] is False and off["compression_type"] is None
+
+
+def test_acks_setting_is_honoured_and_only_durable_values_load() -> None:
+    """`kafka.acks` reaches the producer; only all/-1 load, since a 200 means durable."""
+    numeric = producer_options(parse_config(BASE + "kafka: {acks: -1}\n", "c").kafka)
+    assert numeric["acks"] == -1
+    for weak in ("1", "0"):
+        try:
+            parse_config(BASE + f"kafka: {{acks: {weak}}}\n", "c")
+        except ConfigError as exc:
+            assert "kafka.acks" in str(exc)
+        else:
+            raise AssertionError(f"acks: {weak} loaded")
 
 
 def test_ssl_verifies_certificates_and_hostnames() -> None:

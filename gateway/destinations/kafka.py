@@ -52,10 +52,15 @@ def lookup(event: Mapping[str, Any], path: str) -> Any:
 
 
 def record(
-    event: Mapping[str, Any], dest: KafkaDestination
+    event: Mapping[str, Any],
+    dest: KafkaDestination,
+    key_from: Mapping[str, Any] | None = None,
 ) -> tuple[bytes | None, bytes, list[Header]]:
-    """Key, value and headers of the record for `event` in the destination's binding mode."""
-    key_value = lookup(event, dest.key)
+    """Key, value and headers of the record for `event` in the destination's binding mode.
+
+    The key is read from `key_from` when given (the event before a transform replaced `data`).
+    """
+    key_value = lookup(event if key_from is None else key_from, dest.key)
     key = None if key_value is None else str(key_value).encode()
     if dest.mode == "structured":
         return key, encode(event), [("content-type", STRUCTURED_CONTENT_TYPE)]
@@ -150,12 +155,12 @@ def partition_for(
 
 
 def producer_options(cfg: KafkaConfig, max_request_size: int | None = None) -> dict[str, Any]:
-    """aiokafka producer settings: durable (`acks=all`) and batched."""
+    """aiokafka producer settings: durable (`kafka.acks`, which only admits "all"/-1) and batched."""
     sizes = {} if max_request_size is None else {"max_request_size": max_request_size}
     return {
         **sizes,
         **client_options(cfg),
-        "acks": "all",
+        "acks": cfg.acks,
         "enable_idempotence": cfg.enable_idempotence,
         "compression_type": None if cfg.compression == "none" else cfg.compression,
         "linger_ms": cfg.linger_ms,

@@ -1,4 +1,4 @@
-"""uvicorn's HTTP protocol with a request read deadline (slow-loris protection).
+"""uvicorn's HTTP protocol with a request read deadline and bounded request heads.
 
 uvicorn arms no timer while a request's headers or body trickle in, nor on a connection that
 never sends anything; a few hundred such connections would pin the gateway's file
@@ -15,7 +15,14 @@ import asyncio
 import os
 from typing import Any
 
+import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+_LINE_OVERHEAD = 4  # ": " and CRLF around every header; the request line's own is ignored
+
+
+class _HeadTooLarge(Exception):
+    """Raised inside a parser callback to stop parsing a head over the limits."""
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -31,6 +38,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._tick = min(max(self._read_timeout / 4, 0.05), 1.0)
         self._reading_since: float | None = None  # loop time the unfinished request began
         self._watchdog: asyncio.TimerHandle | None = None
+        self._max_head = int(os.environ.get("GATEWAY_MAX_HEADER_BYTES", "16384"))
+        self._max_field = int(os.environ.get("GATEWAY_MAX_HEADER_FIELD_BYTES", "8192"))
+        self._max_headers = int(os.environ.get("GATEWAY_MAX_HEADERS", "100"))
+        self._in_head = True  # reading a request line and headers (not a body)
+        self._head_bytes = 0  # of the current head, as the parser reported it
+        self._head_count = 0
+        self._unreported = 0  # head bytes received that the parser has not reported yet
+        self._progress = 0  # parser callbacks so far: did a chunk complete anything?
+        self._refusal: str | None = None
 
     def _watch(self) -> None:
         self._watchdog = None
@@ -50,14 +66,90 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_since = self.loop.time()  # a connection that never sends counts too
         self._watchdog = self.loop.call_later(self._tick, self._watch)
 
+    def data_received(self, data: bytes) -> None:
+        if not self._in_head:
+            super().data_received(data)
+            return
+        progress = self._progress
+        super().data_received(data)
+        if not self._in_head or self._refusal is not None or self.transport.is_closing():
+            return
+        # Still in the head: the parser is holding a part it has not reported (a header, or
+        # the request target, still arriving). A chunk that completed something may also
+        # have started the next part; that remainder is counted from the next chunk on.
+        self._unreported = self._unreported + len(data) if progress == self._progress else 0
+        if self._unreported > self._max_field:
+            self._refuse_head(f"a header exceeds {self._max_field} bytes")
+        elif self._head_bytes + self._unreported > self._max_head:
+            self._refuse_head(f"the request headers exceed {self._max_head} bytes")
+
     def on_message_begin(self) -> None:
+        self._progress += 1
+        self._in_head = True
+        self._head_bytes = self._head_count = self._unreported = 0
         if self._reading_since is None:
             self._reading_since = self.loop.time()
         super().on_message_begin()
 
+    def on_url(self, url: bytes) -> None:
+        self._progress += 1
+        self._head_bytes += len(url)
+        if self._head_bytes > self._max_field:
+            self._refusal = f"the request target exceeds {self._max_field} bytes"
+            raise _HeadTooLarge
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._progress += 1
+        size = len(name) + len(value) + _LINE_OVERHEAD
+        self._head_bytes += size
+        self._head_count += 1
+        if size > self._max_field:
+            self._refusal = f"a header exceeds {self._max_field} bytes"
+        elif self._head_bytes > self._max_head:
+            self._refusal = f"the request headers exceed {self._max_head} bytes"
+        elif self._head_count > self._max_headers:
+            self._refusal = f"the request has more than {self._max_headers} headers"
+        if self._refusal is not None:
+            raise _HeadTooLarge  # httptools re-raises it from feed_data as a parser error
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._progress += 1
+        self._in_head = False
+        super().on_headers_complete()
+
     def on_message_complete(self) -> None:
         self._reading_since = None
+        self._in_head = True
         super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers every parser error with this; one raised by a limit is a 431.
+        if self._refusal is not None:
+            self._refuse_head(self._refusal)
+        else:
+            super().send_400_response(msg)
+
+    def _refuse_head(self, detail: str) -> None:
+        """Answer 431 (RFC 6585) as problem details and close: the rest is never read."""
+        self._refusal = detail
+        self.logger.warning("refusing a request head: %s", detail)
+        body = msgspec.json.encode(
+            {
+                "type": "about:blank",
+                "title": "Request Header Fields Too Large",
+                "status": 431,
+                "detail": detail,
+            }
+        )
+        head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
+        for name, value in self.server_state.default_headers:
+            head.extend([name, b": ", value, b"\r\n"])
+        head.append(b"content-type: application/problem+json\r\n")
+        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._watchdog is not None:
