@@ -336,7 +336,8 @@ class Spool:
 
     def _oldest_age(self, now: float) -> float:
         with self._lock:
-            row = self._db.execute("SELECT MIN(spooled_at) FROM spool").fetchone()
+            # The first in arrival order (a primary-key seek, not a scan of the file).
+            row = self._db.execute("SELECT spooled_at FROM spool ORDER BY seq LIMIT 1").fetchone()
         return 0.0 if row is None or row[0] is None else max(0.0, now - row[0])
 
     async def oldest(

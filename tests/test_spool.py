@@ -399,3 +399,12 @@ async def test_batches_overlap_and_a_later_failure_keeps_only_its_tail(tmp_path:
     assert (await spool.oldest(1))[0].event_id == "e230" and spool.depth == 20
     producer.fail_ack.clear()
     assert await drainer.drain_once() == 20 and spool.depth == 0
+
+
+async def test_oldest_age_is_the_first_spooled_event(tmp_path: Path) -> None:
+    """The age gauge reads the event first in arrival order; 0 when the spool is empty."""
+    spool = Spool(str(tmp_path / "s.db"), 1_000_000)
+    assert spool._oldest_age(100.0) == 0.0
+    await spool.append("a", [rec(1)], now=40.0)
+    await spool.append("b", [rec(2)], now=90.0)
+    assert spool._oldest_age(100.0) == 60.0
