@@ -84,7 +84,8 @@ _SCHEMA = (
     )""",
     # A file written before `totals` existed is counted once, here.
     """INSERT OR IGNORE INTO totals (id, depth, bytes)
-        SELECT 0, COUNT(*), COALESCE(SUM(size), 0) FROM spool""",
+        SELECT 0, COUNT(*), COALESCE(SUM(size), 0) FROM spool
+        WHERE NOT EXISTS (SELECT 1 FROM totals)""",
     # The (topic, key) of every spooled record: a new event queues behind an older one
     # with the same key, any other goes direct once the broker is back.
     """CREATE TABLE IF NOT EXISTS spool_keys (
