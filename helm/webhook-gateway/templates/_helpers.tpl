@@ -173,6 +173,19 @@ the config has no provider in the pod spec, and when two mounts share a path. Ca
 {{- end }}
 {{- end }}
 
+{{/*
+Several `gateway serve --workers` processes share their Prometheus samples through files in an
+emptyDir (prometheus-client's multiprocess mode), so /metrics aggregates the pod, whichever
+process answers the scrape. "true" or empty; call with (dict "root" $ "component" "serve").
+*/}}
+{{- define "webhook-gateway.multiproc" -}}
+{{- if and (eq .component "serve") (gt (int .root.Values.serve.workers) 1) }}true{{ end }}
+{{- end }}
+
+{{- define "webhook-gateway.multiprocDir" -}}
+/var/run/gateway-metrics
+{{- end }}
+
 {{/* Mounts of every gateway container of one component; call with (dict "root" $ "component" "serve"). */}}
 {{- define "webhook-gateway.volumeMounts" -}}
 {{- $v := .root.Values -}}
@@ -184,6 +197,10 @@ the config has no provider in the pod spec, and when two mounts share a path. Ca
 {{- if and (eq .component "serve") $v.spool.enabled }}
 - name: spool
   mountPath: {{ trimSuffix "/" $v.spool.mountPath }}
+{{- end }}
+{{- if include "webhook-gateway.multiproc" . }}
+- name: metrics-multiproc
+  mountPath: {{ include "webhook-gateway.multiprocDir" . }}
 {{- end }}
 {{- range $i, $f := $v.secretFiles }}
 - name: secret-{{ $i }}
@@ -211,6 +228,11 @@ StatefulSet's per-pod `spool` volume comes from its volumeClaimTemplates, not fr
     {{- with $v.tmpDir.medium }}
     medium: {{ . }}
     {{- end }}
+{{- if include "webhook-gateway.multiproc" . }}
+- name: metrics-multiproc
+  emptyDir:
+    sizeLimit: 256Mi
+{{- end }}
 {{- if and (eq .component "serve") $v.spool.enabled $v.spool.existingClaim }}
 - name: spool
   persistentVolumeClaim:
@@ -281,6 +303,10 @@ spec:
         {{- end }}
       env:
         {{- include "webhook-gateway.env" $root | nindent 8 }}
+        {{- if include "webhook-gateway.multiproc" . }}
+        - name: PROMETHEUS_MULTIPROC_DIR
+          value: {{ include "webhook-gateway.multiprocDir" . }}
+        {{- end }}
       {{- with $v.envFrom }}
       envFrom:
         {{- toYaml . | nindent 8 }}
@@ -296,6 +322,10 @@ spec:
     {{- .container | nindent 4 }}
       env:
         {{- include "webhook-gateway.env" $root | nindent 8 }}
+        {{- if include "webhook-gateway.multiproc" . }}
+        - name: PROMETHEUS_MULTIPROC_DIR
+          value: {{ include "webhook-gateway.multiprocDir" . }}
+        {{- end }}
       {{- with $v.envFrom }}
       envFrom:
         {{- toYaml . | nindent 8 }}
