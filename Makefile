@@ -4,7 +4,7 @@ VENV ?= .venv
 PY = $(VENV)/bin/python
 STAMP = $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev test lint typecheck bench clean install
+.PHONY: dev test lint typecheck bench clean install redis-server
 
 install: $(STAMP)
 
@@ -22,11 +22,15 @@ $(STAMP): pyproject.toml constraints.txt
 dev: $(STAMP)
 	$(VENV)/bin/gateway dev --config config/dev.yaml
 
-## make test: venv + deps (+ helm), lint, types, the whole suite incl. real-broker tests
-test: $(STAMP) $(HELM_TOOLS) $(ASYNCAPI_TOOLS)
+## make test: venv + deps (+ helm, asyncapi parser, redis-server), lint, types, the whole suite incl. real-broker tests
+test: $(STAMP) $(HELM_TOOLS) $(ASYNCAPI_TOOLS) redis-server
 	$(VENV)/bin/ruff check gateway routing tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The state-store tests run a real redis-server (Debian's package), started by a fixture.
+redis-server:
+	@command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gateway routing tests benchmarks

@@ -28,6 +28,26 @@ def _ok(met: bool | None) -> str:
     return "-" if met is None else ("ok" if met else "MISSED")
 
 
+def _state_rows(ingest: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """state.backend redis against memory: from the full ingest run, else --state-only."""
+    state = (ingest or {}).get("state") or (_load("ingest-state") or {}).get("median")
+    if not state:
+        return [("ingest", "state store (redis vs memory)", "not run", "")]
+    memory, redis = state["memory"], state["redis"]
+    target = 0.85
+    return [
+        (
+            "ingest",
+            "Whitepay, state.backend redis vs memory",
+            f"{redis['rps']:,.0f} vs {memory['rps']:,.0f} req/s, ratio {redis['ratio']:.2f} "
+            f"(CPU {redis['cpu_ratio']:.2f}"
+            + (f", instr {redis['insn_ratio']:.2f}" if "insn_ratio" in redis else "")
+            + f"), {redis['errors']} errors",
+            f">= {target}: {_ok(redis['ratio'] >= target)}",
+        )
+    ]
+
+
 def rows() -> list[tuple[str, str, str, str]]:
     """(benchmark, figure, value, target verdict) rows."""
     out: list[tuple[str, str, str, str]] = []
@@ -73,6 +93,7 @@ def rows() -> list[tuple[str, str, str, str]]:
                     f"< 150 MB, < 5%: {_ok(met.get('rss') and met.get('rss_growth'))}",
                 )
             )
+    out.extend(_state_rows(ingest))
     routing = _load("routing")
     if routing is None:
         out.append(("routing", "not run", "", ""))

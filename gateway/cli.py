@@ -27,21 +27,31 @@ def app_factory() -> Any:
 
     config = _load(os.environ.get("GATEWAY_CONFIG"))
     configure_logging(config.server.log_level, config.server.log_format, final=True)
-    log_state(config, int(os.environ.get("GATEWAY_WORKERS", "1")))
+    log_state(config, _count("GATEWAY_WORKERS"), _count("GATEWAY_REPLICAS"))
     app = create_app(config, run_workers=os.environ.get("GATEWAY_RUN_WORKERS", "1") != "0")
     tune_gc()
     return app
 
 
-def log_state(config: Config, workers: int) -> None:
-    """The start-up line saying where dedupe and replay state lives (and if it is per process)."""
+def _count(variable: str) -> int:
+    """A process or replica count from the environment (1 when unset or not a number)."""
+    value = os.environ.get(variable, "1")
+    return int(value) if value.isdigit() else 1
+
+
+def log_state(config: Config, workers: int, replicas: int = 1) -> None:
+    """The start-up line saying where dedupe and replay state lives (and if it is per process).
+
+    `workers` comes from `gateway serve --workers`; `replicas` from GATEWAY_REPLICAS (the
+    chart sets it), since no process can see how many pods run its config.
+    """
     import structlog
 
     from gateway.state import describe, per_process_warning
 
     log = structlog.get_logger("gateway.state")
     log.info("state_store", **describe(config.state))
-    warning = per_process_warning(config.state, workers)
+    warning = per_process_warning(config.state, workers, replicas)
     if warning is not None:
         log.warning("state_per_process", detail=warning)
 

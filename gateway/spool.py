@@ -9,8 +9,8 @@ consumers see is the order of arrival; once the spool is empty they go direct ag
 
 The file is the truth, whatever the number of processes sharing it (`--workers N`):
 
-- depth and bytes live in the file (a `totals` row kept by triggers in the same
-  transaction as every insert and delete), so every process reads the same numbers and
+- depth and bytes live in the file (a `totals` row kept in the same transaction as
+  every insert and delete), so every process reads the same numbers and
   `max_bytes` bounds the file, not each process;
 - appends from concurrent requests are committed together (one fsync per group, not one
   per event) and a group that would pass `max_bytes` is refused event by event inside the
@@ -18,7 +18,8 @@ The file is the truth, whatever the number of processes sharing it (`--workers N
 - one process at a time drains (an advisory `flock`, released by the kernel when its
   holder dies, so a survivor or the next process to open the file takes over). It reads
   `drain_batch` events, enqueues all their records in order (many in flight, per-key order
-  kept by the producer), awaits the acks and deletes the batch in one transaction.
+  kept by the producer), awaits the acks and deletes the batch in one transaction, while
+  the next batch is already being sent.
 
 A record the broker refuses for good (too large, invalid) never blocks the others: the
 drainer moves it to `kafka.dead_letter_topic` with the error and goes on (a record too
@@ -83,7 +84,8 @@ _SCHEMA = (
     )""",
     # A file written before `totals` existed is counted once, here.
     """INSERT OR IGNORE INTO totals (id, depth, bytes)
-        SELECT 0, COUNT(*), COALESCE(SUM(size), 0) FROM spool""",
+        SELECT 0, COUNT(*), COALESCE(SUM(size), 0) FROM spool
+        WHERE NOT EXISTS (SELECT 1 FROM totals)""",
     # The (topic, key) of every spooled record: a new event queues behind an older one
     # with the same key, any other goes direct once the broker is back.
     """CREATE TABLE IF NOT EXISTS spool_keys (
@@ -93,15 +95,10 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS spool_keys_key ON spool_keys (key, topic)",
     "CREATE INDEX IF NOT EXISTS spool_keys_seq ON spool_keys (seq)",
-    """CREATE TRIGGER IF NOT EXISTS spool_keys_out AFTER DELETE ON spool BEGIN
-        DELETE FROM spool_keys WHERE seq = OLD.seq;
-    END""",
     """CREATE TRIGGER IF NOT EXISTS spool_in AFTER INSERT ON spool BEGIN
         UPDATE totals SET depth = depth + 1, bytes = bytes + NEW.size WHERE id = 0;
     END""",
-    """CREATE TRIGGER IF NOT EXISTS spool_out AFTER DELETE ON spool BEGIN
-        UPDATE totals SET depth = depth - 1, bytes = bytes - OLD.size WHERE id = 0;
-    END""",
+    # Deletes keep `totals` and `spool_keys` themselves, a batch per statement (`_delete`).
     """CREATE TABLE IF NOT EXISTS poison (
         seq INTEGER PRIMARY KEY,
         event_id TEXT NOT NULL,
@@ -110,6 +107,10 @@ _SCHEMA = (
         record BLOB NOT NULL
     )""",
 )
+
+
+# A drain batch reads at most this many bytes of records (and `spool.drain_batch` events).
+BATCH_BYTES = 16 << 20
 
 
 class SpoolFull(Exception):
@@ -291,21 +292,37 @@ class Spool:
 
     # -- the drainer's side ------------------------------------------------------------------
 
-    def _oldest(self, limit: int) -> list[Spooled]:
+    def _oldest(self, limit: int, max_bytes: int, after: int) -> list[Spooled]:
         with self._lock:
+            # At most `limit` events and about `max_bytes` (always at least one event).
             rows = self._db.execute(
-                "SELECT seq, event_id, spooled_at, records FROM spool ORDER BY seq LIMIT ?",
-                (limit,),
+                "SELECT seq, event_id, spooled_at, records FROM ("
+                " SELECT seq, event_id, spooled_at, records, size,"
+                " SUM(size) OVER (ORDER BY seq) AS running"
+                " FROM (SELECT * FROM spool WHERE seq > ? ORDER BY seq LIMIT ?)"
+                ") WHERE running - size < ? ORDER BY seq",
+                (after, limit, max_bytes),
             ).fetchall()
         return [Spooled(seq, eid, at, _DECODE(blob)) for seq, eid, at, blob in rows]
 
     def _delete(self, seqs: Sequence[int]) -> None:
+        marks = ",".join("?" * len(seqs))
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("DELETE FROM spool WHERE seq = ?", [(s,) for s in seqs])
-                self._db.execute("UPDATE totals SET drained_at = ? WHERE id = 0", (time.time(),))
-                self._db.execute("COMMIT")
+                count, size = db.execute(
+                    f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool WHERE seq IN ({marks})",  # noqa: S608 - placeholders only
+                    seqs,
+                ).fetchone()
+                db.execute(f"DELETE FROM spool WHERE seq IN ({marks})", seqs)  # noqa: S608
+                db.execute(f"DELETE FROM spool_keys WHERE seq IN ({marks})", seqs)  # noqa: S608
+                db.execute(
+                    "UPDATE totals SET depth = depth - ?, bytes = bytes - ?, drained_at = ?"
+                    " WHERE id = 0",
+                    (count, size, time.time()),
+                )
+                db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -320,12 +337,15 @@ class Spool:
 
     def _oldest_age(self, now: float) -> float:
         with self._lock:
-            row = self._db.execute("SELECT MIN(spooled_at) FROM spool").fetchone()
+            # The first in arrival order (a primary-key seek, not a scan of the file).
+            row = self._db.execute("SELECT spooled_at FROM spool ORDER BY seq LIMIT 1").fetchone()
         return 0.0 if row is None or row[0] is None else max(0.0, now - row[0])
 
-    async def oldest(self, limit: int = 100) -> list[Spooled]:
-        """The oldest spooled events, in arrival order."""
-        return await asyncio.to_thread(self._oldest, limit)
+    async def oldest(
+        self, limit: int = 100, max_bytes: int = BATCH_BYTES, after: int = 0
+    ) -> list[Spooled]:
+        """The oldest spooled events after seq `after`, in arrival order (at most `limit`, about `max_bytes`)."""
+        return await asyncio.to_thread(self._oldest, limit, max_bytes, after)
 
     async def delete(self, *seqs: int) -> None:
         """Forget events (one transaction) once all their records were acked."""
@@ -364,7 +384,7 @@ class Drainer:
         enqueue: Enqueue,
         dead_letter_topic: str,
         interval: float = 1.0,
-        batch: int = 500,
+        batch: int = 2000,
     ) -> None:
         self._spool = spool
         self._enqueue = enqueue
@@ -411,13 +431,19 @@ class Drainer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         result = DrainResult()
+        error: str | None = None
         try:
             if grace > 0 and self._spool.depth and await asyncio.to_thread(self.try_lock):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(grace):
-                        await self._drain_until_empty(result)
-        except Exception as exc:  # the broker is still away: what is left stays in the file
-            log.warning("spool_shutdown_drain_failed", error=type(exc).__name__)
+                        while True:  # the broker may come back within the grace period
+                            try:
+                                await self._drain_until_empty(result)
+                                break
+                            except Exception as exc:
+                                error = type(exc).__name__
+                                self._paused = True
+                                await asyncio.sleep(min(self._interval, 1.0))
         finally:
             left, size = self._spool.depth, self._spool.bytes
             if left or result.forwarded:
@@ -428,6 +454,7 @@ class Drainer:
                     dead_lettered=result.dead_lettered,
                     left=left,
                     left_bytes=size,
+                    error=error if left else None,
                     drained_by=(
                         "the next process to open this file, or `gateway spool drain --path FILE`"
                         if left
@@ -469,8 +496,7 @@ class Drainer:
         depth = self._spool.depth
         if depth and not self._paused:  # once per outage, not at every retry
             log.info("spool_draining", depth=depth, bytes=self._spool.bytes)
-        while await self._drain_batch(result):
-            pass
+        await self._drain_all(result)
         if result.forwarded > before:
             log.info(
                 "spool_empty",
@@ -482,15 +508,43 @@ class Drainer:
     async def drain_once(self) -> int:
         """Forward every spooled event, oldest first; raise at the first batch that fails."""
         result = DrainResult()
-        while await self._drain_batch(result):
-            pass
+        await self._drain_all(result)
         return result.forwarded + result.dead_lettered
 
-    async def _drain_batch(self, result: DrainResult) -> bool:
-        """One batch: enqueue every record in order, await the acks, delete what landed."""
-        batch = await self._spool.oldest(self._batch)
-        if not batch:
-            return False
+    async def _drain_all(self, result: DrainResult) -> None:
+        """Batches until the file is empty; a batch's delete (an fsync) overlaps the next one's sends."""
+        after = 0  # the last seq sent and acked: its delete may still be under way
+        deleting: asyncio.Task[None] | None = None
+        try:
+            while True:
+                batch = await self._spool.oldest(self._batch, after=after)
+                if not batch:
+                    return
+                done, failure = await self._send_batch(batch, result)
+                if deleting is not None:
+                    await deleting
+                    deleting = None
+                if done:
+                    deleting = asyncio.create_task(self._forget(batch, done))
+                if failure is not None:
+                    raise failure
+                after = batch[-1].seq
+        finally:
+            if deleting is not None:
+                await deleting
+
+    async def _forget(self, batch: list[Spooled], done: list[int]) -> None:
+        await self._spool.delete(*done)
+        log.info(
+            "spool_drained",
+            events=len(done),
+            oldest_waited_s=round(time.time() - batch[0].spooled_at, 3),
+        )
+
+    async def _send_batch(
+        self, batch: list[Spooled], result: DrainResult
+    ) -> tuple[list[int], BaseException | None]:
+        """Enqueue every record in order, await the acks; the events done, and the failure."""
         acks: list[list[Awaitable[Any]]] = []
         failure: BaseException | None = None
         for item in batch:
@@ -519,16 +573,7 @@ class Drainer:
             done.append(item.seq)
             result.forwarded += 0 if errors else 1
             metrics.SPOOL_DRAINED.inc()
-        if done:
-            await self._spool.delete(*done)
-            log.info(
-                "spool_drained",
-                events=len(done),
-                oldest_waited_s=round(time.time() - batch[0].spooled_at, 3),
-            )
-        if failure is not None:
-            raise failure
-        return True
+        return done, failure
 
     async def _dead_letter(
         self, item: Spooled, record: SpooledRecord, error: BaseException
@@ -584,7 +629,7 @@ async def drain_file(config: Config, path: str, timeout: float) -> tuple[DrainRe
         spool,
         producer.enqueue,
         config.kafka.dead_letter_topic,
-        batch=config.spool.drain_batch if config.spool else 500,
+        batch=config.spool.drain_batch if config.spool else 2000,
     )
     result = DrainResult()
     try:

@@ -19,25 +19,24 @@ Keys are passed in whole: callers put `state.key_prefix` in front of them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
 import structlog
 
 from gateway import metrics
+from gateway.deadline import Deadline
 from gateway.dedupe import SeenIds
 from gateway.errors import Unavailable
 from gateway.secrets import Secret
 from gateway.types import Duration
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 ClaimResult = Literal["claimed", "seen", "pending"]
 """claimed: the caller owns the key now; seen: confirmed before; pending: another copy holds it."""
@@ -270,73 +269,103 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+class _Script:
+    """A Lua script run by its SHA-1 (EVALSHA), loaded with EVAL the first time a server lacks it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+_CLAIM_SCRIPT, _RELEASE_SCRIPT, _GCRA_SCRIPT = _Script(_CLAIM), _Script(_RELEASE), _Script(_GCRA)
+_UNLOCK_SCRIPT = _RELEASE_SCRIPT
+
+Execute = Callable[..., Awaitable[Any]]
+DEFAULT_CLIENT: Literal["resp", "redis-py"] = "resp"  # see gateway/resp.py for why
+
+
 class RedisStore:
-    """The fleet's store on a Redis-protocol server; every operation is one round trip."""
+    """The fleet's store on a Redis-protocol server; every operation is one round trip.
+
+    `execute(*args)` sends one command: `gateway.resp.Client` (the default) or redis-py's
+    `execute_command` (`client="redis-py"`); both pass the same contract tests.
+    """
 
     name = "redis"
 
-    def __init__(self, client: Redis) -> None:
-        self._client = client
+    def __init__(self, execute: Execute, close: Callable[[], Awaitable[None]]) -> None:
+        self._execute = execute
+        self._close = close
         self._token = "p:" + secrets.token_hex(8)  # this process's claims
-        self._claim = client.register_script(_CLAIM)
-        self._release = client.register_script(_RELEASE)
-        self._unlock = client.register_script(_UNLOCK)
-        self._gcra = client.register_script(_GCRA)
 
     @classmethod
-    def from_config(cls, config: StateConfig) -> RedisStore:
-        """A client for `config.url`: bounded socket timeouts, no hidden retries."""
+    def from_config(
+        cls, config: StateConfig, client: Literal["resp", "redis-py"] | None = None
+    ) -> RedisStore:
+        """A store on `config.url`: bounded connect timeout, no hidden retries."""
+        if config.url is None:
+            raise ValueError("state.url is required with `backend: redis`")
+        password = config.password.reveal() if config.password is not None else None
+        if (client or DEFAULT_CLIENT) == "resp":
+            from gateway.resp import Client
+
+            fast = Client(config.url.reveal(), password, timeout=float(config.timeout))
+            return cls(fast.execute, fast.aclose)
         from redis.asyncio import Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        if config.url is None:
-            raise ValueError("state.url is required with `backend: redis`")
-        password = config.password.reveal() if config.password is not None else None
-        client = Redis.from_url(
+        library = Redis.from_url(
             config.url.reveal(),
             password=password,
             socket_timeout=float(config.timeout),
             socket_connect_timeout=float(config.timeout),
             retry=Retry(NoBackoff(), 0),  # the guard decides what happens on failure
-            decode_responses=False,
         )
-        return cls(client)
+        return cls(library.execute_command, library.aclose)
+
+    async def _script(self, script: _Script, key: str, *args: str | int) -> Any:
+        try:
+            return await self._execute("EVALSHA", script.sha, 1, key, *args)
+        except Exception as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await self._execute("EVAL", script.text, 1, key, *args)
 
     async def claim(self, key: str, ttl: float) -> ClaimResult:
         """See `Store.claim`."""
-        code = await self._claim(keys=[key], args=[self._token, _ms(ttl)])
+        code = await self._script(_CLAIM_SCRIPT, key, self._token, _ms(ttl))
         return _CLAIM_RESULTS[int(code)]
 
     async def confirm(self, key: str, ttl: float) -> None:
         """See `Store.confirm`."""
-        await self._client.set(key, b"s", px=_ms(ttl))
+        await self._execute("SET", key, "s", "PX", _ms(ttl))
 
     async def release(self, key: str) -> None:
         """See `Store.release`."""
-        await self._release(keys=[key], args=[self._token])
+        await self._script(_RELEASE_SCRIPT, key, self._token)
 
     async def once(self, key: str, ttl: float) -> bool:
         """See `Store.once`."""
-        return bool(await self._client.set(key, b"1", nx=True, px=_ms(ttl)))
+        return bool(await self._execute("SET", key, "1", "PX", _ms(ttl), "NX"))
 
     async def acquire_rate(self, key: str, rate: float, burst: int) -> float:
         """See `Store.acquire_rate`."""
         interval = max(1, round(1_000_000 / rate))
-        wait = await self._gcra(keys=[key], args=[interval, max(burst, 1)])
+        wait = await self._script(_GCRA_SCRIPT, key, interval, max(burst, 1))
         return int(wait) / 1_000_000
 
     async def lock(self, key: str, owner: str, ttl: float) -> bool:
         """See `Store.lock`."""
-        return bool(await self._client.set(key, owner.encode(), nx=True, px=_ms(ttl)))
+        return bool(await self._execute("SET", key, owner, "PX", _ms(ttl), "NX"))
 
     async def unlock(self, key: str, owner: str) -> None:
         """See `Store.unlock`."""
-        await self._unlock(keys=[key], args=[owner.encode()])
+        await self._script(_UNLOCK_SCRIPT, key, owner)
 
     async def close(self) -> None:
-        """Close the connection pool."""
-        await self._client.aclose()
+        """Close the connection(s)."""
+        await self._close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,7 +375,9 @@ class RedisStore:
 def _store_errors() -> tuple[type[BaseException], ...]:
     from redis.exceptions import RedisError
 
-    return (TimeoutError, OSError, RedisError)
+    from gateway.resp import ReplyError
+
+    return (TimeoutError, OSError, RedisError, ReplyError)
 
 
 class Guarded:
@@ -392,7 +423,7 @@ class Guarded:
     ) -> T | None:
         if self._down_until is None or self._clock() >= self._down_until:
             try:
-                async with asyncio.timeout(self._timeout):
+                async with Deadline(self._timeout):  # asyncio.timeout's contract, cheaper
                     result = await call(self.primary)
             except self._errors as exc:
                 self._mark_down(operation, exc)

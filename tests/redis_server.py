@@ -21,10 +21,14 @@ class RedisServer:
     def __init__(self, directory: Path, port: int | None = None) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(binary).exists():
-            pytest.skip("redis-server is not installed (`make test` installs it)")
+            pytest.fail(
+                "redis-server not found: run `make redis-server` (or `make test`)", pytrace=False
+            )
         self.binary = binary
         self.port = port or free_port()
         self.directory = directory
+        self.extra_args: list[str] = []
+        self.ready_port: int | None = None  # a TLS-only server is ready when this port listens
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -48,6 +52,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.directory),
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -57,7 +62,11 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self._process.returncode}")
-            if self.ping():
+            if self.ready_port is not None:
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", self.ready_port)) == 0:
+                        return
+            elif self.ping():
                 return
             time.sleep(0.05)
         raise RuntimeError("redis-server did not start")

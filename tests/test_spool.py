@@ -267,7 +267,7 @@ def spool_config(tmp_path: Path, keys: Keys, max_bytes: int) -> Config:
         tmp_path,
         keys,
         server="handoff_timeout: 500ms\n  max_body_bytes: 40000",
-        extra=f"spool:\n  path: {tmp_path / 'spool.db'}\n  max_bytes: {max_bytes}\n",
+        extra=f"spool:\n  path: {tmp_path / 'spool.db'}\n  max_bytes: {max_bytes}\n  shutdown_drain: 200ms\n",
     )
     text = path.read_text().replace("kafka:\n", "kafka:\n  max_request_size: 40000\n", 1)
     path.write_text(text)
@@ -374,3 +374,37 @@ async def test_only_keys_with_spooled_events_queue_behind_the_spool(
     assert await accept("order-1") is True  # behind the older event of its key
     assert await accept("order-2") is False  # nothing of its key waits: direct
     assert sender.keys == [b"order-2"] and spool.depth == 2
+
+
+async def test_a_drain_batch_is_bounded_in_bytes(tmp_path: Path) -> None:
+    """A batch stops at about `max_bytes` of records, but always holds at least one event."""
+    spool = Spool(str(tmp_path / "s.db"), max_bytes=10_000_000)
+    for n in range(10):
+        await spool.append(f"e{n}", [SpooledRecord("t", None, b"x" * 1000, [])], now=0.0)
+    assert len(await spool.oldest(100, max_bytes=3_500)) == 4
+    assert len(await spool.oldest(100, max_bytes=1)) == 1
+    assert len(await spool.oldest(3, max_bytes=1_000_000)) == 3
+
+
+async def test_batches_overlap_and_a_later_failure_keeps_only_its_tail(tmp_path: Path) -> None:
+    """Several batches in order; a failure in the third keeps events from it on, the rest are gone."""
+    spool = Spool(str(tmp_path / "s.db"), max_bytes=10_000_000)
+    await asyncio.gather(*(spool.append(f"e{n}", [rec(n)], now=0.0) for n in range(250)))
+    producer = FakeProducer()
+    producer.fail_ack[b"v230"] = KafkaConnectionError("lost")
+    drainer = Drainer(spool, producer.enqueue, "dlq", batch=100)
+    with pytest.raises(KafkaConnectionError):
+        await drainer.drain_once()
+    assert producer.values()[:200] == [f"v{n}".encode() for n in range(200)]
+    assert (await spool.oldest(1))[0].event_id == "e230" and spool.depth == 20
+    producer.fail_ack.clear()
+    assert await drainer.drain_once() == 20 and spool.depth == 0
+
+
+async def test_oldest_age_is_the_first_spooled_event(tmp_path: Path) -> None:
+    """The age gauge reads the event first in arrival order; 0 when the spool is empty."""
+    spool = Spool(str(tmp_path / "s.db"), 1_000_000)
+    assert spool._oldest_age(100.0) == 0.0
+    await spool.append("a", [rec(1)], now=40.0)
+    await spool.append("b", [rec(2)], now=90.0)
+    assert spool._oldest_age(100.0) == 60.0

@@ -32,14 +32,15 @@ def _redis_config(url: str, **options: object) -> StateConfig:
     return StateConfig(backend="redis", url=Secret(url), **options)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-py"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    """Each backend in turn, behind the same interface."""
+    """Each backend in turn, behind the same interface (redis: both transports)."""
     if request.param == "memory":
         yield MemoryStore()
         return
     server: RedisServer = request.getfixturevalue("redis_server")
-    backend = RedisStore.from_config(_redis_config(server.url))
+    client = "resp" if request.param == "redis" else "redis-py"
+    backend = RedisStore.from_config(_redis_config(server.url), client=client)
     yield backend
     await backend.close()
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+from itertools import chain
 from typing import Any
 
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _LINE_OVERHEAD = 4  # ": " and CRLF around every header; the request line's own is ignored
+_JOIN = b"".join
 
 
 class _HeadTooLarge(Exception):
@@ -42,10 +44,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._max_field = int(os.environ.get("GATEWAY_MAX_HEADER_FIELD_BYTES", "8192"))
         self._max_headers = int(os.environ.get("GATEWAY_MAX_HEADERS", "100"))
         self._in_head = True  # reading a request line and headers (not a body)
-        self._head_bytes = 0  # of the current head, as the parser reported it
-        self._head_count = 0
         self._unreported = 0  # head bytes received that the parser has not reported yet
-        self._progress = 0  # parser callbacks so far: did a chunk complete anything?
+        self._last_progress: tuple[int, int, int] | None = None  # after the last chunk
         self._refusal: str | None = None
 
     def _watch(self) -> None:
@@ -70,53 +70,56 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self._in_head:
             super().data_received(data)
             return
-        progress = self._progress
         super().data_received(data)
         if not self._in_head or self._refusal is not None or self.transport.is_closing():
-            return
-        # Still in the head: the parser is holding a part it has not reported (a header, or
-        # the request target, still arriving). A chunk that completed something may also
-        # have started the next part; that remainder is counted from the next chunk on.
-        self._unreported = self._unreported + len(data) if progress == self._progress else 0
-        if self._unreported > self._max_field:
-            self._refuse_head(f"a header exceeds {self._max_field} bytes")
-        elif self._head_bytes + self._unreported > self._max_head:
-            self._refuse_head(f"the request headers exceed {self._max_head} bytes")
+            return  # the usual case: the whole head arrived in this read
+        # The head spans chunks (rare: a head is usually one read). What the parser has
+        # not reported yet (a header or the request target still arriving) is counted by
+        # the chunk; a chunk that completed something may also have started the next
+        # part, which is then counted from the next chunk on.
+        progress = self._head_progress()
+        moved = progress != self._last_progress
+        self._last_progress = progress
+        self._unreported = 0 if moved else self._unreported + len(data)
+        refusal = self._head_refusal(self._unreported)
+        if refusal is not None:
+            self._refuse_head(refusal)
+
+    def _head_progress(self) -> tuple[int, int, int]:
+        headers = self.headers or ()
+        return id(headers), len(headers), len(getattr(self, "url", b""))
+
+    def _head_refusal(self, unreported: int) -> str | None:
+        """Which limit the head read so far breaks, if any (a few C calls per request)."""
+        headers = self.headers or []
+        if len(headers) > self._max_headers:
+            return f"the request has more than {self._max_headers} headers"
+        if unreported > self._max_field:  # one part (a header, the target) still arriving
+            return f"a header exceeds {self._max_field} bytes"
+        url = len(getattr(self, "url", b""))
+        size = url + len(_JOIN(chain.from_iterable(headers))) + _LINE_OVERHEAD * len(headers)
+        if size + unreported > self._max_head:
+            return f"the request headers exceed {self._max_head} bytes"
+        # Only a head bigger than one field's cap can hold a field over it.
+        if size > self._max_field and (
+            url > self._max_field or any(len(n) + len(v) > self._max_field for n, v in headers)
+        ):
+            return f"a header exceeds {self._max_field} bytes"
+        return None
 
     def on_message_begin(self) -> None:
-        self._progress += 1
         self._in_head = True
-        self._head_bytes = self._head_count = self._unreported = 0
+        self._unreported = 0
+        self._last_progress = None  # a chunk in which a request began made progress
         if self._reading_since is None:
             self._reading_since = self.loop.time()
         super().on_message_begin()
 
-    def on_url(self, url: bytes) -> None:
-        self._progress += 1
-        self._head_bytes += len(url)
-        if self._head_bytes > self._max_field:
-            self._refusal = f"the request target exceeds {self._max_field} bytes"
-            raise _HeadTooLarge
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._progress += 1
-        size = len(name) + len(value) + _LINE_OVERHEAD
-        self._head_bytes += size
-        self._head_count += 1
-        if size > self._max_field:
-            self._refusal = f"a header exceeds {self._max_field} bytes"
-        elif self._head_bytes > self._max_head:
-            self._refusal = f"the request headers exceed {self._max_head} bytes"
-        elif self._head_count > self._max_headers:
-            self._refusal = f"the request has more than {self._max_headers} headers"
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._refusal = self._head_refusal(0)
         if self._refusal is not None:
             raise _HeadTooLarge  # httptools re-raises it from feed_data as a parser error
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        self._progress += 1
-        self._in_head = False
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

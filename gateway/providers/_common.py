@@ -129,13 +129,14 @@ def convert_struct(value: Any, type_: type[T]) -> T:
 # `str.replace`), never a Python loop per token. The cost guard is
 # tests/providers/test_candidates.py; the figures are in benchmarks/forged_bench.py.
 
-RESTYLE_MAX_BYTES = 65_536
+RESTYLE_MAX_BYTES = 16_384
 """Bodies up to this size also get the re-escaped candidates (JS/PHP string escaping).
 
-Decoding into Python values costs ~10x more per byte than the whitespace compaction, so it
-is bounded: real Whitepay and W3Block notifications are 1-3 KB (the largest documented
-sample is about 2 KB), 64 KiB leaves a 20x margin. Bigger bodies still get the raw and the
-compacted candidates.
+Decoding into Python values costs up to ~100x more per byte than HMAC-SHA256 (a body of
+tiny floats), the whitespace compaction under 10x. So re-escaping is bounded: real Whitepay
+and W3Block notifications are 1-3 KB (the documented samples are all under 2.2 KB), 16 KiB
+leaves a margin of 8, and a forged body at the cap costs about 1 ms, what the compaction of
+a 1 MiB body costs. Bigger bodies still get the raw and the compacted candidates.
 """
 
 # Floats stay as written (`1.50`, `1E2`): msgspec.Raw re-emits the token verbatim.

@@ -535,10 +535,15 @@ def test_configmap_config_passes_gateway_check(rendered: list[Doc], tmp_path: Pa
     # Environment as the pod has it: literal values as written, Secret values made up.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "KAFKA_"))}
     for var in container["env"]:
-        if "value" in var:
+        if var["name"] == "PROMETHEUS_MULTIPROC_DIR":  # an emptyDir in the pod: stand one in
+            env[var["name"]] = str(tmp_path / "metrics")
+            (tmp_path / "metrics").mkdir()
+        elif "value" in var:
             env[var["name"]] = var["value"]
         elif "secretKeyRef" in var.get("valueFrom", {}):
             value = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+            if var["name"] == "REDIS_URL":  # state.urlSecret: a URL with its password
+                value = f"rediss://:{secrets.token_urlsafe(16)}@redis.payments:6380/0"
             env[var["name"]] = value
             revealed.append(value)
         else:

@@ -216,10 +216,10 @@ def test_redis_sigkill_falls_back_without_a_5xx(
     assert any(line.get("event") == "state_store_recovered" for line in a.log_lines())
 
 
-def serve_workers(config: Path, log: Path, workers: int) -> Served:
+def serve_workers(config: Path, log: Path, workers: int, **env_vars: str) -> Served:
     """`gateway serve --workers N` as a real process; waits until /readyz is 200."""
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_vars}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     process = subprocess.Popen(
         [
@@ -285,8 +285,8 @@ def test_two_worker_processes_share_dedupe_and_nonces(
 
 
 def test_memory_backend_with_two_workers_warns(tmp_path: Path, keys: Keys, broker: Broker) -> None:
-    """`backend: memory` with `--workers 2`: the start-up log and `gateway check` say that
-    dedupe and replay protection are per process."""
+    """`backend: memory` with `--workers 2` (and GATEWAY_REPLICAS=3, as the chart sets it):
+    the start-up log and `gateway check` say that dedupe and replay protection are per process."""
     config = write_config(tmp_path, keys, bootstrap=broker.bootstrap, server="log_format: json")
     check = subprocess.run(
         [sys.executable, "-m", "gateway", "check", "--config", str(config), "--workers", "2"],
@@ -298,10 +298,11 @@ def test_memory_backend_with_two_workers_warns(tmp_path: Path, keys: Keys, broke
     assert check.returncode == 0, check.stderr
     assert "WARNING: state.backend is memory" in check.stdout
     assert "per process" in check.stdout
-    served = serve_workers(config, tmp_path / "gateway.log", 2)
+    served = serve_workers(config, tmp_path / "gateway.log", 2, GATEWAY_REPLICAS="3")
     try:
         lines = served.log_lines()
         warnings = [x for x in lines if x.get("event") == "state_per_process"]
-        assert warnings and "2 worker processes" in warnings[0]["detail"]
+        assert len(warnings) == 2  # one per process
+        assert "3 replicas x 2 worker processes" in warnings[0]["detail"]
     finally:
         served.stop(timeout=30)

@@ -242,3 +242,39 @@ async def test_event_too_large_for_the_broker_is_413_and_traffic_flows(
             assert ready["spool"]["depth"] == 0
     finally:
         served.stop()
+
+
+async def test_sigterm_drains_what_it_can_and_says_what_it_left(
+    tmp_path: Path, keys: Keys, durable_broker: Broker
+) -> None:
+    """SIGTERM with the broker away: exit within the grace, log what was left; the next process forwards it."""
+    topic = f"term-{uuid.uuid4().hex[:8]}"
+    cfg = fleet_config(tmp_path, keys, durable_broker.bootstrap, topic, spool=True)
+    served = serve(cfg, tmp_path / "gw.log")
+    wait_ready(served.url)
+    stream = Stream(keys, concurrency=8)
+    task = await stream.run(served.url)
+    await asyncio.sleep(1)
+    durable_broker.kill()
+    await asyncio.sleep(2)
+    stream.stop.set()
+    await task
+    started = time.monotonic()
+    code = await asyncio.to_thread(served.stop)
+    took = time.monotonic() - started
+    left = [line for line in served.log_lines() if line.get("event") == "spool_shutdown"]
+    durable_broker.start()
+    again = serve(cfg, tmp_path / "gw2.log", port=served.port)
+    try:
+        seen = await topic_ids(durable_broker.bootstrap, topic, stream.acked, seconds=30)
+        print(
+            f"\n[sigterm] answers: {dict(stream.statuses)}; stopped in {took:.1f}s (exit {code}); "
+            f"left {left[0]['left'] if left else '?'} in the spool; on the topic after the next "
+            f"start {len(stream.acked & seen)} of {len(stream.acked)}"
+        )
+        assert code in (0, -15) and took < 30
+        assert left and left[0]["left"] > 0 and "spool drain" in left[0]["drained_by"]
+        assert set(stream.statuses) == {"200"}, stream.statuses
+        assert stream.acked <= seen
+    finally:
+        again.stop()
