@@ -26,6 +26,7 @@ from gateway.destinations.kafka import Producer
 from gateway.http.health import healthz, metrics_page, readyz
 from gateway.http.ingress import Ingress, source_of, webhooks_route
 from gateway.http.problems import http_exception_handler, internal_error_handler
+from gateway.journal import Journal
 from gateway.observability import REDACTOR, config_secret_values
 from gateway.pipeline import Pipeline
 from gateway.spool import Drainer, Header, Spool
@@ -40,6 +41,7 @@ def create_app(
     REDACTOR.add(config_secret_values(config))
     spool = Spool(config.spool.path, config.spool.max_bytes) if config.spool else None
     pipeline = Pipeline(config, producer, spool)
+    journal = pipeline.journal = Journal(config) if config.kafka.journal_topic else None
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -47,6 +49,8 @@ def create_app(
         drainer = None
         tracing.setup(config.tracing)
         await producer.start()
+        if journal is not None:
+            await journal.start()
         if spool is not None and config.spool is not None:
             drainer = Drainer(spool, _sender(producer), config.spool.drain_interval)
             pipeline.on_spooled = drainer.wake
@@ -54,7 +58,8 @@ def create_app(
         if run_workers and config.webhook_destinations():
             from gateway.destinations.worker import DeliveryWorkers
 
-            workers = DeliveryWorkers(config, producer=producer)  # one producer per process
+            # One producer and one journal per process.
+            workers = DeliveryWorkers(config, producer=producer, journal=journal)
             await workers.start()
         app.state.workers = workers
         try:
@@ -65,6 +70,8 @@ def create_app(
                 await workers.stop()
             if drainer is not None:
                 await drainer.stop()
+            if journal is not None:
+                await journal.stop()
             await producer.stop()
             if spool is not None:
                 spool.close()

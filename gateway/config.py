@@ -27,6 +27,7 @@ import yaml
 from gateway.errors import ConfigError
 from gateway.event import STATUSES
 from gateway.providers import registry
+from gateway.secrets import Secret
 from gateway.tracing import TracingConfig
 from gateway.types import Duration, Secrets, dec_hook
 from routing import Router, RoutingConfigError, compile_routes, format_path
@@ -73,6 +74,9 @@ class KafkaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     ssl_check_hostname: bool = True
     delivery_topic: str = "gateway.deliveries"
     dead_letter_topic: str = "gateway.dead-letter"
+    # The journal (what the ingress and workers did, for the console); none: not journaled.
+    journal_topic: str | None = None
+    journal_buffer: Positive = 10_000
     consumer_group: str = "webhook-gateway-delivery"
     session_timeout: Duration = Duration(10)
     heartbeat_interval: Duration = Duration(3)
@@ -123,6 +127,26 @@ class SpoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     drain_interval: Duration = Duration(1)
 
 
+class ConsoleUser(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One person or robot allowed into the console."""
+
+    name: str
+    token: Secret
+    role: Literal["viewer", "operator"] = "viewer"
+
+
+class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """`console:` the operator console (`gateway console`), fed by `kafka.journal_topic`."""
+
+    listen: str = "127.0.0.1:8081"
+    users: list[ConsoleUser] = []
+    retention: Duration = Duration(7 * 86_400)
+    max_rows: Positive = 500_000
+    omit: list[str] = []
+    store: str | None = None  # SQLite file; none: in memory, rebuilt from Kafka at start
+    session_ttl: Duration = Duration(12 * 3600)
+
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -147,6 +171,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     trusted_proxies: tuple[IPNetwork, ...] = ()
     spool: SpoolConfig | None = None
     tracing: TracingConfig = TracingConfig()
+    console: ConsoleConfig | None = None
 
     def kafka_destinations(self) -> dict[str, KafkaDestination]:
         """Destinations of the Kafka kind, by name."""
@@ -166,6 +191,7 @@ _TOP_LEVEL = (
     "kafka",
     "spool",
     "tracing",
+    "console",
     "sources",
     "destinations",
     "routes",
@@ -463,6 +489,28 @@ def _check_webhook(hook: WebhookDestination, path: PathT, doc: _Loaded) -> None:
         doc.error((*path, "backoff"), "`initial` must not exceed `max`")
 
 
+def _console(raw: Any, doc: _Loaded) -> Any:
+    console = _convert(raw, ConsoleConfig, ("console",), doc)
+    if console is _MISSING:
+        return console
+    host, _, port = console.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        doc.error(("console", "listen"), "expected `host:port`, e.g. `0.0.0.0:8081`")
+    names: set[str] = set()
+    tokens: set[str] = set()
+    for i, user in enumerate(console.users):
+        if user.name in names:
+            doc.error(("console", "users", i, "name"), f"duplicate user `{user.name}`")
+        names.add(user.name)
+        token = user.token.reveal()
+        if len(token) < 16:
+            doc.error(("console", "users", i, "token"), "a token needs at least 16 characters")
+        elif token in tokens:
+            doc.error(("console", "users", i, "token"), "two users share one token")
+        tokens.add(token)
+    return console
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read, resolve and validate the config file; raise `ConfigError` with every problem."""
     file = str(path)
@@ -493,6 +541,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         None if raw.get("spool") is None else _convert(raw["spool"], SpoolConfig, ("spool",), doc)
     )
     tracing = _convert(raw.get("tracing"), TracingConfig, ("tracing",), doc)
+    console = None if raw.get("console") is None else _console(raw["console"], doc)
     sources = _sources(raw.get("sources"), doc)
     destinations = _destinations(raw.get("destinations"), doc)
     if not sources and ("sources",) not in doc.lines:
@@ -525,7 +574,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
     except RoutingConfigError as exc:
         for problem in exc.errors:
             doc.error(tuple(problem.path), problem.message)
-    if doc.problems or router is None or _MISSING in (server, kafka, spool, tracing):
+    if doc.problems or router is None or _MISSING in (server, kafka, spool, tracing, console):
         raise ConfigError(doc.problems)
     return Config(
         path=file,
@@ -537,6 +586,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         trusted_proxies=trusted,
         spool=spool,
         tracing=tracing,
+        console=console,
     )
 
 

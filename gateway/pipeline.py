@@ -27,6 +27,7 @@ from gateway.destinations import kafka as kafka_records
 from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
 from gateway.errors import Unavailable, UnknownSource
 from gateway.event import CloudEvent, encode, reject_duplicate_keys, to_builtins
+from gateway.journal import Journal
 from gateway.providers import Verifier, registry
 from gateway.spool import Spool, SpooledRecord, SpoolFull
 from routing import Routed
@@ -51,6 +52,8 @@ class Outcome:
     routes: tuple[str, ...] = ()
     destinations: tuple[str, ...] = ()
     spooled: bool = False
+    # Where each destination's record went ({destination, topic, partition, offset}): the journal's.
+    placed: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,7 @@ class Pipeline:
         self._sender = sender
         self._spool = spool
         self.on_spooled: Callable[[], None] | None = None  # the drainer's wake-up
+        self.journal: Journal | None = None  # what the ingress records for the console
         providers = registry()
         self._sources = {
             name: _Ingress(
@@ -187,9 +191,9 @@ class Pipeline:
         try:
             async with Deadline(timeout):
                 if len(records) == 1:  # the usual case: no task and gathering future to build
-                    await self._produce(records[0])
+                    acks = [await self._produce(records[0])]
                 else:
-                    await asyncio.gather(*(self._produce(r) for r in records))
+                    acks = await asyncio.gather(*(self._produce(r) for r in records))
         except (TimeoutError, KafkaError) as exc:
             if self._spool is None:
                 reason = (
@@ -201,7 +205,12 @@ class Pipeline:
                 raise Unavailable(reason, retry_after=self._retry_after) from exc
             await self._spool_event(event, records, now)
             return Outcome("accepted", event, routed.routes, destinations, spooled=True)
-        return Outcome("accepted", event, routed.routes, destinations)
+        placed = tuple(
+            {"destination": d, "topic": r.topic, "partition": a.partition, "offset": a.offset}
+            for d, r, a in zip(destinations, records, acks, strict=True)
+            if hasattr(a, "offset")  # a RecordMetadata (test senders may return None)
+        )
+        return Outcome("accepted", event, routed.routes, destinations, placed=placed)
 
     @property
     def _retry_after(self) -> int:
@@ -221,10 +230,10 @@ class Pipeline:
         if self.on_spooled is not None:
             self.on_spooled()
 
-    async def _produce(self, record: SpooledRecord) -> None:
+    async def _produce(self, record: SpooledRecord) -> Any:
         started = time.perf_counter()
         try:
-            await self._sender.send(
+            ack = await self._sender.send(
                 record.topic, record.value, key=record.key, headers=record.headers
             )
         except BaseException as exc:
@@ -233,6 +242,7 @@ class Pipeline:
             raise
         metrics.KAFKA_PRODUCE.labels(record.topic, "ok").inc()
         metrics.KAFKA_PRODUCE_LATENCY.labels(record.topic).observe(time.perf_counter() - started)
+        return ack
 
     def _record(
         self, destination: str, routed_event: Mapping[str, Any], event: CloudEvent, now: float

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -38,8 +39,20 @@ def replay_group(config: Config, destination: str) -> str:
     return f"{config.kafka.consumer_group}.replay.{destination}"
 
 
-async def replay(config: Config, destination: str | None, since: float | None, now: float) -> int:
-    """Re-drive dead letters (of one destination, or every webhook destination); the count."""
+async def replay(
+    config: Config,
+    destination: str | None,
+    since: float | None,
+    now: float,
+    *,
+    events: Collection[str] | None = None,
+) -> int:
+    """Re-drive dead letters (of one destination, or every webhook destination); the count.
+
+    `events` re-drives only the dead letters of those event ids (the console's "replay
+    one / a selection"). The group's offsets then stop before the first dead letter of the
+    destination that was passed over, so a later full replay still re-drives it.
+    """
     hooks = config.webhook_destinations()
     if destination is not None and destination not in hooks:
         raise ValueError(f"no webhook destination named {destination!r}")
@@ -53,14 +66,19 @@ async def replay(config: Config, destination: str | None, since: float | None, n
     try:
         total = 0
         for name in names:
-            total += await _replay_destination(config, producer, name, cutoff, now)
+            total += await _replay_destination(config, producer, name, cutoff, now, events)
         return total
     finally:
         await producer.stop()
 
 
 async def _replay_destination(
-    config: Config, producer: AIOKafkaProducer, name: str, cutoff: float | None, now: float
+    config: Config,
+    producer: AIOKafkaProducer,
+    name: str,
+    cutoff: float | None,
+    now: float,
+    events: Collection[str] | None = None,
 ) -> int:
     cfg = config.kafka
     consumer = AIOKafkaConsumer(
@@ -81,6 +99,7 @@ async def _replay_destination(
         # no membership (no rebalance wait) since one replay reads every partition itself.
         consumer.assign(tps)
         idle_since = time.monotonic()
+        held: set[TopicPartition] = set()  # partitions with a passed-over letter: offsets stay
         while not await _caught_up(consumer, tps):
             batch = await consumer.getmany(timeout_ms=500, max_records=1000)
             if not batch:
@@ -93,9 +112,15 @@ async def _replay_destination(
             positions: dict[TopicPartition, int] = {}
             for tp, records in batch.items():
                 for record in records:
-                    positions[tp] = record.offset + 1
                     letter = _letter(record.value)
+                    if events is not None and letter is not None and letter.destination == name:
+                        if letter.event_id not in events:
+                            held.add(tp)
+                    if tp not in held:
+                        positions[tp] = record.offset + 1
                     if letter is None or letter.destination != name:
+                        continue
+                    if events is not None and letter.event_id not in events:
                         continue
                     if cutoff is not None and letter.failed_at < cutoff:
                         skipped_old += 1
@@ -110,7 +135,8 @@ async def _replay_destination(
                     value = ENCODER.encode(task)
                     sends.append(await producer.send(cfg.delivery_topic, value, key=record.key))
             await asyncio.gather(*sends)  # every re-driven task acked before its offset moves
-            await consumer.commit(positions)
+            if positions:
+                await consumer.commit(positions)
             replayed += len(sends)
     finally:
         await consumer.stop()

@@ -45,6 +45,7 @@ from gateway.destinations.kafka import Producer, client_options
 from gateway.destinations.retry import BreakerState, breaker_for, retry_delay
 from gateway.destinations.tasks import ENCODER, TASK_DECODER, DeadLetter, DeliveryTask
 from gateway.destinations.webhook import AttemptResult, Endpoint, WebhookClient
+from gateway.journal import Journal
 
 log = structlog.get_logger("gateway.delivery")
 
@@ -164,8 +165,12 @@ class DeliveryWorkers:
         max_pending: int = 10_000,
         hold_limit: float = 30.0,
         rng: Random | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self._config = config
+        # The process's journal (shared with the ingress), or our own when we run alone.
+        self._own_journal = journal is None and config.kafka.journal_topic is not None
+        self._journal = Journal(config) if self._own_journal else journal
         self._lanes = {
             name: _Lane(name, dest) for name, dest in config.webhook_destinations().items()
         }
@@ -203,6 +208,8 @@ class DeliveryWorkers:
         await self._client.start()
         if self._own_producer:
             await self._producer.start()
+        if self._own_journal and self._journal is not None:
+            await self._journal.start()
         self._runner = asyncio.create_task(self._run(), name="delivery-workers")
 
     async def stop(self, grace: float | None = None) -> None:
@@ -221,6 +228,8 @@ class DeliveryWorkers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
         await self._client.close()
+        if self._own_journal and self._journal is not None:
+            await self._journal.stop()
         if self._own_producer:
             await self._producer.stop()
 
@@ -628,6 +637,18 @@ class DeliveryWorkers:
         **extra: Any,
     ) -> None:
         """The one log line per delivery outcome (never the body, a secret or a signature)."""
+        if self._journal is not None:  # fire and forget: never awaited
+            self._journal.attempt(
+                destination,
+                event_id,
+                attempt,
+                status,
+                error,
+                duration,
+                outcome,
+                extra.get("retry_in"),
+                bool(extra.get("replayed")),
+            )
         if error:
             extra["error"] = error
         emit = self._log.info if outcome == "delivered" else self._log.warning

@@ -174,19 +174,28 @@ class Ingress:
             if isinstance(exc, SignatureError):
                 metrics.VERIFICATION_FAILURES.labels(label, exc.reason).inc()
             metrics.REQUEST_DURATION.labels(label).observe(time.perf_counter() - started)
-            webhook_line(
-                WebhookLine(
-                    source=source,
-                    provider=provider,
-                    status=status_of(exc),
-                    outcome="rejected",
-                    reason=exc.reason,
-                    detail=str(exc),
-                    request_id=request_id,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                    level="warning",
-                )
+            line = WebhookLine(
+                source=source,
+                provider=provider,
+                status=status_of(exc),
+                outcome="rejected",
+                reason=exc.reason,
+                detail=str(exc),
+                request_id=request_id,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                level="warning",
             )
+            webhook_line(line)
+            if pipeline.journal is not None:  # fire and forget: never awaited
+                pipeline.journal.rejected(
+                    source,
+                    provider,
+                    line.status,
+                    exc.reason,
+                    str(exc),
+                    request_id,
+                    line.duration_ms,
+                )
             return problem(exc, provider)
         event = outcome.event
         tracing.annotate(
@@ -194,6 +203,7 @@ class Ingress:
         )
         metrics.WEBHOOKS.labels(source, outcome.status).inc()
         metrics.REQUEST_DURATION.labels(source).observe(time.perf_counter() - started)
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
         webhook_line(
             WebhookLine(
                 source=source,
@@ -206,9 +216,11 @@ class Ingress:
                 outcome=outcome.status,
                 spooled=outcome.spooled,
                 request_id=request_id,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=duration_ms,
             )
         )
+        if pipeline.journal is not None:  # fire and forget: never awaited
+            pipeline.journal.answered(source, configured.provider, outcome, request_id, duration_ms)
         return accepted(event.id, outcome.status, configured.provider)
 
 
