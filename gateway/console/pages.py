@@ -112,7 +112,8 @@ async def event_page(request: Request[Any, Any, Any], ref: FromPath[str]) -> Tem
     found = console_of(request).store.event(ref)
     if found is None:
         raise NotFoundException(f"no event {ref[:80]!r} in the console's store")
-    return Template("event.html", context=_context(request, item=found))
+    webhooks = set(console_of(request).config.webhook_destinations())
+    return Template("event.html", context=_context(request, item=found, webhooks=webhooks))
 
 
 @get("/dead-letters", include_in_schema=False)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import textwrap
 import time
 import uuid
@@ -19,10 +22,11 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
-from gateway.broker import Broker
+from gateway.broker import Broker, free_port
 from gateway.config import Config, load_config
 from gateway.console.app import create_console_app
 from tests.destinations.receiver import Receiver, new_secret
+from tests.faults import ROOT
 from tests.ingress_helpers import sample, with_field
 
 OPERATOR_TOKEN = "op-" + uuid.uuid4().hex
@@ -175,3 +179,46 @@ def http_ok(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@dataclass
+class ConsoleProcess:
+    """A running `gateway console` process."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it hangs."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def spawn_console(config: Path, log: Path) -> ConsoleProcess:
+    """Start `python -m gateway console` on a free port and wait until /readyz answers 200."""
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "console", "--config", str(config),
+         "--listen", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"console exited: {log.read_text()[-3000:]}")
+        if http_ok(f"{url}/readyz"):
+            return ConsoleProcess(process, url, log)
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"console did not become ready: {log.read_text()[-3000:]}")
