@@ -125,6 +125,7 @@ the config has no provider in the pod spec, and when two mounts share a path. Ca
 {{- $found = true }}
 {{- end }}
 {{- end }}
+{{- if and $.Values.console.enabled (hasPrefix (printf "%s/" (trimSuffix "/" $.Values.console.tokens.mountPath)) $path) }}{{ $found = true }}{{ end }}
 {{- range $.Values.extraVolumeMounts }}
 {{- if or (eq $path .mountPath) (hasPrefix (printf "%s/" (trimSuffix "/" .mountPath)) $path) }}{{ $found = true }}{{ end }}
 {{- end }}
@@ -177,6 +178,7 @@ the config has no provider in the pod spec, and when two mounts share a path. Ca
   mountPath: {{ trimSuffix "/" $f.mountPath }}
   readOnly: true
 {{- end }}
+{{- include "webhook-gateway.consoleMount" .root }}
 {{- with $v.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
@@ -213,6 +215,7 @@ StatefulSet's per-pod `spool` volume comes from its volumeClaimTemplates, not fr
       {{- toYaml . | nindent 6 }}
     {{- end }}
 {{- end }}
+{{- include "webhook-gateway.consoleVolume" $root }}
 {{- with $v.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
