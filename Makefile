@@ -17,12 +17,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 -include helm/tools.mk
 
+# The console's browser test drives Debian's Chromium (Playwright cannot download browsers here).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium
+
 ## make dev: venv + deps, local tansu broker, gateway on 127.0.0.1:8000 with config/dev.yaml
 dev: $(STAMP)
 	$(VENV)/bin/gateway dev --config config/dev.yaml
 
 ## make test: venv + deps (+ helm), lint, types, the whole suite incl. real-broker tests
-test: $(STAMP) $(HELM_TOOLS)
+test: $(STAMP) $(HELM_TOOLS) $(CHROMIUM)
 	$(VENV)/bin/ruff check gateway routing tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

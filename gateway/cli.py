@@ -322,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--config", default="config/dev.yaml")
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--broker-port", type=int, default=9092)
+    dev.add_argument("--console-port", type=int, default=8081)
     dev.set_defaults(func=cmd_dev)
     return parser
 

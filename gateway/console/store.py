@@ -162,9 +162,10 @@ class Store:
         with self._db:
             for topic, partition, offset, value in journal:
                 positions[(topic, partition)] = offset + 1
-                entry = _json(value)
-                if isinstance(entry, dict):
-                    count += self._journal(entry)
+                for line in (value or b"").split(b"\n"):  # entries packed as JSON lines
+                    entry = _json(line)
+                    if isinstance(entry, dict):
+                        count += self._journal(entry)
             for topic, partition, offset, value in letters:
                 positions[(topic, partition)] = offset + 1
                 entry = _json(value)
