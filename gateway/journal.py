@@ -32,7 +32,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -69,7 +69,9 @@ class Journal:
         assert topic is not None, "Journal needs kafka.journal_topic"
         self.topic = topic
         self._config = config
-        self._buffer: deque[Mapping[str, Any]] = deque()
+        # Encoded entries: bytes are invisible to the garbage collector, where thousands of
+        # buffered dicts (holding CloudEvents) would make every collection slower.
+        self._buffer: deque[bytes] = deque()
         self._limit = buffer or config.kafka.journal_buffer
         self._producer: AIOKafkaProducer | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -87,7 +89,13 @@ class Journal:
         if len(self._buffer) >= self._limit or self._stopping:
             self._full.inc()
             return
-        self._buffer.append(entry)
+        try:
+            line = _ENCODER.encode(entry)
+        except (TypeError, ValueError) as exc:  # a bug, not an outage: say so, never raise
+            log.error("journal_unencodable", kind=entry.get("kind"), error=str(exc))
+            self._failed.inc()
+            return
+        self._buffer.append(line)
         if self._idle:
             self._idle = False
             self._wake.set()
@@ -225,7 +233,10 @@ class Journal:
             **producer_options(cfg),
             "acks": 1,
             "enable_idempotence": False,
-            "linger_ms": max(cfg.linger_ms, 50),
+            "linger_ms": max(cfg.linger_ms, 20),
+            # Room for several packed records per batch: a record that does not fit the
+            # open batch would wait for it to be sent (one linger per record).
+            "max_batch_size": max(cfg.max_batch_size, 8 * _RECORD_BYTES),
         }
         delay = 0.2
         while True:
@@ -266,11 +277,11 @@ class Journal:
         if self._sending:
             await asyncio.wait(set(self._sending))
 
-    def _take(self, count: int) -> Sequence[Mapping[str, Any]]:
+    def _take(self, count: int) -> list[bytes]:
         buffer = self._buffer
         return [buffer.popleft() for _ in range(min(count, len(buffer)))]
 
-    async def _send(self, entries: Sequence[Mapping[str, Any]]) -> None:
+    async def _send(self, entries: list[bytes]) -> None:
         """Produce entries packed as JSON lines, up to `_RECORD_BYTES` per Kafka record.
 
         Packing is what keeps the journal cheap: the producer's per-record work (batching,
@@ -278,13 +289,7 @@ class Journal:
         """
         lines: list[bytes] = []
         size = 0
-        for entry in entries:
-            try:
-                line = _ENCODER.encode(entry)
-            except (TypeError, ValueError) as exc:  # a bug, not an outage: say so once per record
-                log.error("journal_unencodable", kind=entry.get("kind"), error=str(exc))
-                self._failed.inc()
-                continue
+        for line in entries:
             lines.append(line)
             size += len(line) + 1
             if size >= _RECORD_BYTES:

@@ -39,7 +39,6 @@ class Feed:
         self._runner: asyncio.Task[None] | None = None
         self.connected = False
         self.last_record_at: float | None = None
-        self._changed = asyncio.Event()
 
     async def start(self) -> None:
         """Start reading in the background (connects with retries)."""
@@ -51,14 +50,6 @@ class Feed:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._runner
-
-    async def changed(self, timeout: float) -> bool:
-        """Wait until a batch was stored (or `timeout`); True if one was."""
-        event = self._changed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
-            return True
-        return False
 
     async def _run(self) -> None:
         delay = 0.2
@@ -132,5 +123,3 @@ class Feed:
             target.extend((tp.topic, tp.partition, r.offset, r.value) for r in records)
         self._store.apply(journal, letters)
         self.last_record_at = time.time()
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()

@@ -548,10 +548,6 @@ class Store:
         rows = self._db.execute("SELECT * FROM actions ORDER BY id DESC LIMIT ?", (limit,))
         return [{**dict(r), "detail": json.loads(r["detail"] or "{}")} for r in rows]
 
-    def unknown_sources(self) -> list[str]:
-        """Source names seen in the journal (the fleet may run a newer config)."""
-        return [r[0] for r in self._db.execute("SELECT DISTINCT source FROM requests")]
-
 
 def _request(row: sqlite3.Row) -> dict[str, Any]:
     item = {

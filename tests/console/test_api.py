@@ -174,6 +174,10 @@ async def test_what_happened_to_order_x(stack: Stack) -> None:
     assert event_id in await ids(since="1h") and event_id not in await ids(until="1h")
     assert await ids(q=order[:10]) >= {event_id}
     assert await ids(q=event_id) == {event_id}
+    first = await stack.api("/api/events", limit="1")
+    assert first["next"] is not None
+    second = await stack.api("/api/events", limit="1", before=str(first["next"]))
+    assert second["items"][0]["row"] < first["items"][0]["row"]
 
     # The event: routes, its Kafka record, the failed attempts and the dead letter.
     detail = await stack.api(f"/api/events/{event_id}")
