@@ -205,10 +205,14 @@ class Pipeline:
                 raise Unavailable(reason, retry_after=self._retry_after) from exc
             await self._spool_event(event, records, now)
             return Outcome("accepted", event, routed.routes, destinations, spooled=True)
-        placed = tuple(
-            {"destination": d, "topic": r.topic, "partition": a.partition, "offset": a.offset}
-            for d, r, a in zip(destinations, records, acks, strict=True)
-            if hasattr(a, "offset")  # a RecordMetadata (test senders may return None)
+        placed = (
+            tuple(
+                {"destination": d, "topic": r.topic, "partition": a.partition, "offset": a.offset}
+                for d, r, a in zip(destinations, records, acks, strict=True)
+                if hasattr(a, "offset")  # a RecordMetadata (test senders may return None)
+            )
+            if self.journal is not None
+            else ()
         )
         return Outcome("accepted", event, routed.routes, destinations, placed=placed)
 

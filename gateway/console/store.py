@@ -358,7 +358,7 @@ class Store:
         ).fetchall()
         items = [_request(r) for r in rows[:limit]]
         self._delivery_summary(items)
-        return items, (items[-1]["ref"] if len(rows) > limit else None)
+        return items, (items[-1]["row"] if len(rows) > limit else None)
 
     def _delivery_summary(self, items: list[dict[str, Any]]) -> None:
         """Each accepted item's delivery state per webhook destination (latest outcome)."""
