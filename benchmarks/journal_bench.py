@@ -124,13 +124,19 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one short pair (smoke check)")
     parser.add_argument("--pairs", type=int, help="override the number of pairs")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="no core pinning: the broker may use both cores (it does twice the work with "
+        "the journal on, and pinned beside wrk that throttles the load itself)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("journal_bench: install wrk first (apt-get install -y wrk)", file=sys.stderr)
         return 2
     plan = ib.QUICK if args.quick else ib.FULL
     pairs = args.pairs or plan.runs
-    server_core, load_core = ib.cores()
+    server_core, load_core = (None, None) if args.no_pin else ib.cores()
     ib.CORPUS.mkdir(exist_ok=True)
     warm = ib.corpus_file("whitepay", "warm", plan.warm_corpus)
     run = ib.corpus_file("whitepay", "run", plan.corpus)

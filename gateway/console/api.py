@@ -294,6 +294,16 @@ async def api_sources(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {"items": sources_view(console_of(request), time.time())}
 
 
+@get("/api/actions", summary="The latest operator actions (who replayed what)")
+async def api_actions(
+    request: Request[Any, Any, Any], limit: FromQuery[int] = 50
+) -> dict[str, Any]:
+    """From the journal, so every replica lists every replica's actions."""
+    if not 1 <= limit <= 500:
+        raise ClientException("`limit` must be between 1 and 500")
+    return {"items": console_of(request).store.actions(limit)}
+
+
 ROUTES = [
     api_me,
     api_events,
@@ -302,4 +312,5 @@ ROUTES = [
     api_replay,
     api_destinations,
     api_sources,
+    api_actions,
 ]

@@ -230,7 +230,9 @@ class Store:
             )
             return 1
         if kind == "action":
-            detail = {k: v for k, v in e.items() if k not in ("kind", "at", "node", "user")}
+            detail = {
+                k: v for k, v in e.items() if k not in ("kind", "at", "node", "user", "action")
+            }
             self._db.execute(
                 "INSERT INTO actions (at, node, user, action, detail) VALUES (?,?,?,?,?)",
                 (

@@ -28,6 +28,7 @@ READS = [
     "/api/dead-letters",
     "/api/destinations",
     "/api/sources",
+    "/api/actions",
     "/schema/openapi.json",
     "/events",
     "/events/anything",
@@ -262,6 +263,13 @@ async def test_what_happened_to_order_x(stack: Stack) -> None:
     await stack.until(delivered, "the replayed attempt in the event's timeline")
     letters = await stack.api("/api/dead-letters", q=event_id)
     assert letters["items"][0]["replayed_by"] == "alice"
+
+    async def journaled() -> list[dict[str, object]]:
+        items: list[dict[str, object]] = (await stack.api("/api/actions"))["items"]
+        return [a for a in items if a["action"] == "replay" and a["user"] == "alice"]
+
+    action = (await stack.until(journaled, "the replay in the journal's actions"))[0]
+    assert action["detail"] == {"selection": {"ledger": [event_id]}, "count": 1}
     print(f"journey: {len(answers)} answers checked for {len(forbidden)} secrets; replayed 1")
 
 
