@@ -80,6 +80,7 @@ async def test_viewer_reads_but_cannot_replay_and_cookies_need_csrf(stack: Stack
     assert OPERATOR_TOKEN not in cookie
     page = await client.get("/dead-letters")
     assert page.status_code == 200
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert csrf is not None
     no_csrf = await client.post("/api/dead-letters/replay", json={"all": True})
