@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/ingest_bench.py           # 3 runs of 10 s + memory (~6 min)
     .venv/bin/python benchmarks/ingest_bench.py --quick   # one short run, small memory phase
+    .venv/bin/python benchmarks/ingest_bench.py --state-only [--quick]
+        # only the state store comparison: Whitepay with state.backend memory vs redis
+        # (gateway/resp.py, redis-py with and without hiredis), same run (~3.5 min; ~45 s)
 
 What it does, all on 127.0.0.1:
 - builds (once, cached in benchmarks/.corpus/) corpora of complete pre-signed requests,
@@ -20,6 +23,12 @@ What it does, all on 127.0.0.1:
   on a shared machine a busy neighbour lowers req/s, but hardly what a request costs.
   Where `perf` can count instructions (Debian `linux-perf`), it prints the instructions
   per request and their ratio too: the steadiest figure of all on a shared machine.
+
+State store (`--state`, on by default; `--state-only` runs just this): a redis-server
+(Debian's package, no persistence) pinned with the broker; per round, the gateway with
+`state.backend: memory`, then `redis` with the default client (gateway/resp.py), then with
+redis-py (hiredis parser) and with redis-py's pure-Python parser; Redis is flushed between gateways so that no run sees the
+previous one's ids. Ratios are redis / memory of the same round.
 
 It installs nothing: wrk comes from the Debian package (`apt-get install wrk`).
 """
@@ -75,6 +84,7 @@ TARGETS = {
     "velafi_ratio": 0.4,
     "rss_mb": 150.0,
     "rss_growth_pct": 5.0,
+    "state_redis_ratio": 0.85,
 }
 
 
@@ -496,10 +506,24 @@ class Setup:
     server_core: int | None
     corpora: dict[str, Path]
     asgi_server: str = "uvicorn"
+    redis_client: str = "resp"  # "resp" (gateway/resp.py) | "redis-py" | "redis-py-pure"
 
     def gateway(self, port: int, log: Path) -> contextlib.AbstractContextManager[Any]:
         """`gateway serve` with one worker process, pinned to the server core."""
-        if self.asgi_server == "granian":
+        if self.redis_client != "resp":
+            # One worker: uvicorn serves in this very process, so the patches hold.
+            serve = ["serve", "--config", str(self.config), "--host", "127.0.0.1"]
+            serve += ["--port", str(port), "--workers", "1"]
+            patches = "import gateway.state as s; s.DEFAULT_CLIENT = 'redis-py'; "
+            if self.redis_client == "redis-py-pure":  # redis-py without hiredis
+                patches += (
+                    "import redis.asyncio.connection as c; c.DefaultParser = c._AsyncRESP2Parser; "
+                )
+            code = (
+                f"import sys; {patches}from gateway.cli import main; sys.exit(main(sys.argv[1:]))"
+            )
+            command = [PYTHON, "-c", code, *serve]
+        elif self.asgi_server == "granian":
             os.environ["GATEWAY_CONFIG"] = str(self.config)
             command = granian("gateway.cli:app_factory", port, factory=True)
         else:
@@ -590,6 +614,142 @@ def memory(setup: Setup) -> dict[str, Any]:
         "errors": load["errors"],
         "seconds": round(elapsed, 1),
     }
+
+
+class RedisProcess:
+    """A redis-server without persistence on a free port (CPU affinity: this process's)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: apt-get install -y redis-server")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(workdir)],
+            stdout=(workdir / "redis.log").open("ab"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while self.command(b"PING") != b"+PONG\r\n":
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    def command(self, line: bytes) -> bytes:
+        """One inline command; its reply (b"" when nothing answers)."""
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as conn:
+                conn.sendall(line + b"\r\n")
+                return conn.recv(1024)
+        except OSError:
+            return b""
+
+    def stop(self) -> None:
+        """Terminate the server."""
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def state_config(config: Path, redis_port: int) -> Path:
+    """The bench config with `state.backend: redis` on the local redis-server."""
+    path = config.with_name("gateway-redis.yaml")
+    path.write_text(
+        config.read_text() + f"state:\n  backend: redis\n  url: redis://127.0.0.1:{redis_port}/0\n"
+    )
+    return path
+
+
+STATE_VARIANTS = ("memory", "redis", "redis-py", "redis-py-pure")
+
+
+def state_round(setup: Setup, redis: RedisProcess, index: int) -> dict[str, Any]:
+    """One round of the state comparison: Whitepay under each store variant."""
+    import dataclasses
+
+    redis_config = state_config(setup.config, redis.port)
+    variants = {
+        "memory": setup,
+        **{
+            name: dataclasses.replace(setup, config=redis_config, redis_client=name)
+            for name in ("redis-py", "redis-py-pure")
+        },
+        "redis": dataclasses.replace(setup, config=redis_config, redis_client="resp"),
+    }
+    result: dict[str, Any] = {}
+    for name in STATE_VARIANTS:
+        redis.command(b"FLUSHALL")
+        port = free_port()
+        log = setup.workdir / f"gateway-state-{name}-{index}.log"
+        with variants[name].gateway(port, log) as process:
+            wrk(port, setup.corpora["whitepay-warm"], setup.plan.warmup)
+            before = outcomes(port)
+            figures = measured(
+                process.pid, port, setup.corpora["whitepay-run"], setup.plan.duration
+            )
+            after = outcomes(port)
+        for outcome in ("accepted", "duplicate"):
+            key = ("whitepay", outcome)
+            figures[outcome] = after.get(key, 0) - before.get(key, 0)
+        result[name] = figures
+    memory_row = result["memory"]
+    for name in STATE_VARIANTS[1:]:
+        row = result[name]
+        row["ratio"] = round(row["rps"] / memory_row["rps"], 3)
+        row["cpu_ratio"] = round(memory_row["cpu_us_per_request"] / row["cpu_us_per_request"], 3)
+        if "kinsn_per_request" in row and "kinsn_per_request" in memory_row:
+            row["insn_ratio"] = round(memory_row["kinsn_per_request"] / row["kinsn_per_request"], 3)
+    return result
+
+
+def state_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians per variant over the rounds."""
+    summary: dict[str, Any] = {}
+    for name in STATE_VARIANTS:
+        rows = [r[name] for r in rounds]
+        entry = {
+            key: round(statistics.median(row[key] for row in rows), 3)
+            for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
+        }
+        entry["errors"] = sum(row["errors"] for row in rows)
+        entry["duplicates"] = sum(row["duplicate"] for row in rows)
+        if all("kinsn_per_request" in row for row in rows):
+            entry["kinsn_per_request"] = statistics.median(row["kinsn_per_request"] for row in rows)
+        if name != "memory":
+            entry["ratio"] = round(statistics.median(row["ratio"] for row in rows), 3)
+            entry["cpu_ratio"] = round(statistics.median(row["cpu_ratio"] for row in rows), 3)
+            if all("insn_ratio" in row for row in rows):
+                entry["insn_ratio"] = statistics.median(row["insn_ratio"] for row in rows)
+        summary[name] = entry
+    return summary
+
+
+def print_state_table(summary: dict[str, Any], rounds: int) -> None:
+    """The state comparison, redis against memory in the same run."""
+    print()
+    print(f"state store: gateway Whitepay HMAC, median of {rounds} round(s)")
+    print(f"{'':30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'ratio':>8}"
+          f"{'CPU us/req':>12}{'CPU ratio':>11}{'k instr/req':>13}{'instr ratio':>13}")  # fmt: skip
+    labels = {
+        "memory": "state.backend memory",
+        "redis": "redis (gateway/resp.py)",
+        "redis-py": "redis (redis-py + hiredis)",
+        "redis-py-pure": "redis (redis-py, no hiredis)",
+    }
+    for name, label in labels.items():
+        row = summary[name]
+        kinsn = f"{row['kinsn_per_request']:,.0f}" if "kinsn_per_request" in row else "-"
+        insn_ratio = f"{row.get('insn_ratio', 1.0):.2f}" if kinsn != "-" else "-"
+        print(
+            f"{label:<30}{row['rps']:>9,.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+            f"{row['errors']:>8}{row.get('ratio', 1.0):>8.2f}{row['cpu_us_per_request']:>12,.0f}"
+            f"{row.get('cpu_ratio', 1.0):>11.2f}{kinsn:>13}{insn_ratio:>13}"
+        )
+    met = summary["redis"]["ratio"] >= TARGETS["state_redis_ratio"]
+    print(f"target: redis >= {TARGETS['state_redis_ratio']}x memory: {'ok' if met else 'MISSED'}")
+    if any(summary[n]["duplicates"] for n in STATE_VARIANTS):
+        print("warning: duplicates seen: a corpus wrapped around; enlarge it")
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -683,6 +843,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one short run (smoke check)")
     parser.add_argument("--runs", type=int, help="override the number of runs")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory phase")
+    parser.add_argument("--no-state", action="store_true", help="skip the state store phase")
+    parser.add_argument(
+        "--state-only",
+        action="store_true",
+        help="only the state store comparison (memory vs redis), written to ingest-state.json",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
         "--server",
@@ -713,14 +879,16 @@ def main() -> int:
     corpora = {
         "whitepay-warm": corpus_file("whitepay", "warm", plan.warm_corpus),
         "whitepay-run": corpus_file("whitepay", "run", plan.corpus),
-        "velafi-warm": corpus_file("velafi", "warm", plan.warm_corpus),
-        "velafi-run": corpus_file("velafi", "run", plan.corpus),
     }
-    if not args.no_memory:
+    if not args.state_only:
+        corpora["velafi-warm"] = corpus_file("velafi", "warm", plan.warm_corpus)
+        corpora["velafi-run"] = corpus_file("velafi", "run", plan.corpus)
+    if not args.no_memory and not args.state_only:
         # Headroom: wrk's in-flight requests when it is stopped must not wrap around.
         count = plan.memory_events + plan.memory_events // 10
         corpora["whitepay-memory"] = corpus_file("whitepay", "memory", count)
-    check_corpus_verifies(public_pem)
+    if not args.state_only:
+        check_corpus_verifies(public_pem)
     if load_core is not None:
         os.sched_setaffinity(0, {load_core})  # inherited by tansu and wrk
 
@@ -733,6 +901,33 @@ def main() -> int:
                 plan, write_config(workdir, broker.bootstrap, public_pem), workdir,
                 server_core, corpora, args.server,
             )  # fmt: skip
+            state_rounds: list[dict[str, Any]] = []
+            if not args.no_state or args.state_only:
+                redis = RedisProcess(workdir)
+                try:
+                    for index in range(plan.runs):
+                        print(f"state round {index + 1}/{plan.runs}", flush=True)
+                        state_rounds.append(state_round(setup, redis, index))
+                        print("  " + json.dumps({k: v["rps"] for k, v in state_rounds[-1].items()}),
+                              flush=True)  # fmt: skip
+                finally:
+                    redis.stop()
+            if args.state_only:
+                state = state_summary(state_rounds)
+                print_state_table(state, len(state_rounds))
+                output = args.output.with_name("ingest-state.json")
+                output.parent.mkdir(parents=True, exist_ok=True)
+                output.write_text(json.dumps({
+                    "benchmark": "ingest-state", "quick": args.quick, "plan": plan.__dict__,
+                    "pinning": {"server_core": server_core, "load_core": load_core},
+                    "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
+                    "median": state, "rounds": state_rounds,
+                    "target": TARGETS["state_redis_ratio"],
+                }, indent=2) + "\n")  # fmt: skip
+                print(
+                    f"wrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}"
+                )
+                return 0
             runs = []
             for index in range(plan.runs):
                 print(f"run {index + 1}/{plan.runs}", flush=True)
@@ -772,11 +967,15 @@ def main() -> int:
         "median": summary,
         "memory": mem,
         "runs": runs,
+        "state": state_summary(state_rounds) if state_rounds else {},
+        "state_rounds": state_rounds,
         "targets": TARGETS,
     }
     if mem:
         report["targets_met"] = verdict(summary, mem)
     print_table(report)
+    if state_rounds:
+        print_state_table(report["state"], len(state_rounds))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(

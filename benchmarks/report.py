@@ -28,6 +28,26 @@ def _ok(met: bool | None) -> str:
     return "-" if met is None else ("ok" if met else "MISSED")
 
 
+def _state_rows(ingest: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """state.backend redis against memory: from the full ingest run, else --state-only."""
+    state = (ingest or {}).get("state") or (_load("ingest-state") or {}).get("median")
+    if not state:
+        return [("ingest", "state store (redis vs memory)", "not run", "")]
+    memory, redis = state["memory"], state["redis"]
+    target = 0.85
+    return [
+        (
+            "ingest",
+            "Whitepay, state.backend redis vs memory",
+            f"{redis['rps']:,.0f} vs {memory['rps']:,.0f} req/s, ratio {redis['ratio']:.2f} "
+            f"(CPU {redis['cpu_ratio']:.2f}"
+            + (f", instr {redis['insn_ratio']:.2f}" if "insn_ratio" in redis else "")
+            + f"), {redis['errors']} errors",
+            f">= {target}: {_ok(redis['ratio'] >= target)}",
+        )
+    ]
+
+
 def rows() -> list[tuple[str, str, str, str]]:
     """(benchmark, figure, value, target verdict) rows."""
     out: list[tuple[str, str, str, str]] = []
@@ -73,6 +93,7 @@ def rows() -> list[tuple[str, str, str, str]]:
                     f"< 150 MB, < 5%: {_ok(met.get('rss') and met.get('rss_growth'))}",
                 )
             )
+    out.extend(_state_rows(ingest))
     routing = _load("routing")
     if routing is None:
         out.append(("routing", "not run", "", ""))
@@ -94,6 +115,21 @@ def rows() -> list[tuple[str, str, str, str]]:
                 f"<= {target['max_compiled_us']} us, >= {target['min_speedup']}x: "
                 f"{_ok(target.get('met'))}",
             )
+    transform = _load("transform")
+    if transform is None:
+        out.append(("transform", "not run", "", ""))
+    else:
+        out.append(
+            (
+                "transform",
+                "10-field projection, per event",
+                f"{transform['apply_us']:.1f} us applied ({transform['fast_path_us']:.1f} us "
+                f"closures vs {transform['jmespath_us']:.1f} us jmespath, "
+                f"{transform['speedup_vs_jmespath']:.1f}x)",
+                f"<= {transform['target_us']:g} us: "
+                f"{_ok(transform['apply_us'] <= transform['target_us'])}",
+            )
+        )
     delivery = _load("delivery")
     if delivery is None:
         out.append(("delivery", "not run", "", ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -20,17 +21,17 @@ from litestar.types import (
     Send,
 )
 
-from gateway import __version__, tracing
+from gateway import __version__, metrics, tracing
 from gateway.config import Config
 from gateway.destinations.kafka import Producer
 from gateway.http.health import healthz, metrics_page, readyz
 from gateway.http.ingress import Ingress, source_of, webhooks_route
+from gateway.http.openapi import OpenAPIDocument
 from gateway.http.problems import http_exception_handler, internal_error_handler
 from gateway.journal import Journal
 from gateway.observability import REDACTOR, config_secret_values
 from gateway.pipeline import Pipeline
-from gateway.spool import Drainer, Header, Spool
-from gateway.spool import Send as SpoolSend
+from gateway.spool import Drainer, Enqueue, Header, Spool
 
 
 def create_app(
@@ -39,7 +40,11 @@ def create_app(
     """The gateway's ASGI app; the producer connects in the lifespan (or is given, started)."""
     producer = producer or Producer(config)
     REDACTOR.add(config_secret_values(config))
-    spool = Spool(config.spool.path, config.spool.max_bytes) if config.spool else None
+    spool = (
+        Spool(config.spool.path, config.spool.max_bytes, reserve=config.max_request_size())
+        if config.spool
+        else None
+    )
     pipeline = Pipeline(config, producer, spool)
     journal = pipeline.journal = Journal(config) if config.kafka.journal_topic else None
 
@@ -48,11 +53,20 @@ def create_app(
         workers = None
         drainer = None
         tracing.setup(config.tracing)
+        metrics.forget_dead_processes()
         await producer.start()
         if journal is not None:
             await journal.start()
         if spool is not None and config.spool is not None:
-            drainer = Drainer(spool, _sender(producer), config.spool.drain_interval)
+            # Every process runs one; the holder of the file's drain lock drains (a spool
+            # left behind by a stopped process is forwarded by whoever opens it next).
+            drainer = Drainer(
+                spool,
+                _enqueuer(producer),
+                config.kafka.dead_letter_topic,
+                config.spool.drain_interval,
+                config.spool.drain_batch,
+            )
             pipeline.on_spooled = drainer.wake
             drainer.start()
         if run_workers and config.webhook_destinations():
@@ -68,25 +82,30 @@ def create_app(
             # Reverse order of start: workers hand back what they hold, then the producer flushes.
             if workers is not None:
                 await workers.stop()
-            if drainer is not None:
-                await drainer.stop()
+            if drainer is not None and config.spool is not None:
+                await drainer.stop(grace=config.spool.shutdown_drain)
             if journal is not None:
                 await journal.stop()
             await producer.stop()
+            await pipeline.store.close()
             if spool is not None:
                 spool.close()
             tracing.shutdown()
+            metrics.process_exiting()
 
     app = GatewayApp(
         Ingress(pipeline),
         route_handlers=[webhooks_route, healthz, readyz, metrics_page],
         lifespan=[lifespan],
-        openapi_config=OpenAPIConfig(title="Webhook gateway", version=__version__),
+        openapi_config=OpenAPIConfig(
+            title="Webhook gateway", version=__version__, render_plugins=[OpenAPIDocument(config)]
+        ),
         request_max_body_size=config.server.max_body_bytes + 1,
         **_ERRORS,
     )
     app.state.pipeline = pipeline
     app.state.producer = producer
+    app.state.spool = spool
     app.state.config = config
     app.state.workers_required = False
     return app
@@ -164,8 +183,10 @@ class GatewayApp(Litestar):
         await super().__call__(scope, receive, send)
 
 
-def _sender(producer: Producer) -> SpoolSend:
-    async def send(topic: str, value: bytes, key: bytes | None, headers: list[Header]) -> Any:
-        return await producer.send(topic, value, key=key, headers=headers)
+def _enqueuer(producer: Producer) -> Enqueue:
+    async def enqueue(
+        topic: str, value: bytes, key: bytes | None, headers: list[Header]
+    ) -> asyncio.Future[Any]:
+        return await producer.enqueue(topic, value, key=key, headers=headers)
 
-    return send
+    return enqueue

@@ -34,13 +34,24 @@ def free_port() -> int:
 
 
 class Broker:
-    """One tansu process on 127.0.0.1 with memory storage; restartable on the same port."""
+    """One tansu process on 127.0.0.1 (memory storage unless told); restartable on the same port."""
 
     def __init__(
-        self, binary: str, port: int, log_path: str | None = None, advertise_port: int | None = None
+        self,
+        binary: str,
+        port: int,
+        log_path: str | None = None,
+        advertise_port: int | None = None,
+        *,
+        storage: str = "memory://tansu/",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.binary = binary
         self.port = port
+        self.storage = (
+            storage  # e.g. s3://bucket/ (with AWS_* in `env`): records outlive the process
+        )
+        self._env = env
         # Clients are sent to the advertised address (a fault-injection proxy, in tests).
         self.advertised = f"127.0.0.1:{advertise_port or port}"
         self.bootstrap = self.advertised
@@ -66,8 +77,9 @@ class Broker:
                 "--advertised-listener-url",
                 advertised,
                 "--storage-engine",
-                "memory://tansu/",
+                self.storage,
             ],
+            env={**os.environ, **self._env} if self._env else None,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -83,8 +95,15 @@ class Broker:
         self.stop()
         raise RuntimeError(f"tansu did not listen on {self.bootstrap} within {timeout}s")
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs (with memory storage every record is gone)."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
     def stop(self) -> None:
-        """Stop the broker (its memory storage, and so every record, is gone)."""
+        """Stop the broker (with memory storage every record is gone)."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return

@@ -1,4 +1,4 @@
-"""`gateway` command line: serve | worker | check | explain | sign | replay | schema | dev | console."""
+"""`gateway` command line: serve | worker | check | explain | sign | replay | schema | asyncapi | dev | console."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ import json
 import os
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from gateway.cli_support import load_or_exit as _load
 from gateway.cli_support import signed_curl
-from gateway.config import settings_summary
+from gateway.config import Config, settings_summary
 from gateway.errors import GatewayError
+from gateway.event import CloudEvent
 
 
 def app_factory() -> Any:
@@ -23,9 +27,33 @@ def app_factory() -> Any:
 
     config = _load(os.environ.get("GATEWAY_CONFIG"))
     configure_logging(config.server.log_level, config.server.log_format, final=True)
+    log_state(config, _count("GATEWAY_WORKERS"), _count("GATEWAY_REPLICAS"))
     app = create_app(config, run_workers=os.environ.get("GATEWAY_RUN_WORKERS", "1") != "0")
     tune_gc()
     return app
+
+
+def _count(variable: str) -> int:
+    """A process or replica count from the environment (1 when unset or not a number)."""
+    value = os.environ.get(variable, "1")
+    return int(value) if value.isdigit() else 1
+
+
+def log_state(config: Config, workers: int, replicas: int = 1) -> None:
+    """The start-up line saying where dedupe and replay state lives (and if it is per process).
+
+    `workers` comes from `gateway serve --workers`; `replicas` from GATEWAY_REPLICAS (the
+    chart sets it), since no process can see how many pods run its config.
+    """
+    import structlog
+
+    from gateway.state import describe, per_process_warning
+
+    log = structlog.get_logger("gateway.state")
+    log.info("state_store", **describe(config.state))
+    warning = per_process_warning(config.state, workers, replicas)
+    if warning is not None:
+        log.warning("state_per_process", detail=warning)
 
 
 def tune_gc() -> None:
@@ -50,7 +78,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)  # fail fast, before forking workers
     os.environ["GATEWAY_CONFIG"] = config.path
     os.environ["GATEWAY_RUN_WORKERS"] = "0" if args.no_workers else "1"
+    os.environ["GATEWAY_WORKERS"] = str(args.workers)
     os.environ["GATEWAY_REQUEST_READ_TIMEOUT"] = str(float(config.server.request_read_timeout))
+    os.environ["GATEWAY_MAX_HEADER_BYTES"] = str(config.server.max_header_bytes)
+    os.environ["GATEWAY_MAX_HEADER_FIELD_BYTES"] = str(config.server.max_header_field_bytes)
+    os.environ["GATEWAY_MAX_HEADERS"] = str(config.server.max_headers)
     from gateway.http.server import GuardedHttpToolsProtocol
 
     uvicorn.run(
@@ -134,6 +166,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spool_drain(args: argparse.Namespace) -> int:
+    """Forward a left-behind spool file to the broker by hand (exit 1 if anything is left)."""
+    import asyncio
+
+    from gateway.observability import configure_logging
+    from gateway.spool import SpoolBusy, drain_file
+
+    config = _load(args.config)
+    configure_logging(config.server.log_level, config.server.log_format)
+    try:
+        result, left = asyncio.run(drain_file(config, args.path, args.timeout))
+    except (FileNotFoundError, SpoolBusy) as exc:
+        print(f"spool drain: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.path}: forwarded {result.forwarded} event(s), dead-lettered "
+        f"{result.dead_lettered} record(s), {left} event(s) left"
+    )
+    return 0 if left == 0 else 1
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the config; print a summary, or every problem and exit 1."""
     config = _load(args.config)
@@ -144,12 +197,20 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {name:<20} provider={provider:<9} POST /webhooks/{name}")
     print(f"destinations ({len(summary['destinations'])}):")
     for name, what in summary["destinations"].items():
-        print(f"  {name:<20} {what}")
+        transform = config.destinations[name].transform
+        print(f"  {name:<20} {what}" + (f", transform {transform!r}" if transform else ""))
     print(f"routes ({len(config.router.routes)}):")
     for route in config.router.routes:
         print(f"  {route.name:<40} -> {', '.join(route.to)}")
     if summary["unmatched"]:
         print(f"unmatched -> {', '.join(summary['unmatched'])}")
+    from gateway.state import describe, per_process_warning
+
+    state = describe(config.state)
+    print("state: " + " ".join(f"{k}={v}" for k, v in state.items()))
+    warning = per_process_warning(config.state, args.workers, args.replicas)
+    if warning is not None:
+        print(f"WARNING: {warning}")
     return 0
 
 
@@ -170,27 +231,71 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from routing import format_explanation
 
     config = _load(args.config)
+    pipeline = Pipeline(config, sender=_NoSender())
+    now = args.now or time.time()
+    built: CloudEvent | None = None
     if args.event:
-        event: dict[str, Any] = json.loads(Path(args.event).read_text())
+        try:
+            text = Path(args.event).read_bytes()
+            partial: dict[str, Any] = json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--event: not a JSON event: {exc}") from None
+        try:
+            built = msgspec.json.Decoder(CloudEvent, float_hook=Decimal).decode(text)
+        except msgspec.DecodeError as exc:
+            # Routing alone needs only the paths its routes read: explain that much.
+            print(f"(not a complete CloudEvent, {exc}: destination bodies are not shown)")
     else:
         if not args.source or not args.body:
             raise SystemExit("explain needs --source and --body (or --event)")
-        pipeline = Pipeline(config, sender=_NoSender())
         raw = Path(args.body).read_bytes()
         try:
             pipeline.source(args.source)
-            built = pipeline.event(args.source, raw, _headers(args.header), args.now or time.time())
+            built = pipeline.event(args.source, raw, _headers(args.header), now)
         except GatewayError as exc:
             from gateway.http.problems import status_of
 
             print(f"rejected: HTTP {status_of(exc)} ({exc.reason}): {exc}", file=sys.stderr)
             return 1
-        event = to_builtins(built)
+    event = partial if built is None else to_builtins(built)
     print(json.dumps(json.loads(encode(event)), indent=2))
     print()
     traces = config.router.explain(event)
     print(format_explanation(traces, config.router.route(event)))
+    if built is not None:
+        for name, record in pipeline.preview(built, now):
+            print()
+            print(_describe_record(config, name, record, built.id, int(now)))
     return 0
+
+
+def _describe_record(config: Config, name: str, record: Any, event_id: str, timestamp: int) -> str:
+    """What one destination would receive: the exact body, and its key or HTTP headers."""
+    from gateway.destinations.tasks import TASK_DECODER
+    from gateway.destinations.webhook import request_headers
+
+    dest = config.destinations[name]
+    lines: list[str] = []
+    shaped = f", transform {dest.transform!r}" if dest.transform else ""
+    if dest.kafka is not None:
+        lines.append(f"destination {name}: kafka topic {record.topic} ({dest.kafka.mode}{shaped})")
+        key = "null" if record.key is None else record.key.decode("utf-8", "replace")
+        lines.append(f"  key: {key}")
+        for header, value in record.headers:
+            lines.append(f"  header {header}: {value.decode('utf-8', 'replace')}")
+        body: bytes = record.value
+    else:
+        assert dest.webhook is not None
+        lines.append(f"destination {name}: webhook POST {dest.webhook.url}{shaped}")
+        body = bytes(TASK_DECODER.decode(record.value).body)
+        headers = request_headers(dest.webhook.headers, (), event_id, timestamp, body)
+        for header, value in headers.items():
+            if header != "webhook-signature":
+                lines.append(f"  header {header}: {value}")
+        lines.append("  header webhook-signature: (computed with the destination's secrets)")
+    lines.append(f"  body ({len(body)} bytes, exactly as sent):")
+    lines.append(f"  {body.decode('utf-8', 'replace')}")
+    return "\n".join(lines)
 
 
 class _NoSender:
@@ -219,6 +324,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from gateway.schema import config_schema
 
     print(json.dumps(config_schema(), indent=2))
+    return 0
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    """Print the AsyncAPI 3.0 document of every Kafka destination."""
+    from gateway.asyncapi import document
+
+    config = _load(args.config)
+    print(json.dumps(document(config), indent=2))
     return 0
 
 
@@ -280,8 +394,21 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", help="only dead letters newer than this (e.g. 24h)")
     replay.set_defaults(func=cmd_replay)
 
+    spool = sub.add_parser("spool", help="the local spool").add_subparsers(
+        dest="spool_command", required=True
+    )
+    drain = spool.add_parser("drain", help="forward a spool file (left by a stopped pod) by hand")
+    drain.add_argument("--path", required=True, help="the spool file (spool.path of that pod)")
+    drain.add_argument("--config", help="for the Kafka connection (default: GATEWAY_CONFIG)")
+    drain.add_argument("--timeout", type=float, default=300.0, help="give up after (seconds)")
+    drain.set_defaults(func=cmd_spool_drain)
+
     check = sub.add_parser("check", help="validate config and print a summary")
     check.add_argument("--config")
+    check.add_argument(
+        "--workers", type=int, default=1, help="worker processes per pod it will run with"
+    )
+    check.add_argument("--replicas", type=int, default=1, help="pods it will run as")
     check.set_defaults(func=cmd_check)
 
     explain = sub.add_parser(
@@ -312,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the config JSON Schema")
     schema.set_defaults(func=cmd_schema)
+
+    asyncapi = sub.add_parser(
+        "asyncapi", help="print the AsyncAPI 3.0 contract of every Kafka destination"
+    )
+    asyncapi.add_argument("--config")
+    asyncapi.set_defaults(func=cmd_asyncapi)
 
     console = sub.add_parser("console", help="the operator console (web page + JSON API)")
     console.add_argument("--config")

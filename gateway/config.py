@@ -24,10 +24,12 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
+from gateway import transform
 from gateway.errors import ConfigError
 from gateway.event import STATUSES
 from gateway.providers import registry
 from gateway.secrets import Secret
+from gateway.state import StateConfig
 from gateway.tracing import TracingConfig
 from gateway.types import Duration, Secrets, dec_hook
 from routing import Router, RoutingConfigError, compile_routes, format_path
@@ -47,6 +49,10 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     retry_after: Duration = Duration(5)
     unready_after: Duration = Duration(15)
     request_read_timeout: Duration = Duration(15)
+    # Request heads, enforced while reading (431): request line + headers, one header, count.
+    max_header_bytes: Positive = 16_384
+    max_header_field_bytes: Positive = 8_192
+    max_headers: Positive = 100
     trusted_proxies: list[str] = []
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -62,6 +68,9 @@ class KafkaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
     linger_ms: NonNegative = 5
     max_batch_size: Positive = 65_536
+    # Largest record the producer sends (aiokafka's `max_request_size`); keep it at or below
+    # the broker's `message.max.bytes`. Default: server.max_body_bytes + ENVELOPE_ALLOWANCE.
+    max_request_size: Positive | None = None
     request_timeout: Duration = Duration(30)
     metadata_max_age: Duration = Duration(300)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -117,14 +126,18 @@ class Destination(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
     kafka: KafkaDestination | None = None
     webhook: WebhookDestination | None = None
+    # A JMESPath expression over the event; its result replaces `data` (gateway.transform).
+    transform: str | None = None
 
 
 class SpoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """`spool:` the local durable spool used while the broker cannot ack (opt-in)."""
 
     path: str
-    max_bytes: Positive = 1_073_741_824
+    max_bytes: Positive = 1_073_741_824  # per spool file, whatever the number of processes
     drain_interval: Duration = Duration(1)
+    drain_batch: Positive = 500  # events read and sent at once by the drainer
+    shutdown_drain: Duration = Duration(10)  # how long a stopping process keeps draining
 
 
 class ConsoleUser(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -148,6 +161,9 @@ class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Room for the CloudEvent envelope around a body of `server.max_body_bytes` (attributes,
+# normalized `data`, headers): the default `kafka.max_request_size` is the body limit plus this.
+ENVELOPE_ALLOWANCE = 65_536
 
 
 class Source(msgspec.Struct, frozen=True, kw_only=True):
@@ -172,6 +188,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     spool: SpoolConfig | None = None
     tracing: TracingConfig = TracingConfig()
     console: ConsoleConfig | None = None
+    state: StateConfig = StateConfig()
+
+    def max_request_size(self) -> int:
+        """The largest Kafka record the producer sends (and the ingress accepts), in bytes."""
+        explicit = self.kafka.max_request_size
+        return explicit if explicit is not None else self.server.max_body_bytes + ENVELOPE_ALLOWANCE
 
     def kafka_destinations(self) -> dict[str, KafkaDestination]:
         """Destinations of the Kafka kind, by name."""
@@ -190,6 +212,7 @@ _TOP_LEVEL = (
     "server",
     "kafka",
     "spool",
+    "state",
     "tracing",
     "console",
     "sources",
@@ -470,6 +493,12 @@ def _destinations(raw: Any, doc: _Loaded) -> dict[str, Destination]:
             continue
         if dest.webhook is not None:
             _check_webhook(dest.webhook, (*path, "webhook"), doc)
+        if dest.transform is not None:
+            try:
+                transform.parse(dest.transform)
+            except transform.TransformError as exc:
+                doc.error((*path, "transform"), str(exc))
+                continue
         out[name] = dest
     return out
 
@@ -511,6 +540,21 @@ def _console(raw: Any, doc: _Loaded) -> Any:
     return console
 
 
+def _check_state(state: StateConfig, doc: _Loaded) -> None:
+    if state.backend == "redis" and state.url is None:
+        doc.error(("state",), "`url` is required with `backend: redis`")
+    if state.url is not None:
+        try:
+            url = urlsplit(state.url.reveal())
+            url.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            url = urlsplit("")
+        if url.scheme not in ("redis", "rediss", "unix") or not (url.hostname or url.path):
+            doc.error(("state", "url"), "expected a redis://, rediss:// or unix:// URL")
+    if state.timeout <= 0:
+        doc.error(("state", "timeout"), "must be positive")
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read, resolve and validate the config file; raise `ConfigError` with every problem."""
     file = str(path)
@@ -542,6 +586,9 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
     )
     tracing = _convert(raw.get("tracing"), TracingConfig, ("tracing",), doc)
     console = None if raw.get("console") is None else _console(raw["console"], doc)
+    state = _convert(raw.get("state"), StateConfig, ("state",), doc)
+    if state is not _MISSING:
+        _check_state(state, doc)
     sources = _sources(raw.get("sources"), doc)
     destinations = _destinations(raw.get("destinations"), doc)
     if not sources and ("sources",) not in doc.lines:
@@ -553,6 +600,18 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         doc.error(
             ("kafka", "request_timeout"),
             "must exceed `session_timeout`, or consumer-group joins time out",
+        )
+    if (
+        kafka is not _MISSING
+        and server is not _MISSING
+        and kafka.max_request_size is not None
+        and kafka.max_request_size < server.max_body_bytes
+    ):
+        doc.error(
+            ("kafka", "max_request_size"),
+            f"{kafka.max_request_size} is below server.max_body_bytes "
+            f"({server.max_body_bytes}): bodies the ingress accepts could never be produced; "
+            f"use at least max_body_bytes + {ENVELOPE_ALLOWANCE} (the CloudEvent envelope)",
         )
     if kafka is not _MISSING and kafka.sasl_mechanism and kafka.sasl_password is None:
         doc.error(("kafka",), "`sasl_password` is required with `sasl_mechanism`")
@@ -574,7 +633,11 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
     except RoutingConfigError as exc:
         for problem in exc.errors:
             doc.error(tuple(problem.path), problem.message)
-    if doc.problems or router is None or _MISSING in (server, kafka, spool, tracing, console):
+    if (
+        doc.problems
+        or router is None
+        or _MISSING in (server, kafka, spool, tracing, state, console)
+    ):
         raise ConfigError(doc.problems)
     return Config(
         path=file,
@@ -586,6 +649,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         trusted_proxies=trusted,
         spool=spool,
         tracing=tracing,
+        state=state,
         console=console,
     )
 

@@ -65,6 +65,18 @@ class BodyTooLarge(GatewayError):
     reason = "size"
 
 
+class RecordTooLarge(GatewayError):
+    """A record of the event exceeds what the broker takes (`kafka.max_request_size`): permanent."""
+
+    reason = "record_size"
+
+
+class Unproducible(GatewayError):
+    """The broker refused a record of the event for good (not retriable): permanent."""
+
+    reason = "unproducible"
+
+
 class Unavailable(GatewayError):
     """The event could not be made durable in time; the provider should retry."""
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
-from decimal import Decimal
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 
 import msgspec
@@ -85,36 +86,133 @@ def rfc3339(moment: datetime) -> str:
     return text[:-6] + "Z"  # "+00:00"
 
 
-def from_epoch(
-    value: int | float | str | Decimal | None, *, millis: bool = False
-) -> datetime | None:
-    """A provider's epoch timestamp (seconds or milliseconds, number or string) as UTC."""
+# Every conversion of a payload value below is total: it returns a value, None, or raises
+# `PayloadError` naming the path. Nothing a signed body holds may surface as a 5xx.
+
+# The moments a CloudEvent `time` can hold: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
+_MIN_EPOCH = -62_135_596_800
+_MAX_EPOCH = 253_402_300_799
+# A decimal number as JSON or a provider spells it: ASCII digits only (not `\d`, which
+# takes any Unicode digit; not Decimal's own syntax, which takes `1_000`, ` 1 `, `NaN`).
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_MAX_NUMBER_CHARS = 100  # longer strings are never parsed: `int("9" * 10**6)` alone is slow
+
+
+def _number(value: object) -> Decimal | None:
+    """A JSON number or numeric string as a finite Decimal with a sane exponent, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        # msgspec never yields more than 4300 digits; this bound keeps `Decimal(int)` cheap.
+        return Decimal(value) if value.bit_length() <= 300 else None
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, str) and len(value) <= _MAX_NUMBER_CHARS and _DECIMAL.fullmatch(value):
+        number = Decimal(value)
+    else:
+        return None
+    if not number.is_finite() or not -1000 < number.adjusted() < 1000:
+        return None
+    return number
+
+
+def from_epoch(value: object, *, millis: bool = False) -> datetime | None:
+    """A provider's epoch timestamp (seconds or milliseconds, number or string) as UTC.
+
+    None when absent, malformed or outside years 1..9999 (huge digit strings, `1e999999999`,
+    NaN, booleans, objects): the caller then uses the receive time (SPEC §3).
+    """
     if value is None or value == "":
         return None
-    if type(value) is int or (type(value) is str and value.isascii() and value.isdigit()):
-        # The usual case, whole seconds or milliseconds: int division rounds exactly as the
-        # Decimal path below does (both are correctly rounded to the same float).
-        seconds = int(value) / 1000 if millis else int(value)
-        try:
-            return datetime.fromtimestamp(seconds, tz=UTC)
-        except (OverflowError, OSError, ValueError):
+    if type(value) is int:  # the usual case: whole seconds or milliseconds, exact
+        seconds = value // 1000 if millis else value
+        if not _MIN_EPOCH <= seconds <= _MAX_EPOCH:
             return None
+        return _EPOCH + (timedelta(milliseconds=value) if millis else timedelta(seconds=value))
+    number = _number(value)
+    if number is None:
+        return None
+    total = number / 1000 if millis else number  # exact at this precision: |adjusted| < 1000
+    whole = int(total.to_integral_value(rounding=ROUND_FLOOR))
+    if not _MIN_EPOCH <= whole <= _MAX_EPOCH:
+        return None
+    micros = int(((total - whole) * 1_000_000).to_integral_value(rounding=ROUND_HALF_EVEN))
+    try:  # rounding up to the next second can still step past 9999-12-31T23:59:59
+        return _EPOCH + timedelta(seconds=whole, microseconds=micros)
+    except OverflowError:
+        return None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_iso(value: object) -> datetime | None:
+    """An ISO 8601 / RFC 3339 time (`T` or space; no zone means UTC) as UTC, else None.
+
+    None for anything unreadable or outside years 1..9999 once converted to UTC
+    (`9999-12-31T23:59:59-01:00`): the caller then uses the receive time (SPEC §3).
+    """
+    if not isinstance(value, str) or not value or len(value) > 64:
+        return None
     try:
-        number = Decimal(str(value))
-    except ArithmeticError:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if not number.is_finite():
+
+
+MAX_AMOUNT_INTEGER_DIGITS = 40
+MAX_AMOUNT_FRACTION_DIGITS = 40
+
+
+def amount(value: object, path: str) -> str | None:
+    """An amount as an exact, finite decimal string; `PayloadError` naming `path` otherwise.
+
+    Absent (`null`, `""`) is None. Accepted: a JSON number or a decimal string (ASCII digits,
+    optional sign, fraction and exponent) with at most 40 digits before and 40 after the
+    decimal point once the exponent is applied. Refused: NaN, Infinity, `1e999999999`,
+    thousands of digits, booleans, objects, arrays and any other string. The amount keeps
+    the provider's spelling (`"200.50"` stays `"200.50"`).
+    """
+    if value is None or value == "":
         return None
-    if millis:
-        number /= 1000
-    try:
-        return datetime.fromtimestamp(float(number), tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
+    number = _number(value)
+    if number is not None:
+        exponent = number.as_tuple().exponent
+        assert isinstance(exponent, int)  # finite: never "n", "N" or "F"
+        if (
+            number.adjusted() < MAX_AMOUNT_INTEGER_DIGITS
+            and -exponent <= MAX_AMOUNT_FRACTION_DIGITS
+        ):
+            return value if isinstance(value, str) else str(value)
+    raise PayloadError(
+        f"Expected a finite decimal amount (at most {MAX_AMOUNT_INTEGER_DIGITS} integer and "
+        f"{MAX_AMOUNT_FRACTION_DIGITS} fraction digits), got {_kind(value)} - at `{path}`",
+        path=path,
+    )
+
+
+def _kind(value: object) -> str:
+    """What arrived, without echoing it (a response never repeats body bytes)."""
+    if isinstance(value, bool):
+        return "`bool`"
+    if isinstance(value, int | Decimal):
+        return "an out-of-range number"
+    if isinstance(value, str):
+        return "a string that is not a bounded decimal"
+    return (
+        "`array`"
+        if isinstance(value, list)
+        else "`object`"
+        if isinstance(value, dict)
+        else "`null`"
+    )
 
 
 def decimal_str(value: object) -> str | None:
-    """An amount as an exact decimal string (numbers arrive as Decimal, never float)."""
+    """An amount already checked by `amount`, as an exact decimal string (never a float)."""
     if value is None or value == "":
         return None
     if isinstance(value, Decimal):
@@ -123,8 +221,6 @@ def decimal_str(value: object) -> str | None:
         return None
     if isinstance(value, int | str):
         return str(value)
-    if isinstance(value, float):  # only reachable if a caller bypassed the decoders
-        return repr(value)
     return None
 
 

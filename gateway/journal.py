@@ -46,12 +46,6 @@ from gateway.destinations.kafka import create_topics, producer_options
 
 log = structlog.get_logger("gateway.journal")
 
-JOURNALED = metrics.Counter("gateway_journal_records", "Journal records acknowledged by the broker")
-DROPPED = metrics.Counter(
-    "gateway_journal_dropped",
-    "Journal records lost (buffer_full: the buffer was full; send_failed: the broker refused)",
-    ["reason"],
-)
 _ENCODER = msgspec.json.Encoder(decimal_format="string")
 # The node that wrote a record: which pod and process, for the console's event detail.
 NODE = f"{socket.gethostname()}:{os.getpid()}"
@@ -79,8 +73,8 @@ class Journal:
         self._idle = True
         self._stopping = False
         self._sending: set[asyncio.Future[Any]] = set()
-        self._full = DROPPED.labels("buffer_full")
-        self._failed = DROPPED.labels("send_failed")
+        self._full = metrics.JOURNAL_DROPPED.labels("buffer_full")
+        self._failed = metrics.JOURNAL_DROPPED.labels("send_failed")
 
     # -- what the gateway records ----------------------------------------------------------
 
@@ -320,4 +314,4 @@ class Journal:
         if future.cancelled() or future.exception() is not None:
             self._failed.inc(count)
         else:
-            JOURNALED.inc(count)
+            metrics.JOURNAL_RECORDS.inc(count)

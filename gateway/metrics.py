@@ -206,6 +206,11 @@ REQUEST_DURATION = Histogram(
     buckets=_LATENCY,
 )
 ROUTE_MATCHES = Counter("gateway_route_matches", "Events matched, by route", ["route"])
+STATE_FALLBACK = Counter(
+    "gateway_state_fallback",
+    "State store operations answered without the shared store (unreachable), by operation",
+    ["operation"],
+)
 KAFKA_PRODUCE = Counter(
     "gateway_kafka_produce", "Kafka produce results, by topic and result", ["topic", "result"]
 )
@@ -215,10 +220,11 @@ KAFKA_PRODUCE_LATENCY = Histogram(
     ["topic"],
     buckets=_LATENCY,
 )
+# Gauges in multi-process mode: `live*` modes, so a dead process's last value never lingers.
 KAFKA_CONNECTED = Gauge(
     "gateway_kafka_connected",
     "1 while the producer has recently reached the broker",
-    multiprocess_mode="min",
+    multiprocess_mode="livemin",
 )
 DELIVERIES = Counter(
     "gateway_deliveries",
@@ -231,33 +237,92 @@ DELIVERY_ATTEMPT_LATENCY = Histogram(
     ["destination"],
     buckets=_LATENCY,
 )
+TRANSFORM_ERRORS = Counter(
+    "gateway_transform_errors",
+    "Events whose destination transform failed (sent with `data: null`), by destination",
+    ["destination"],
+)
 DEAD_LETTERED = Counter(
     "gateway_dead_lettered", "Deliveries sent to the dead-letter topic", ["destination"]
 )
 DELIVERY_QUEUE_LAG = Gauge(
     "gateway_delivery_queue_lag",
     "Delivery tasks on the queue not yet consumed by this worker (per partition, summed)",
-    multiprocess_mode="sum",
+    multiprocess_mode="livesum",
 )
 CIRCUIT_STATE = Gauge(
     "gateway_circuit_state",
     "Circuit breaker per destination: 0 closed, 1 half-open, 2 open",
     ["destination"],
-    multiprocess_mode="max",
+    multiprocess_mode="livemax",
 )
-SPOOL_DEPTH = Gauge("gateway_spool_depth", "Events in the local spool", multiprocess_mode="max")
-SPOOL_BYTES = Gauge("gateway_spool_bytes", "Bytes in the local spool", multiprocess_mode="max")
+# The spool's numbers are the file's (every process sharing it reads the same totals): the
+# most recent reading of any live process is the file's, a sum would count it N times.
+SPOOL_DEPTH = Gauge(
+    "gateway_spool_depth", "Events in the local spool file", multiprocess_mode="livemostrecent"
+)
+SPOOL_BYTES = Gauge(
+    "gateway_spool_bytes", "Bytes in the local spool file", multiprocess_mode="livemostrecent"
+)
 SPOOL_OLDEST_AGE = Gauge(
     "gateway_spool_oldest_age_seconds",
     "Age of the oldest spooled event (0 when empty)",
-    multiprocess_mode="max",
+    multiprocess_mode="livemostrecent",
 )
 SPOOLED = Counter("gateway_spooled", "Events acknowledged from the local spool")
 SPOOL_DRAINED = Counter("gateway_spool_drained", "Spooled events forwarded to the broker")
+JOURNAL_RECORDS = Counter(
+    "gateway_journal_records",
+    "Journal entries (for the operator console) acknowledged by the broker",
+)
+JOURNAL_DROPPED = Counter(
+    "gateway_journal_dropped",
+    "Journal entries lost (buffer_full: the buffer was full; send_failed: the broker refused)",
+    ["reason"],
+)
 BUILD_INFO = Gauge(
-    "gateway_build_info", "Always 1; labels carry the build", ["version"], multiprocess_mode="max"
+    "gateway_build_info",
+    "Always 1; labels carry the build",
+    ["version"],
+    multiprocess_mode="livemax",
 )
 BUILD_INFO.labels(version=__version__).set(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def forget_dead_processes() -> list[int]:
+    """Multi-process mode: drop the live gauges of processes that are gone (a crashed worker).
+
+    Their counters and histograms stay, so totals never go backwards; `live*` gauges of a
+    pid that no longer runs would otherwise be aggregated forever. Called as a process starts.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory or not os.path.isdir(directory):
+        return []
+    dead: set[int] = set()
+    for name in os.listdir(directory):
+        digits = name.removesuffix(".db").rpartition("_")[2]
+        if name.startswith("gauge_live") and digits.isdigit() and not _alive(int(digits)):
+            dead.add(int(digits))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    return sorted(dead)
+
+
+def process_exiting() -> None:
+    """Multi-process mode: this process stops, so its live gauges leave the aggregate."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory and os.path.isdir(directory):
+        multiprocess.mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
 
 
 def render() -> tuple[bytes, str]:

@@ -9,6 +9,7 @@ delivery tasks) has been acknowledged by the broker with `acks=all`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
@@ -18,21 +19,25 @@ from types import ModuleType
 from typing import Any, Literal, Protocol
 
 import msgspec
+import structlog
 from aiokafka.errors import KafkaError
 
 from gateway import metrics, tracing
 from gateway.config import Config, Source
-from gateway.dedupe import SeenIds
+from gateway.deadline import Deadline
 from gateway.destinations import kafka as kafka_records
 from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
-from gateway.errors import Unavailable, UnknownSource
+from gateway.errors import RecordTooLarge, SignatureError, Unavailable, UnknownSource, Unproducible
 from gateway.event import CloudEvent, encode, reject_duplicate_keys, to_builtins
 from gateway.journal import Journal
 from gateway.providers import Verifier, registry
 from gateway.spool import Spool, SpooledRecord, SpoolFull
+from gateway.state import ClaimResult, Store, store_for
+from gateway.transform import compile_all
 from routing import Routed
 
 Status = Literal["accepted", "duplicate", "unrouted"]
+log = structlog.get_logger("gateway.pipeline")
 
 
 class Sender(Protocol):
@@ -63,45 +68,26 @@ class _Ingress:
     source: Source
     module: ModuleType
     verifier: Verifier
+    # The key a verified request claims against replays (providers whose signature leaves
+    # part of the request unsigned), or None.
+    replay_key: Callable[[Mapping[str, str]], tuple[str, float] | None] | None = None
 
 
-class Deadline:
-    """`asyncio.timeout(seconds)` for the hand-off, at a quarter of its cost.
-
-    Same contract: when the time is up the task is cancelled, and the cancellation leaves
-    the block as `TimeoutError`, unless the task was also cancelled from outside (then it
-    stays a `CancelledError`). One timer per hand-off; the stdlib's state machine around
-    it cost ~27k instructions per webhook, this ~7k.
-    """
-
-    __slots__ = ("_seconds", "_task", "_timer", "expired")
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self.expired = False
-
-    async def __aenter__(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
-        self._timer = asyncio.get_running_loop().call_later(self._seconds, self._expire)
-
-    def _expire(self) -> None:
-        self.expired = True
-        self._task.cancel()
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: object
-    ) -> None:
-        self._timer.cancel()
-        if self.expired and self._task.uncancel() == 0 and kind is asyncio.CancelledError:
-            raise TimeoutError from error
+def _ingress(source: Source, module: ModuleType) -> _Ingress:
+    verifier = module.build_verifier(source.settings)
+    return _Ingress(source, module, verifier, getattr(verifier, "replay_key", None))
 
 
 class Pipeline:
     """Turns authenticated provider requests into acknowledged, routed events."""
 
-    def __init__(self, config: Config, sender: Sender, spool: Spool | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sender: Sender,
+        spool: Spool | None = None,
+        store: Store | None = None,
+    ) -> None:
         self.config = config
         self._sender = sender
         self._spool = spool
@@ -109,13 +95,23 @@ class Pipeline:
         self.journal: Journal | None = None  # what the ingress records for the console
         providers = registry()
         self._sources = {
-            name: _Ingress(
-                s, providers[s.provider], providers[s.provider].build_verifier(s.settings)
-            )
-            for name, s in config.sources.items()
+            name: _ingress(s, providers[s.provider]) for name, s in config.sources.items()
         }
         self._kafka = config.kafka_destinations()
-        self._seen = SeenIds(config.server.dedupe_window, config.server.dedupe_max_entries)
+        # Dedupe and replay protection live in the state store: this process's memory, or
+        # the fleet's Redis (SPEC §9). Copies of one event inside this process share one
+        # hand-off through `_in_flight` without asking the store.
+        self.store = store if store is not None else store_for(config)
+        self._prefix = config.state.key_prefix
+        self._window = float(config.server.dedupe_window)
+        handoff = float(config.server.handoff_timeout)
+        # A claim outlives its hand-off a little, so a copy that crashed mid-hand-off
+        # frees the id soon after the hand-off could have finished.
+        self._claim_ttl = handoff * 1.25 + 1.0
+        self._max_record = config.max_request_size()
+        self._spooling = False  # this process's hand-offs go to the spool (logged on change)
+        self._spooling_since = 0.0
+        self._transforms = compile_all(config.destinations)
         self._in_flight: dict[str, asyncio.Future[Outcome]] = {}
 
     def _ingress(self, name: str) -> _Ingress:
@@ -134,7 +130,7 @@ class Pipeline:
         return media
 
     def event(self, name: str, raw: bytes, headers: Mapping[str, str], now: float) -> CloudEvent:
-        """Verify, decode and normalize one request (no side effects beyond the nonce cache)."""
+        """Verify, decode and normalize one request (no side effects)."""
         ingress = self._ingress(name)
         content = ingress.verifier.verify(raw, headers, now)
         if content is not raw:  # pay3: the unsigned envelope must not be ambiguous either
@@ -149,8 +145,13 @@ class Pipeline:
     ) -> Outcome:
         """Process one request end to end; raises a `GatewayError` for anything but a 2xx."""
         event = self.event(name, raw, headers, now)
-        if self._seen.seen(event.id, now):
-            return Outcome("duplicate", event)
+        replay_key = self._sources[name].replay_key
+        if replay_key is not None:  # claimed only now: a refused request never burns it
+            replay = replay_key(headers)
+            if replay is not None:
+                key, ttl = replay
+                if not await self.store.once(f"{self._prefix}nonce:{name}:{key}", ttl):
+                    raise SignatureError("the request was already received (its nonce is used)")
         pending = self._in_flight.get(event.id)
         if pending is not None:  # the same event is being handed off right now: share its fate
             first = await asyncio.shield(pending)
@@ -158,21 +159,67 @@ class Pipeline:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._in_flight[event.id] = future
         try:
-            outcome = await self._route_and_hand_off(event, now)
+            outcome = await self._dedupe_and_hand_off(event, now)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody else needs to
             raise
         else:
             future.set_result(outcome)
-            self._seen.remember(event.id, now)
             return outcome
         finally:
             del self._in_flight[event.id]
 
+    async def _dedupe_and_hand_off(self, event: CloudEvent, now: float) -> Outcome:
+        """Two-phase dedupe around the hand-off: claim, hand off, confirm (or release)."""
+        key = f"{self._prefix}dedupe:{event.id}"
+        if await self._claim(key) == "seen":
+            return Outcome("duplicate", event)
+        try:
+            outcome = await self._route_and_hand_off(event, now)
+        except BaseException:
+            # Not durable: forget the claim so the provider's retry (or a waiting copy)
+            # hands the event off. Shielded: a cancelled request still frees its claim.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.release(key))
+            raise
+        # Only a durable event is remembered as seen (SPEC §9).
+        await self.store.confirm(key, self._window)
+        return outcome
+
+    async def _claim(self, key: str) -> ClaimResult:
+        """Claim the event's id; while another copy holds it, wait for that copy's outcome.
+
+        The wait is bounded by the claim's lifetime: by then the other copy has confirmed
+        (`seen`: answer duplicate), released or crashed (`claimed`: hand off here), or a
+        third copy holds a fresh claim (503: the provider retries later).
+        """
+        result = await self.store.claim(key, self._claim_ttl)
+        if result != "pending":
+            return result
+        deadline = time.monotonic() + self._claim_ttl
+        delay = 0.005
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            result = await self.store.claim(key, self._claim_ttl)
+            if result != "pending":
+                return result
+            delay = min(delay * 2, 0.1)
+        raise Unavailable(
+            "another copy of this event is still being handed off", retry_after=self._retry_after
+        )
+
     def route(self, event: CloudEvent) -> Routed:
         """The routing decision for an event."""
         return self.config.router.route(to_builtins(event))
+
+    def preview(self, event: CloudEvent, now: float) -> list[tuple[str, SpooledRecord]]:
+        """The record each destination would get from the hand-off (`gateway explain`)."""
+        routed = self.route(event)
+        return [
+            (d.destination, self._record(d.destination, d.event, event, now))
+            for d in routed.deliveries
+        ]
 
     async def _route_and_hand_off(self, event: CloudEvent, now: float) -> Outcome:
         routed = self.route(event)
@@ -182,8 +229,7 @@ class Pipeline:
             return Outcome("unrouted", event)
         records = [self._record(d.destination, d.event, event, now) for d in routed.deliveries]
         destinations = tuple(d.destination for d in routed.deliveries)
-        if self._spool is not None and self._spool.depth:
-            # Older events wait in the spool: queue behind them so per-key order holds.
+        if self._spool is not None and self._spool.depth and self._queue_behind(records):
             await self._spool_event(event, records, now)
             return Outcome("accepted", event, routed.routes, destinations, spooled=True)
         timeout = self.config.server.handoff_timeout
@@ -195,6 +241,11 @@ class Pipeline:
                 else:
                     acks = await asyncio.gather(*(self._produce(r) for r in records))
         except (TimeoutError, KafkaError) as exc:
+            if isinstance(exc, KafkaError) and (kind := kafka_records.permanent(exc)):
+                # No retry and no spool can change the broker's mind: a permanent 4xx now.
+                raise (RecordTooLarge if kind == "size" else Unproducible)(
+                    f"the broker refused a record of the event for good ({type(exc).__name__})"
+                ) from exc
             if self._spool is None:
                 reason = (
                     f"the broker did not acknowledge the event within {timeout:g}s"
@@ -203,8 +254,19 @@ class Pipeline:
                     f"{time.monotonic() - started:.1f}s"
                 )
                 raise Unavailable(reason, retry_after=self._retry_after) from exc
+            self._spooling_since = time.time()
+            if not self._spooling:
+                self._spooling = True
+                log.warning(
+                    "handoff_spooling",
+                    error=type(exc).__name__,
+                    note="the broker did not ack in time: events go to the local spool",
+                )
             await self._spool_event(event, records, now)
             return Outcome("accepted", event, routed.routes, destinations, spooled=True)
+        if self._spooling:
+            self._spooling = False
+            log.info("handoff_direct", note="the broker acks again: events go direct")
         placed = (
             tuple(
                 {"destination": d, "topic": r.topic, "partition": a.partition, "offset": a.offset}
@@ -215,6 +277,20 @@ class Pipeline:
             else ()
         )
         return Outcome("accepted", event, routed.routes, destinations, placed=placed)
+
+    def _queue_behind(self, records: list[SpooledRecord]) -> bool:
+        """Spool at once, while the spool holds events: is direct hand-off pointless or unsafe?
+
+        Pointless while the broker is away: this process's last hand-off failed and no
+        drainer has forwarded anything since (waiting `handoff_timeout` again would only
+        delay the answer). Unsafe when an older event with one of these keys is still
+        spooled: queueing behind it keeps per-key order. Otherwise the event goes direct,
+        so the spool's tail never holds back the events of other keys.
+        """
+        assert self._spool is not None
+        if self._spooling and self._spool.drained_at <= self._spooling_since:
+            return True
+        return self._spool.holds(records)
 
     @property
     def _retry_after(self) -> int:
@@ -253,22 +329,39 @@ class Pipeline:
     ) -> SpooledRecord:
         """The Kafka record one destination gets: a topic record, or a delivery task."""
         trace = tracing.traceparent()
+        reshape = self._transforms.get(destination)  # after the route's omit (SPEC §11)
+        shaped = routed_event if reshape is None else reshape.apply(routed_event)
         dest = self._kafka.get(destination)
         if dest is not None:
-            key, value, headers = kafka_records.record(routed_event, dest)
+            # The key path reads the event before its transform: per-object order holds.
+            key, value, headers = kafka_records.record(shaped, dest, key_from=routed_event)
             if trace is not None:
                 headers.append(("traceparent", trace.encode()))
-            return SpooledRecord(dest.topic, key, value, headers)
+            return self._sized(SpooledRecord(dest.topic, key, value, headers), destination)
         task = DeliveryTask(
             destination=destination,
             event_id=event.id,
             enqueued_at=now,
-            body=msgspec.Raw(encode(routed_event)),
+            body=msgspec.Raw(encode(shaped)),
             traceparent=trace,
         )
-        return SpooledRecord(
-            self.config.kafka.delivery_topic,
-            task_key(destination, event.partitionkey),
-            ENCODER.encode(task),
-            [],
+        return self._sized(
+            SpooledRecord(
+                self.config.kafka.delivery_topic,
+                task_key(destination, event.partitionkey),
+                ENCODER.encode(task),
+                [],
+            ),
+            destination,
         )
+
+    def _sized(self, record: SpooledRecord, destination: str) -> SpooledRecord:
+        """The record, or `RecordTooLarge` (413) if the broker could never take it."""
+        if len(record.value) + 4096 > self._max_record:  # cheap bound first: most are small
+            size = kafka_records.record_size(record.key, record.value, record.headers)
+            if size > self._max_record:
+                raise RecordTooLarge(
+                    f"the event's record for destination {destination!r} is {size} bytes, "
+                    f"over the broker's {self._max_record}-byte limit (kafka.max_request_size)"
+                )
+        return record

@@ -14,6 +14,7 @@ import msgspec.inspect as mi
 from gateway.config import ConsoleConfig, Destination, KafkaConfig, ServerConfig, SpoolConfig
 from gateway.providers import registry
 from gateway.secrets import Secret
+from gateway.state import StateConfig
 from gateway.tracing import TracingConfig
 from gateway.types import Duration, Secrets
 
@@ -119,6 +120,7 @@ def config_schema() -> dict[str, Any]:
             "server": _schema(mi.type_info(ServerConfig)),
             "kafka": _schema(mi.type_info(KafkaConfig)),
             "spool": _schema(mi.type_info(SpoolConfig)),
+            "state": _schema(mi.type_info(StateConfig)),
             "tracing": _schema(mi.type_info(TracingConfig)),
             "console": _schema(mi.type_info(ConsoleConfig)),
             "sources": {"type": "object", "additionalProperties": {"oneOf": sources}},

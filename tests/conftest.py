@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.broker import Broker, free_port, tansu_binary
+from tests.durable_broker import durable_broker, moto_s3  # noqa: F401 - fixtures (SIGKILL tests)
+from tests.redis_server import own_redis, redis_server, silent_server  # noqa: F401 - fixtures
 
 
 @pytest.fixture(scope="session")

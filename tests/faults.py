@@ -122,11 +122,19 @@ class Served:
         self.process.wait(10)
 
 
-def serve(config: Path, log: Path, port: int | None = None) -> Served:
+def serve(
+    config: Path,
+    log: Path,
+    port: int | None = None,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+) -> Served:
     """Start `python -m gateway serve` and wait until /healthz answers."""
     port = port or free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    base = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    base.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = {**base, **(env or {})}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -139,6 +147,8 @@ def serve(config: Path, log: Path, port: int | None = None) -> Served:
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",
+            str(workers),
         ],
         cwd=ROOT,
         stdout=log.open("ab"),

@@ -211,3 +211,84 @@ def test_dev_and_cli_do_not_import_each_other() -> None:
     code = "import sys, gateway.dev; print('gateway.cli' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_explain_prints_each_destinations_exact_body(tmp_path: Path, keys: Keys) -> None:
+    """`gateway explain` prints per destination the body it would get (after omit and transform)."""
+    slim = "{order: subject, amount: data.fiat.amount, status: data.status}"
+    destinations = f"""\
+full:
+  kafka: {{topic: full}}
+slim:
+  kafka: {{topic: slim, mode: binary}}
+  transform: "{slim}"
+hook:
+  webhook: {{url: "https://hooks.internal/in", secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, headers: {{X-Team: payments}}}}
+  transform: "{{kind: data.kind, provider: provider}}"
+"""
+    routes = """\
+- {name: all, match: {provider: whitepay}, to: [full]}
+- {name: shaped, match: {provider: whitepay}, to: [slim, hook], omit: [data.fiat]}
+"""
+    path = write_config(tmp_path, keys, destinations=destinations, routes=routes, unmatched="[]")
+    body = tmp_path / "body.json"
+    body.write_bytes(sample("whitepay", "order-declined.json"))
+    headers, _ = registry()["whitepay"].sign(keys.whitepay, body.read_bytes(), 0)
+    flags = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+    result = run(
+        "explain", "--config", str(path), "--source", "whitepay", "--body", str(body), *flags
+    )
+    assert result.returncode == 0, result.stderr
+    sections = {
+        block.split(":", 1)[0].removeprefix("destination "): block.splitlines()
+        for block in result.stdout.split("\n\n")
+        if block.startswith("destination ")
+    }
+    assert set(sections) == {"full", "slim", "hook"}, result.stdout
+    bodies = {name: json.loads(lines[-1]) for name, lines in sections.items()}
+    event = bodies["full"]  # structured: the whole CloudEvent
+    assert event["type"] == "order.declined" and event["data"]["fiat"]["currency"]
+    assert bodies["slim"] == {"order": event["subject"], "amount": None, "status": "declined"}
+    assert bodies["hook"]["data"] == {"kind": "order", "provider": "whitepay"}
+    assert {k: v for k, v in bodies["hook"].items() if k != "data"} == {
+        k: v for k, v in event.items() if k != "data"
+    }
+    assert f"  header ce_id: {event['id']}" in sections["slim"]
+    assert f"  key: {event['partitionkey']}" in sections["slim"]
+    hook = "\n".join(sections["hook"])
+    assert f"header webhook-id: {event['id']}" in hook and "header X-Team: payments" in hook
+    assert "header content-type: application/cloudevents+json" in hook
+    assert "v1," not in hook and "MfKQ9r8" not in result.stdout  # no signature, no secret
+
+
+def test_explain_event_file_shows_bodies_and_tolerates_partial_events(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """`--event` with a CloudEvent prints destination bodies; a partial one explains routing only."""
+    path = write_config(tmp_path, keys, unmatched="[]")
+    event = {
+        "id": "e-1",
+        "source": "/webhooks/whitepay",
+        "type": "order.completed",
+        "subject": "o-1",
+        "time": "2024-01-01T00:00:00Z",
+        "provider": "whitepay",
+        "providerevent": "order::completed",
+        "integrity": "signed",
+        "partitionkey": "o-1",
+        "data": {"kind": "order", "id": "o-1", "status": "completed", "provider_status": "C",
+                 "fiat": {"currency": "USD", "amount": "12.5"}, "payload": {"n": 1.5}},
+    }  # fmt: skip
+    full = tmp_path / "event.json"
+    full.write_text(json.dumps(event))
+    result = run("explain", "--config", str(path), "--event", str(full))
+    assert result.returncode == 0, result.stderr
+    [block] = [b for b in result.stdout.split("\n\n") if b.startswith("destination orders")]
+    # Exact decimals, written as strings: as the hand-off writes them (SPEC §3).
+    assert json.loads(block.splitlines()[-1])["data"]["payload"] == {"n": "1.5"}
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"type": "order.completed", "provider": "whitepay"}))
+    result = run("explain", "--config", str(path), "--event", str(partial))
+    assert result.returncode == 0, result.stderr
+    assert "not a complete CloudEvent" in result.stdout and "orders" in result.stdout
+    assert "destination orders" not in result.stdout

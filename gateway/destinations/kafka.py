@@ -14,8 +14,17 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAlreadyExistsError,
+    UnsupportedForMessageFormatError,
+)
 from aiokafka.helpers import create_ssl_context
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from gateway import metrics
 from gateway.config import Config, KafkaConfig, KafkaDestination
@@ -43,10 +52,15 @@ def lookup(event: Mapping[str, Any], path: str) -> Any:
 
 
 def record(
-    event: Mapping[str, Any], dest: KafkaDestination
+    event: Mapping[str, Any],
+    dest: KafkaDestination,
+    key_from: Mapping[str, Any] | None = None,
 ) -> tuple[bytes | None, bytes, list[Header]]:
-    """Key, value and headers of the record for `event` in the destination's binding mode."""
-    key_value = lookup(event, dest.key)
+    """Key, value and headers of the record for `event` in the destination's binding mode.
+
+    The key is read from `key_from` when given (the event before a transform replaced `data`).
+    """
+    key_value = lookup(event if key_from is None else key_from, dest.key)
     key = None if key_value is None else str(key_value).encode()
     if dest.mode == "structured":
         return key, encode(event), [("content-type", STRUCTURED_CONTENT_TYPE)]
@@ -140,9 +154,11 @@ def partition_for(
     return all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(all_partitions)]
 
 
-def producer_options(cfg: KafkaConfig) -> dict[str, Any]:
+def producer_options(cfg: KafkaConfig, max_request_size: int | None = None) -> dict[str, Any]:
     """aiokafka producer settings: durable (`kafka.acks`, which only admits "all"/-1) and batched."""
+    sizes = {} if max_request_size is None else {"max_request_size": max_request_size}
     return {
+        **sizes,
         **client_options(cfg),
         "acks": cfg.acks,
         "enable_idempotence": cfg.enable_idempotence,
@@ -158,7 +174,29 @@ def topics_of(config: Config) -> list[str]:
     topics = {d.topic for d in config.kafka_destinations().values()}
     if config.webhook_destinations():
         topics |= {config.kafka.delivery_topic, config.kafka.dead_letter_topic}
+    if config.spool is not None:  # the drainer dead-letters records the broker refuses
+        topics.add(config.kafka.dead_letter_topic)
     return sorted(topics)
+
+
+# Broker answers that no retry can change: the record is refused for good (SPEC §9 poison).
+_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
+_INVALID = (InvalidTopicError, CorruptRecordException, UnsupportedForMessageFormatError)
+
+
+def record_size(key: bytes | None, value: bytes, headers: Sequence[Header]) -> int:
+    """The size aiokafka checks against `max_request_size` for one record (an upper bound)."""
+    size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers))
+    return size
+
+
+def permanent(exc: BaseException) -> str | None:
+    """`"size"` or `"invalid"` when the broker or producer refused a record for good, else None."""
+    if isinstance(exc, _TOO_LARGE):
+        return "size"
+    if isinstance(exc, _INVALID):
+        return "invalid"
+    return None
 
 
 async def create_topics(cfg: KafkaConfig, topics: Iterable[str]) -> None:
@@ -229,7 +267,9 @@ class Producer:
             try:
                 if cfg.create_topics:
                     await create_topics(cfg, topics_of(self._config))
-                producer = AIOKafkaProducer(**producer_options(cfg))
+                producer = AIOKafkaProducer(
+                    **producer_options(cfg, self._config.max_request_size())
+                )
                 try:
                     await producer.start()
                 except BaseException:
@@ -267,6 +307,37 @@ class Producer:
         )
         self._last_ok = time.monotonic()
         return result
+
+    async def enqueue(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[Header] | None = None,
+    ) -> asyncio.Future[Any]:
+        """Append one record to the producer's batches; the returned future is its ack.
+
+        Records enqueued one after another reach a partition in that order (aiokafka keeps
+        one request in flight per broker), so a caller can have many in flight and still
+        keep per-key order: the spool drainer does.
+        """
+        producer = self._producer
+        if producer is None:
+            raise KafkaError("producer is not connected")
+        partition = None
+        if key is not None:
+            known = producer.client.cluster.partitions_for_topic(topic)
+            if known:
+                partition = partition_for(key, sorted(known), ())
+        future: asyncio.Future[Any] = await producer.send(
+            topic, value, key=key, partition=partition, headers=headers
+        )
+        future.add_done_callback(self._acked)
+        return future
+
+    def _acked(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._last_ok = time.monotonic()
 
     async def stop(self) -> None:
         """Flush what is buffered and close (aiokafka's `stop()` flushes)."""

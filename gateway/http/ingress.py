@@ -80,7 +80,14 @@ def client_address(
 
 async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The body, refusing (413) as soon as it exceeds `limit`, without buffering the rest."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # ASCII digits only: `isdigit()` and `int()` also take other scripts' digits ("١٢").
+    # More than 18 digits is over any limit, and never reaches `int()`'s slow path.
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and (len(declared) > 18 or int(declared) > limit)
+    ):
         raise BodyTooLarge(f"the body exceeds the {limit}-byte limit")
     message = await receive()
     if message["type"] != "http.request":

@@ -20,9 +20,11 @@ from gateway.errors import (
     IncompleteRequest,
     MethodNotAllowed,
     PayloadError,
+    RecordTooLarge,
     SignatureError,
     Unavailable,
     UnknownSource,
+    Unproducible,
     UnsupportedMediaType,
 )
 
@@ -40,7 +42,9 @@ _PROBLEMS: dict[type[GatewayError], tuple[int, str, str]] = {
     UnknownSource: (404, "Unknown source", "unknown-source"),
     MethodNotAllowed: (405, "Method not allowed", "method-not-allowed"),
     BodyTooLarge: (413, "Body too large", "body-too-large"),
+    RecordTooLarge: (413, "Event too large for the broker", "record-too-large"),
     UnsupportedMediaType: (415, "Unsupported media type", "unsupported-media-type"),
+    Unproducible: (422, "Event refused by the broker", "unproducible"),
     Unavailable: (503, "Event could not be made durable", "unavailable"),
 }
 

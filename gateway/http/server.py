@@ -1,4 +1,4 @@
-"""uvicorn's HTTP protocol with a request read deadline (slow-loris protection).
+"""uvicorn's HTTP protocol with a request read deadline and bounded request heads.
 
 uvicorn arms no timer while a request's headers or body trickle in, nor on a connection that
 never sends anything; a few hundred such connections would pin the gateway's file
@@ -13,9 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+from itertools import chain
 from typing import Any
 
+import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+_LINE_OVERHEAD = 4  # ": " and CRLF around every header; the request line's own is ignored
+_JOIN = b"".join
+
+
+class _HeadTooLarge(Exception):
+    """Raised inside a parser callback to stop parsing a head over the limits."""
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -31,6 +40,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._tick = min(max(self._read_timeout / 4, 0.05), 1.0)
         self._reading_since: float | None = None  # loop time the unfinished request began
         self._watchdog: asyncio.TimerHandle | None = None
+        self._max_head = int(os.environ.get("GATEWAY_MAX_HEADER_BYTES", "16384"))
+        self._max_field = int(os.environ.get("GATEWAY_MAX_HEADER_FIELD_BYTES", "8192"))
+        self._max_headers = int(os.environ.get("GATEWAY_MAX_HEADERS", "100"))
+        self._in_head = True  # reading a request line and headers (not a body)
+        self._unreported = 0  # head bytes received that the parser has not reported yet
+        self._last_progress: tuple[int, int, int] | None = None  # after the last chunk
+        self._refusal: str | None = None
 
     def _watch(self) -> None:
         self._watchdog = None
@@ -50,14 +66,93 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_since = self.loop.time()  # a connection that never sends counts too
         self._watchdog = self.loop.call_later(self._tick, self._watch)
 
+    def data_received(self, data: bytes) -> None:
+        if not self._in_head:
+            super().data_received(data)
+            return
+        super().data_received(data)
+        if not self._in_head or self._refusal is not None or self.transport.is_closing():
+            return  # the usual case: the whole head arrived in this read
+        # The head spans chunks (rare: a head is usually one read). What the parser has
+        # not reported yet (a header or the request target still arriving) is counted by
+        # the chunk; a chunk that completed something may also have started the next
+        # part, which is then counted from the next chunk on.
+        progress = self._head_progress()
+        moved = progress != self._last_progress
+        self._last_progress = progress
+        self._unreported = 0 if moved else self._unreported + len(data)
+        refusal = self._head_refusal(self._unreported)
+        if refusal is not None:
+            self._refuse_head(refusal)
+
+    def _head_progress(self) -> tuple[int, int, int]:
+        headers = self.headers or ()
+        return id(headers), len(headers), len(getattr(self, "url", b""))
+
+    def _head_refusal(self, unreported: int) -> str | None:
+        """Which limit the head read so far breaks, if any (a few C calls per request)."""
+        headers = self.headers or []
+        if len(headers) > self._max_headers:
+            return f"the request has more than {self._max_headers} headers"
+        if unreported > self._max_field:  # one part (a header, the target) still arriving
+            return f"a header exceeds {self._max_field} bytes"
+        url = len(getattr(self, "url", b""))
+        size = url + len(_JOIN(chain.from_iterable(headers))) + _LINE_OVERHEAD * len(headers)
+        if size + unreported > self._max_head:
+            return f"the request headers exceed {self._max_head} bytes"
+        # Only a head bigger than one field's cap can hold a field over it.
+        if size > self._max_field and (
+            url > self._max_field or any(len(n) + len(v) > self._max_field for n, v in headers)
+        ):
+            return f"a header exceeds {self._max_field} bytes"
+        return None
+
     def on_message_begin(self) -> None:
+        self._in_head = True
+        self._unreported = 0
+        self._last_progress = None  # a chunk in which a request began made progress
         if self._reading_since is None:
             self._reading_since = self.loop.time()
         super().on_message_begin()
 
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._refusal = self._head_refusal(0)
+        if self._refusal is not None:
+            raise _HeadTooLarge  # httptools re-raises it from feed_data as a parser error
+        super().on_headers_complete()
+
     def on_message_complete(self) -> None:
         self._reading_since = None
+        self._in_head = True
         super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers every parser error with this; one raised by a limit is a 431.
+        if self._refusal is not None:
+            self._refuse_head(self._refusal)
+        else:
+            super().send_400_response(msg)
+
+    def _refuse_head(self, detail: str) -> None:
+        """Answer 431 (RFC 6585) as problem details and close: the rest is never read."""
+        self._refusal = detail
+        self.logger.warning("refusing a request head: %s", detail)
+        body = msgspec.json.encode(
+            {
+                "type": "about:blank",
+                "title": "Request Header Fields Too Large",
+                "status": 431,
+                "detail": detail,
+            }
+        )
+        head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
+        for name, value in self.server_state.default_headers:
+            head.extend([name, b": ", value, b"\r\n"])
+        head.append(b"content-type: application/problem+json\r\n")
+        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._watchdog is not None:

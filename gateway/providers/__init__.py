@@ -24,6 +24,19 @@ class Verifier(Protocol):
         ...
 
 
+class ReplayGuarded(Verifier, Protocol):
+    """A verifier whose signature does not cover the whole request (FaTPay: not the body).
+
+    The pipeline claims `replay_key(headers)` (a key and for how many seconds) in the
+    fleet's state store after the request is verified, decoded and normalized: a key seen
+    before within that time is a replay, refused with 401 whatever the body.
+    """
+
+    def replay_key(self, headers: Mapping[str, str]) -> tuple[str, float] | None:
+        """The replay key of a verified request and its lifetime in seconds, or None."""
+        ...
+
+
 class Provider(Protocol):
     """What every module in this package provides (checked by `tests/providers`)."""
 

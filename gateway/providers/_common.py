@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
+import json
 import re
-from collections.abc import Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -116,3 +118,99 @@ def convert_struct(value: Any, type_: type[T]) -> T:
         message = str(exc)
         match = _AT_PATH.search(message)
         raise PayloadError(message, path=match.group(1) if match else "$") from exc
+
+
+# --- what a sender may have signed instead of the bytes it sent ---------------------------
+# Whitepay's docs sign `JSON.stringify(payload)`, PHP integrations `json_encode($payload)`,
+# W3Block senders `JSON.stringify(body)`, and some of them send the body pretty-printed (or
+# through a proxy that re-serializes it). Building these candidates runs before anything is
+# authenticated, so it must cost about what the MAC costs, whatever the body's shape: every
+# step below is one C call over the whole body (msgspec, the stdlib's C string escaper,
+# `str.replace`), never a Python loop per token. The cost guard is
+# tests/providers/test_candidates.py; the figures are in benchmarks/forged_bench.py.
+
+RESTYLE_MAX_BYTES = 16_384
+"""Bodies up to this size also get the re-escaped candidates (JS/PHP string escaping).
+
+Decoding into Python values costs up to ~100x more per byte than HMAC-SHA256 (a body of
+tiny floats), the whitespace compaction under 10x. So re-escaping is bounded: real Whitepay
+and W3Block notifications are 1-3 KB (the documented samples are all under 2.2 KB), 16 KiB
+leaves a margin of 8, and a forged body at the cap costs about 1 ms, what the compaction of
+a 1 MiB body costs. Bigger bodies still get the raw and the compacted candidates.
+"""
+
+# Floats stay as written (`1.50`, `1E2`): msgspec.Raw re-emits the token verbatim.
+_RAW_NUMBERS = msgspec.json.Decoder(float_hook=msgspec.Raw)
+_ESCAPE_ASCII = json.encoder.encode_basestring_ascii
+
+
+def compact_json(raw: bytes) -> bytes | None:
+    """`raw` without insignificant whitespace, every token byte for byte; None if not JSON.
+
+    Key order, duplicate keys, numbers and string escapes all stay exactly as written:
+    this is `JSON.stringify` / `json_encode` of a body that was pretty-printed after signing.
+    """
+    try:
+        return msgspec.json.format(raw, indent=-1)
+    except (msgspec.DecodeError, RecursionError, ValueError):
+        return None
+
+
+def restyled_json(raw: bytes, style: Literal["js", "php"]) -> bytes | None:
+    """`raw` re-encoded as JS `JSON.stringify` or PHP `json_encode` would; None if not JSON.
+
+    The value is what `JSON.parse` / `json_decode` would read: keys in wire order, a
+    repeated key at its first position with its last value (the gateway refuses such bodies
+    after authentication anyway), floats as written. Strings are re-escaped: JS escapes
+    only `"`, `\\` and controls; PHP's defaults also write `/` as `\\/` and everything
+    non-ASCII as lowercase `\\uXXXX` (surrogate pairs above the BMP).
+    """
+    try:
+        value = _RAW_NUMBERS.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    js = msgspec.json.encode(value)  # JSON.stringify's escaping: `"`, `\\`, controls
+    if style == "js" or (js.isascii() and b"/" not in js):
+        return js
+    # PHP: escape the whole JS text as if it were one string (C), then undo what that did
+    # to the JSON syntax. Afterwards every backslash starts `\\`, `\"` or `\uXXXX`; parking
+    # `\\` as NUL first (a raw NUL cannot occur: controls are escaped) makes the later
+    # replacements unambiguous. DEL stays raw, as json_encode leaves it.
+    text = _ESCAPE_ASCII(js.decode("utf-8"))[1:-1]
+    text = text.replace("\\\\", "\x00").replace("\\u007f", "\x7f").replace('\\"', '"')
+    return text.replace("\x00", "\\").replace("/", "\\/").encode("ascii")
+
+
+def json_candidates(raw: bytes, styles: tuple[Literal["js", "php"], ...]) -> Iterator[bytes]:
+    """The distinct messages a sender may have MACed for `raw`, cheapest first (lazily).
+
+    The raw body; its whitespace-free compaction; for bodies up to `RESTYLE_MAX_BYTES`,
+    its re-encodings in `styles`. A body that is not JSON has only the raw candidate.
+    """
+    yield raw
+    compact = compact_json(raw)
+    if compact is None:
+        return
+    seen = [raw]
+    if compact != raw:
+        seen.append(compact)
+        yield compact
+    if len(raw) > RESTYLE_MAX_BYTES:
+        return
+    for style in styles:
+        restyled = restyled_json(raw, style)
+        if restyled is None:
+            return
+        if restyled not in seen:
+            seen.append(restyled)
+            yield restyled
+
+
+def hmac_sha256_match(keys: Iterable[bytes], messages: Iterable[bytes], received: bytes) -> bool:
+    """Whether any key's HMAC-SHA256 of any message equals `received` (constant time each)."""
+    keys = list(keys)
+    for message in messages:
+        for key in keys:
+            if hmac.compare_digest(hmac.new(key, message, hashlib.sha256).digest(), received):
+                return True
+    return False

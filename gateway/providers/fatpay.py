@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import heapq
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -14,11 +13,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
-from gateway.errors import PayloadError, SignatureError
+from gateway.errors import SignatureError
 from gateway.event import (
     CloudEvent,
     EventData,
     Money,
+    amount,
     decimal_str,
     decode_object,
     event_id,
@@ -47,7 +47,6 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     partner_id: str
     url: str
     tolerance: Duration = Duration(300.0)
-    nonce_cache_size: int = 100_000
 
 
 def _url_parts(url: str) -> tuple[tuple[str, ...], str, list[tuple[str, str]]]:
@@ -84,40 +83,12 @@ def signing_message(url: str, headers: Mapping[str, str]) -> bytes:
     return _message(hosts[0], path, _header_params(headers) + query)
 
 
-class _NonceCache:
-    """Nonces seen in the tolerance window; bounded, evicting the soonest to expire first."""
-
-    def __init__(self, max_size: int) -> None:
-        self._max_size = max_size
-        self._expiry: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
-
-    def __len__(self) -> int:
-        return len(self._expiry)
-
-    def seen(self, nonce: str, now: float) -> bool:
-        """Whether `nonce` was accepted before and its request is still inside the window."""
-        while self._heap and self._heap[0][0] < now:
-            self._drop()
-        return nonce in self._expiry
-
-    def add(self, nonce: str, expires: float) -> None:
-        """Remember `nonce` until `expires` (the last moment its timestamp is acceptable)."""
-        self._expiry[nonce] = expires
-        heapq.heappush(self._heap, (expires, nonce))
-        # Over the bound, forgetting the oldest nonce beats refusing FaTPay's never-retried
-        # events; only requests with a valid signature ever get this far.
-        while len(self._expiry) > self._max_size:
-            self._drop()
-
-    def _drop(self) -> None:
-        expires, nonce = heapq.heappop(self._heap)
-        if self._expiry.get(nonce) == expires:
-            del self._expiry[nonce]
-
-
 class FatPayVerifier:
-    """Checks partner id, timestamp window, nonce reuse and the header signature."""
+    """Checks partner id, timestamp window and the header signature; names the nonce to claim.
+
+    Nonce reuse is the pipeline's check (`replay_key`, claimed in the fleet's state store
+    once the request is otherwise accepted), so a refused request never burns its nonce.
+    """
 
     def __init__(self, settings: Settings) -> None:
         try:
@@ -128,12 +99,9 @@ class FatPayVerifier:
             raise ValueError("fatpay setting `partner_id` must not be empty")
         if settings.tolerance <= 0:
             raise ValueError("fatpay setting `tolerance` must be positive")
-        if settings.nonce_cache_size < 1:
-            raise ValueError("fatpay setting `nonce_cache_size` must be at least 1")
         self._hosts, self._path, self._query = _url_parts(settings.url)
         self._partner_id = settings.partner_id
         self._tolerance = float(settings.tolerance)
-        self._nonces = _NonceCache(settings.nonce_cache_size)
 
     def verify(self, raw: bytes, headers: Mapping[str, str], now: float) -> bytes:
         """Raise `SignatureError` unless the headers are authentic and fresh; return `raw`."""
@@ -148,9 +116,6 @@ class FatPayVerifier:
         stamp = headers[_TIMESTAMP]
         if not _SECONDS.fullmatch(stamp) or abs(now - int(stamp)) > self._tolerance:
             raise SignatureError("X-FP-Timestamp is outside the tolerance window")
-        nonce = headers[_NONCE]
-        if self._nonces.seen(nonce, now):
-            raise SignatureError("X-FP-Nonce was already used")
         if len(signature) > _MAX_SIGNATURE_CHARS:
             raise SignatureError("X-FP-Signature is too long")
         decoded = _common.b64decode_lenient(signature)
@@ -161,9 +126,16 @@ class FatPayVerifier:
             raise SignatureError("X-FP-* header is not encodable") from exc
         if not any(_common.rsa_sha256_valid(self._keys, decoded, m) for m in messages):
             raise SignatureError("X-FP-Signature does not match")
-        # Recorded only after the signature holds, so forged requests cannot burn nonces.
-        self._nonces.add(nonce, int(stamp) + self._tolerance)
         return raw
+
+    def replay_key(self, headers: Mapping[str, str]) -> tuple[str, float]:
+        """The nonce of a verified request and how long to remember it (2x the tolerance).
+
+        A timestamp is accepted within +-tolerance of now, so its request can be replayed
+        for at most 2x tolerance after it first arrives; the body is unsigned, so the same
+        nonce with any body is the same request.
+        """
+        return headers[_NONCE], 2 * self._tolerance
 
 
 def build_verifier(settings: Settings) -> FatPayVerifier:
@@ -204,13 +176,9 @@ def decode(content: bytes) -> Webhook:
         order, at = _common.convert_struct(body, _Wrapped).order, "$.order"
     else:
         order, at = _common.convert_struct(body, Order), "$"
-    # msgspec's Decimal accepts "NaN" and "Infinity"; no amount is ever that.
-    for name, amount in (
-        ("currencyAmount", order.currency_amount),
-        ("cryptoCurrencyAmount", order.crypto_currency_amount),
-    ):
-        if amount is not None and not amount.is_finite():
-            raise PayloadError(f"Expected a finite decimal - at `{at}.{name}`", f"{at}.{name}")
+    # msgspec's Decimal accepts "NaN", "Infinity" and "1e999999999"; no amount is ever that.
+    amount(order.currency_amount, f"{at}.currencyAmount")
+    amount(order.crypto_currency_amount, f"{at}.cryptoCurrencyAmount")
     return Webhook(order=order, payload=body)
 
 

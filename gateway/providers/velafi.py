@@ -17,6 +17,7 @@ from gateway.event import (
     CloudEvent,
     EventData,
     Money,
+    amount,
     decimal_str,
     decode_object,
     encode,
@@ -127,15 +128,14 @@ def decode(content: bytes) -> Webhook:
     body: OrderWebhook | OtherWebhook
     if event_type == ORDER_WEBHOOK:
         body = _common.convert_struct(payload, OrderWebhook)
-        # msgspec's Decimal accepts "NaN" and "Infinity"; no amount is ever that.
-        for name, amount in (
+        # msgspec's Decimal accepts "NaN", "Infinity" and "1e999999999"; no amount is that.
+        for name, value in (
             ("fiatAmount", body.fiat_amount),
             ("orderAmount", body.order_amount),
             ("cryptoAmount", body.crypto_amount),
             ("quantity", body.quantity),
         ):
-            if amount is not None and not amount.is_finite():
-                raise PayloadError(f"Expected a finite decimal - at `$.{name}`", f"$.{name}")
+            amount(value, f"$.{name}")
     else:
         body = _common.convert_struct(payload, OtherWebhook)
     return Webhook(body=body, payload=payload)

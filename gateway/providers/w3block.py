@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -18,14 +18,15 @@ from gateway.event import (
     CloudEvent,
     EventData,
     Money,
+    amount,
     decimal_str,
     decode_payload,
     event_id,
     from_epoch,
     rfc3339,
 )
+from gateway.providers import _common
 from gateway.providers._common import decode_struct
-from gateway.providers.whitepay import compact_json
 from gateway.types import Secrets
 
 NAME = "w3block"
@@ -60,15 +61,6 @@ def _signature(headers: Mapping[str, str]) -> bytes:
     raise SignatureError(f"`{HEADER}` is neither hex nor base64 HMAC-SHA256")
 
 
-def _candidates(raw: bytes) -> Iterator[bytes]:
-    yield raw
-    # Only when the raw body failed: a sender that signs `JSON.stringify(body)` but sends
-    # it pretty-printed (or through a proxy that re-serializes it).
-    js = compact_json(raw, "js")
-    if js is not None and js != raw:
-        yield js
-
-
 class W3BlockVerifier:
     """Checks the signature header against the raw body, then its JS-style compaction."""
 
@@ -80,10 +72,10 @@ class W3BlockVerifier:
     def verify(self, raw: bytes, headers: Mapping[str, str], now: float) -> bytes:
         """Return the raw body if any configured `signatureKey` signed it."""
         received = _signature(headers)
-        for message in _candidates(raw):
-            for key in self._keys:
-                if hmac.compare_digest(hmac.new(key, message, hashlib.sha256).digest(), received):
-                    return raw
+        # After the raw body: a sender that signs `JSON.stringify(body)` but sends it
+        # pretty-printed (or through a proxy that re-serializes it).
+        if _common.hmac_sha256_match(self._keys, _common.json_candidates(raw, ("js",)), received):
+            return raw
         raise SignatureError("signature does not match")
 
 
@@ -124,6 +116,7 @@ def decode(content: bytes) -> W3BlockEvent:
     """Decode `{"data": Order, "event": "order.<status>", "timestamp": <epoch ms>}`."""
     body = decode_struct(_DECODER, content)
     payload = decode_payload(content)  # also rejects duplicate keys and bad UTF-8
+    amount(body.data.currencyAmount, "$.data.currencyAmount")
     return W3BlockEvent(
         event=body.event, order=body.data, timestamp=body.timestamp, payload=payload
     )

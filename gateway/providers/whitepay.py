@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -18,11 +17,14 @@ from gateway.event import (
     CloudEvent,
     EventData,
     Money,
+    amount,
     decimal_str,
     decode_payload,
     event_id,
+    from_iso,
     rfc3339,
 )
+from gateway.providers import _common
 from gateway.providers._common import decode_struct
 from gateway.types import Secrets
 
@@ -38,61 +40,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     secret: Secrets
 
 
-# --- compact re-encoding -------------------------------------------------------------------
-# Whitepay's docs sign `JSON.stringify(payload)`, PHP integrations `json_encode($payload)`.
-# Re-encoding token by token (instead of parse + dump) keeps key order, duplicate keys and
-# numbers exactly as written. Strings come out byte-exact; numbers could differ only where
-# JS/PHP would respell a float (`1.50` -> `1.5`), and Whitepay sends its amounts as strings.
-
-_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[ \t\n\r]+|[^" \t\n\r]+', re.DOTALL)
-_SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-# JSON.stringify escapes controls and (ES2019) lone surrogates; leaves `/` and non-ASCII alone.
-_JS_ESCAPE = re.compile('["\\\\\x00-\x1f\ud800-\udfff]')
-# json_encode's defaults: everything non-ASCII as \uXXXX (lowercase hex) and `/` as `\/`.
-_PHP_ESCAPE = re.compile('["\\\\/\x00-\x1f\x80-\U0010ffff]')
-
-
-def _js_char(match: re.Match[str]) -> str:
-    char = match.group()
-    return _SHORT.get(char) or f"\\u{ord(char):04x}"
-
-
-def _php_char(match: re.Match[str]) -> str:
-    char = match.group()
-    if char in _SHORT:
-        return _SHORT[char]
-    if char == "/":
-        return "\\/"
-    code = ord(char)
-    if code > 0xFFFF:
-        code -= 0x10000
-        return f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}"
-    return f"\\u{code:04x}"
-
-
-def compact_json(raw: bytes, style: Literal["js", "php"]) -> bytes | None:
-    """`raw` re-encoded as JS `JSON.stringify` or PHP `json_encode` would; None if not JSON."""
-    try:
-        msgspec.json.decode(raw)
-        text = raw.decode("utf-8")
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return None
-    escape, pattern = (_js_char, _JS_ESCAPE) if style == "js" else (_php_char, _PHP_ESCAPE)
-    out: list[str] = []
-    for token in _TOKENS.findall(text):
-        if token[0] == '"':
-            # The msgspec validation above guarantees a well-formed string token.
-            value = json.loads(token) if "\\" in token else token[1:-1]
-            out.append('"' + pattern.sub(escape, value) + '"')
-        elif token[0] not in " \t\n\r":
-            out.append(token)
-    # msgspec refuses lone surrogates, so none reach here; `surrogatepass` only makes sure
-    # an encoding error can never escape from `verify`.
-    return "".join(out).encode("utf-8", "surrogatepass")
-
-
 class WhitepayVerifier:
-    """Checks `signature` against the raw body, then the PHP and JS re-encodings."""
+    """Checks `signature` against the raw body, its compaction, then PHP and JS re-encodings."""
 
     __slots__ = ("_keys",)
 
@@ -108,24 +57,14 @@ class WhitepayVerifier:
         if not _HEX_SHA256.fullmatch(header):
             raise SignatureError("`Signature` is not a hex HMAC-SHA256")
         received = bytes.fromhex(header)
-        for message in _candidates(raw):
-            for key in self._keys:
-                if hmac.compare_digest(hmac.new(key, message, hashlib.sha256).digest(), received):
-                    return raw
+        # Raw body first (most senders sign what they send); the re-encodings only after.
+        if _common.hmac_sha256_match(self._keys, _common.json_candidates(raw, _STYLES), received):
+            return raw
         raise SignatureError("signature does not match")
 
 
-def _candidates(raw: bytes) -> Iterator[bytes]:
-    yield raw
-    # Only reached when the raw body failed: most senders sign what they send.
-    php = compact_json(raw, "php")
-    if php is None:
-        return
-    if php != raw:
-        yield php
-    js = compact_json(raw, "js")
-    if js is not None and js not in (raw, php):
-        yield js
+# What Whitepay integrations sign besides the raw body: PHP `json_encode`, JS `JSON.stringify`.
+_STYLES: tuple[Literal["js", "php"], ...] = ("php", "js")
 
 
 def build_verifier(settings: Settings) -> WhitepayVerifier:
@@ -211,6 +150,10 @@ def decode(content: bytes) -> WhitepayEvent:
     obj = first or second
     if obj is None:
         raise PayloadError("Expected an `order` or a `transaction` object", path="$")
+    at = "$.order" if obj is body.order else "$.transaction"
+    amount(obj.value, f"{at}.value")
+    if isinstance(obj, WhitepayOrder):
+        amount(obj.received_total, f"{at}.received_total")
     return WhitepayEvent(event_type=body.event_type, object=obj, payload=payload)
 
 
@@ -247,18 +190,6 @@ _FIAT = frozenset(
     TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW
     ZWG ZWL""".split()
 )
-
-
-def _time(value: str | None) -> datetime | None:
-    # Whitepay writes `YYYY-MM-DD HH:MM:SS` without a zone, meaning UTC. An unreadable time
-    # only costs precision (the receive time is used), never the event.
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _money(currency: str | None, value: Any) -> Money | None:
@@ -302,7 +233,9 @@ def normalize(decoded: WhitepayEvent, source: str, received: datetime) -> CloudE
         source=f"/webhooks/{source}",
         type=f"{kind}.{status}",
         subject=obj.id,
-        time=rfc3339(_time(obj.completed_at) or received),
+        # Whitepay writes `YYYY-MM-DD HH:MM:SS` without a zone, meaning UTC; an unreadable time
+        # only costs precision (the receive time is used), never the event.
+        time=rfc3339(from_iso(obj.completed_at) or received),
         provider=NAME,
         providerevent=decoded.event_type,
         integrity="signed",

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from gateway.errors import PayloadError, SignatureError
 from gateway.event import Money, encode, event_id
-from gateway.providers import whitepay
+from gateway.providers import _common, whitepay
+from gateway.providers._common import compact_json, restyled_json
 from gateway.types import dec_hook
 
 SECRET = "whitepay-webhook-signature-token-0123456789"
@@ -104,25 +105,32 @@ def test_js_style_reencoding_is_accepted() -> None:
 
 def test_reencodings_match_node_and_php_byte_for_byte() -> None:
     """The re-encoder reproduces JSON.stringify and json_encode exactly on a hard vector."""
-    assert whitepay.compact_json(VECTOR, "js") == JS_VECTOR
-    assert whitepay.compact_json(VECTOR, "php") == PHP_VECTOR
+    assert restyled_json(VECTOR, "js") == JS_VECTOR
+    assert restyled_json(VECTOR, "php") == PHP_VECTOR
     for message in (JS_VECTOR, PHP_VECTOR):
         assert VERIFIER.verify(VECTOR, {"signature": hmac_hex(SECRET, message)}, NOW) == VECTOR
 
 
-def test_reencoding_keeps_key_order_duplicates_and_numbers_as_written() -> None:
-    """Keys stay in wire order (not sorted), duplicate keys stay, numbers keep their spelling."""
+def test_compaction_keeps_key_order_duplicates_and_numbers_as_written() -> None:
+    """The compacted candidate: keys in wire order, duplicate keys kept, numbers as spelled."""
     body = b'{ "z": 1.50, "a": -0, "z": 1E2, "m": [ 1.0 , true, null ] }'
     expected = b'{"z":1.50,"a":-0,"z":1E2,"m":[1.0,true,null]}'
-    assert whitepay.compact_json(body, "js") == expected
-    assert whitepay.compact_json(body, "php") == expected
+    assert compact_json(body) == expected
     assert VERIFIER.verify(body, {"signature": hmac_hex(SECRET, expected)}, NOW) == body
+
+
+def test_reencoding_reads_the_body_as_json_parse_would() -> None:
+    """Re-encodings: wire key order, a repeated key first-placed with its last value, floats as spelled."""
+    body = b'{ "z": 1.50, "a": 7, "z": 1E2, "m": [ 1.0 , "\\u00e9/", null ] }'
+    assert restyled_json(body, "js") == b'{"z":1E2,"a":7,"m":[1.0,"\xc3\xa9/",null]}'
+    assert restyled_json(body, "php") == b'{"z":1E2,"a":7,"m":[1.0,"\\u00e9\\/",null]}'
 
 
 def test_reencoding_of_invalid_json_is_none() -> None:
     """A body that is not JSON has no re-encoding; only the raw candidate is tried."""
-    assert whitepay.compact_json(b"{not json", "js") is None
-    assert whitepay.compact_json(b'{"a":"\xff"}', "php") is None
+    assert compact_json(b"{not json") is None
+    assert restyled_json(b"{not json", "js") is None
+    assert restyled_json(b'{"a":"\xff"}', "php") is None
 
 
 def test_other_reencodings_are_not_accepted() -> None:
@@ -139,10 +147,11 @@ def test_reencodings_are_computed_only_when_the_raw_body_fails(
     """Candidates 2 and 3 are lazy: a raw-body match never re-encodes."""
     body = sample("whitepay", "order-declined.json")
 
-    def explode(raw: bytes, style: str) -> bytes:
+    def explode(*args: object) -> bytes:
         raise AssertionError("re-encoded although the raw body matched")
 
-    monkeypatch.setattr(whitepay, "compact_json", explode)
+    monkeypatch.setattr(_common, "compact_json", explode)
+    monkeypatch.setattr(_common, "restyled_json", explode)
     assert VERIFIER.verify(body, {"signature": hmac_hex(SECRET, body)}, NOW) == body
 
 
@@ -499,10 +508,10 @@ _JSON = st.recursive(
 def test_reencoding_matches_independent_js_and_php_encoders(value: Any, indent: Any) -> None:
     """For any JSON (pretty or compact), the re-encodings equal JS's and PHP's compact output."""
     raw = json.dumps(value, indent=indent, ensure_ascii=False).encode()
-    assert whitepay.compact_json(raw, "js") == js_json(value)
-    assert whitepay.compact_json(raw, "php") == php_json(value)
+    assert restyled_json(raw, "js") == js_json(value)
+    assert restyled_json(raw, "php") == php_json(value)
     ascii_raw = json.dumps(value, indent=indent, ensure_ascii=True).encode()
-    assert whitepay.compact_json(ascii_raw, "js") == js_json(value)
+    assert restyled_json(ascii_raw, "js") == js_json(value)
 
 
 @settings(max_examples=200, deadline=None)
@@ -556,7 +565,8 @@ DEEP = b"[" * 100_000 + b"]" * 100_000
 
 def test_absurdly_nested_json_never_escapes_as_recursion_error() -> None:
     """Deep nesting is a SignatureError when unsigned and a PayloadError once signed."""
-    assert whitepay.compact_json(DEEP, "js") is None
+    assert compact_json(DEEP) is None
+    assert restyled_json(DEEP, "js") is None
     for body in (
         DEEP,
         b'{"x": ' + DEEP + b', "event_type": "order::completed", "order": {"id": "o"}}',

@@ -106,10 +106,11 @@ the config has no provider in the pod spec, and when two mounts share a path. Ca
 {{- $envNames := list }}
 {{- range .Values.env }}{{ $envNames = append $envNames .name }}{{ end }}
 {{- range .Values.secretEnv }}{{ $envNames = append $envNames .name }}{{ end }}
+{{- with .Values.state.urlSecret }}{{ if .secretName }}{{ $envNames = append $envNames .envName }}{{ end }}{{ end }}
 {{- range regexFindAll "\\$\\{env:[^}]*\\}" $text -1 }}
 {{- $arg := trimSuffix "}" (trimPrefix "${env:" .) }}
 {{- if and (not (contains ":-" $arg)) (not $.Values.envFrom) (not (has $arg $envNames)) }}
-{{- fail (printf "config references %s but neither env nor secretEnv sets %s (add it to secretEnv, or set referenceCheck=false)" . $arg) }}
+{{- fail (printf "config references %s but neither env nor secretEnv sets %s (add it to secretEnv or state.urlSecret, or set referenceCheck=false)" . $arg) }}
 {{- end }}
 {{- end }}
 {{- range regexFindAll "\\$\\{file:[^}]*\\}" $text -1 }}
@@ -141,6 +142,9 @@ the config has no provider in the pod spec, and when two mounts share a path. Ca
 {{- define "webhook-gateway.env" -}}
 - name: GATEWAY_CONFIG
   value: {{ include "webhook-gateway.configPath" . | quote }}
+# How many serve replicas run (the HPA's maximum): the start-up log warns when state is per process.
+- name: GATEWAY_REPLICAS
+  value: {{ include "webhook-gateway.serveReplicas" . | quote }}
 - name: POD_NAME
   valueFrom:
     fieldRef:
@@ -155,6 +159,15 @@ the config has no provider in the pod spec, and when two mounts share a path. Ca
     secretKeyRef:
       name: {{ tpl .secretName $ }}
       key: {{ .key }}
+{{- end }}
+{{- with .Values.state.urlSecret }}
+{{- if .secretName }}
+- name: {{ .envName }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ tpl .secretName $ }}
+      key: {{ .key }}
+{{- end }}
 {{- end }}
 {{- with .Values.env }}
 {{ toYaml . }}
@@ -262,6 +275,13 @@ spec:
         - check
         - --config
         - {{ include "webhook-gateway.configPath" $root }}
+        {{- if eq .component "serve" }}
+        # So that `gateway check` warns when per-process state meets several processes.
+        - --workers
+        - {{ $v.serve.workers | quote }}
+        - --replicas
+        - {{ include "webhook-gateway.serveReplicas" $root | quote }}
+        {{- end }}
       env:
         {{- include "webhook-gateway.env" $root | nindent 8 }}
       {{- with $v.envFrom }}
@@ -432,4 +452,10 @@ sleep plus the drain budget, and that budget must cover the worker's own shutdow
 {{- if le (int $sd.terminationGracePeriodSeconds) (add $sd.preStopSleepSeconds $sd.drainSeconds | int) }}
 {{- fail (printf "worker.shutdown.terminationGracePeriodSeconds (%v) must exceed worker.shutdown.preStopSleepSeconds + worker.shutdown.drainSeconds (%v): the kubelet would kill workers still finishing deliveries" $sd.terminationGracePeriodSeconds (add $sd.preStopSleepSeconds $sd.drainSeconds)) }}
 {{- end }}
+{{- end }}
+
+{{/* The most serve replicas there can be (the HPA's maximum when autoscaling). */}}
+{{- define "webhook-gateway.serveReplicas" -}}
+{{- $s := .Values.serve }}
+{{- if $s.autoscaling.enabled }}{{ $s.autoscaling.maxReplicas | int }}{{ else }}{{ $s.replicaCount | int }}{{ end }}
 {{- end }}
