@@ -99,12 +99,15 @@ class Journal:
         source: str,
         provider: str | None,
         status: int,
-        reason: str,
-        detail: str,
+        error: Exception,
         request_id: str | None,
-        duration_ms: float,
+        started: float,
     ) -> None:
-        """A request answered with an error: the reason, never the body or signature."""
+        """A request answered with an error: the reason, never the body or signature.
+
+        `error` is the `GatewayError` answered (its reason and message, as the log line
+        has them); `started` the request's `time.perf_counter()` start.
+        """
         self.record(
             {
                 "kind": "request",
@@ -114,10 +117,10 @@ class Journal:
                 "provider": provider,
                 "outcome": "rejected",
                 "status": status,
-                "reason": reason,
-                "detail": detail,
+                "reason": getattr(error, "reason", type(error).__name__),
+                "detail": str(error),
                 "request_id": request_id,
-                "duration_ms": duration_ms,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             }
         )
 
@@ -127,7 +130,7 @@ class Journal:
         provider: str,
         outcome: Any,
         request_id: str | None,
-        duration_ms: float,
+        started: float,
     ) -> None:
         """A 200 (accepted, duplicate, unrouted): the event, its routes and where it went."""
         event = outcome.event
@@ -148,7 +151,7 @@ class Journal:
                 "records": outcome.placed,
                 "spooled": outcome.spooled,
                 "request_id": request_id,
-                "duration_ms": duration_ms,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "event": event if outcome.status == "accepted" else None,
             }
         )

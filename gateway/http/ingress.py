@@ -181,27 +181,22 @@ class Ingress:
             if isinstance(exc, SignatureError):
                 metrics.VERIFICATION_FAILURES.labels(label, exc.reason).inc()
             metrics.REQUEST_DURATION.labels(label).observe(time.perf_counter() - started)
-            line = WebhookLine(
-                source=source,
-                provider=provider,
-                status=status_of(exc),
-                outcome="rejected",
-                reason=exc.reason,
-                detail=str(exc),
-                request_id=request_id,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                level="warning",
+            webhook_line(
+                WebhookLine(
+                    source=source,
+                    provider=provider,
+                    status=status_of(exc),
+                    outcome="rejected",
+                    reason=exc.reason,
+                    detail=str(exc),
+                    request_id=request_id,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    level="warning",
+                )
             )
-            webhook_line(line)
             if pipeline.journal is not None:  # fire and forget: never awaited
                 pipeline.journal.rejected(
-                    source,
-                    provider,
-                    line.status,
-                    exc.reason,
-                    str(exc),
-                    request_id,
-                    line.duration_ms,
+                    source, provider, status_of(exc), exc, request_id, started
                 )
             return problem(exc, provider)
         event = outcome.event
@@ -210,7 +205,6 @@ class Ingress:
         )
         metrics.WEBHOOKS.labels(source, outcome.status).inc()
         metrics.REQUEST_DURATION.labels(source).observe(time.perf_counter() - started)
-        duration_ms = round((time.perf_counter() - started) * 1000, 2)
         webhook_line(
             WebhookLine(
                 source=source,
@@ -223,11 +217,11 @@ class Ingress:
                 outcome=outcome.status,
                 spooled=outcome.spooled,
                 request_id=request_id,
-                duration_ms=duration_ms,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
         )
         if pipeline.journal is not None:  # fire and forget: never awaited
-            pipeline.journal.answered(source, configured.provider, outcome, request_id, duration_ms)
+            pipeline.journal.answered(source, configured.provider, outcome, request_id, started)
         return accepted(event.id, outcome.status, configured.provider)
 
 

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer
 from gateway.broker import Broker
 from gateway.config import parse_config
 from gateway.console.store import EventFilter, Store
+from gateway.errors import SignatureError
 from gateway.journal import Journal
 from tests.console.conftest import config_text
 
@@ -50,7 +51,8 @@ async def test_packed_entries_reach_the_store(broker: Broker, tmp_path: Path) ->
     await journal.start()
     count = 300
     for i in range(count):
-        journal.rejected("whitepay", "whitepay", 401, "signature", f"bad {i}", f"req-{i}", 1.0)
+        error = SignatureError(f"bad {i}")
+        journal.rejected("whitepay", "whitepay", 401, error, f"req-{i}", time.perf_counter())
     deadline = time.monotonic() + 30
     while _value("gateway_journal_records_total") - before < count:
         assert time.monotonic() < deadline, "the journal never acknowledged its records"
