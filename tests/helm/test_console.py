@@ -130,3 +130,27 @@ def test_broken_console_values_are_refused(helm: Helm, extra: list[str], message
     result = helm.template_result(extra=extra)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+def test_network_policy_opens_the_console_port(helm: Helm) -> None:
+    """With the NetworkPolicy on, the console port is open to `console.networkPolicyFrom`."""
+    peer = '{"namespaceSelector": {"matchLabels": {"team": "oncall"}}}'
+    docs = helm.template(
+        CONSOLE,
+        extra=["--set", "networkPolicy.enabled=true", "--set-json",
+               f"console.networkPolicyFrom=[{peer}]"],
+    )  # fmt: skip
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    rules = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "console"]
+    assert rules == [
+        {
+            "ports": [{"port": "console", "protocol": "TCP"}],
+            "from": [{"namespaceSelector": {"matchLabels": {"team": "oncall"}}}],
+        }
+    ]
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"].items()
+        <= _component(docs, "Deployment", "console")["spec"]["template"]["metadata"][
+            "labels"
+        ].items()
+    )
