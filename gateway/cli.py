@@ -1,4 +1,4 @@
-"""`gateway` command line: serve | worker | check | explain | sign | replay | schema | asyncapi | dev."""
+"""`gateway` command line: serve | worker | check | explain | sign | replay | schema | asyncapi | dev | console."""
 
 from __future__ import annotations
 
@@ -389,6 +389,26 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return run_dev(args)
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    """Serve the operator console (its own port; fed by the journal topic)."""
+    from gateway.console.app import serve as console_serve
+    from gateway.observability import configure_logging
+
+    config = _load(args.config)
+    if config.console is None or config.kafka.journal_topic is None:
+        print(
+            f"{config.path}: the console needs a `console:` section (with `users`) and "
+            "`kafka.journal_topic`",
+            file=sys.stderr,
+        )
+        return 1
+    if not config.console.users:
+        print(f"{config.path}: `console.users` is empty: nobody could log in", file=sys.stderr)
+        return 1
+    configure_logging(config.server.log_level, config.server.log_format, final=True)
+    return console_serve(config, args.listen)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
@@ -480,10 +500,16 @@ def build_parser() -> argparse.ArgumentParser:
     asyncapi.add_argument("--config")
     asyncapi.set_defaults(func=cmd_asyncapi)
 
+    console = sub.add_parser("console", help="the operator console (web page + JSON API)")
+    console.add_argument("--config")
+    console.add_argument("--listen", help="host:port (default: console.listen)")
+    console.set_defaults(func=cmd_console)
+
     dev = sub.add_parser("dev", help="local broker + gateway with config/dev.yaml")
     dev.add_argument("--config", default="config/dev.yaml")
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--broker-port", type=int, default=9092)
+    dev.add_argument("--console-port", type=int, default=8081)
     dev.set_defaults(func=cmd_dev)
     return parser
 

@@ -277,6 +277,15 @@ SPOOL_OLDEST_AGE = Gauge(
 )
 SPOOLED = Counter("gateway_spooled", "Events acknowledged from the local spool")
 SPOOL_DRAINED = Counter("gateway_spool_drained", "Spooled events forwarded to the broker")
+JOURNAL_RECORDS = Counter(
+    "gateway_journal_records",
+    "Journal entries (for the operator console) acknowledged by the broker",
+)
+JOURNAL_DROPPED = Counter(
+    "gateway_journal_dropped",
+    "Journal entries lost (buffer_full: the buffer was full; send_failed: the broker refused)",
+    ["reason"],
+)
 BUILD_INFO = Gauge(
     "gateway_build_info",
     "Always 1; labels carry the build",

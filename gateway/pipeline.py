@@ -29,6 +29,7 @@ from gateway.destinations import kafka as kafka_records
 from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
 from gateway.errors import RecordTooLarge, SignatureError, Unavailable, UnknownSource, Unproducible
 from gateway.event import CloudEvent, encode, reject_duplicate_keys, to_builtins
+from gateway.journal import Journal
 from gateway.providers import Verifier, registry
 from gateway.spool import Spool, SpooledRecord, SpoolFull
 from gateway.state import ClaimResult, Store, store_for
@@ -56,6 +57,8 @@ class Outcome:
     routes: tuple[str, ...] = ()
     destinations: tuple[str, ...] = ()
     spooled: bool = False
+    # Where each destination's record went ({destination, topic, partition, offset}): the journal's.
+    placed: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ class Pipeline:
         self._sender = sender
         self._spool = spool
         self.on_spooled: Callable[[], None] | None = None  # the drainer's wake-up
+        self.journal: Journal | None = None  # what the ingress records for the console
         providers = registry()
         self._sources = {
             name: _ingress(s, providers[s.provider]) for name, s in config.sources.items()
@@ -233,9 +237,9 @@ class Pipeline:
         try:
             async with Deadline(timeout):
                 if len(records) == 1:  # the usual case: no task and gathering future to build
-                    await self._produce(records[0])
+                    acks = [await self._produce(records[0])]
                 else:
-                    await asyncio.gather(*(self._produce(r) for r in records))
+                    acks = await asyncio.gather(*(self._produce(r) for r in records))
         except (TimeoutError, KafkaError) as exc:
             if isinstance(exc, KafkaError) and (kind := kafka_records.permanent(exc)):
                 # No retry and no spool can change the broker's mind: a permanent 4xx now.
@@ -263,7 +267,16 @@ class Pipeline:
         if self._spooling:
             self._spooling = False
             log.info("handoff_direct", note="the broker acks again: events go direct")
-        return Outcome("accepted", event, routed.routes, destinations)
+        placed = (
+            tuple(
+                {"destination": d, "topic": r.topic, "partition": a.partition, "offset": a.offset}
+                for d, r, a in zip(destinations, records, acks, strict=True)
+                if hasattr(a, "offset")  # a RecordMetadata (test senders may return None)
+            )
+            if self.journal is not None
+            else ()
+        )
+        return Outcome("accepted", event, routed.routes, destinations, placed=placed)
 
     def _queue_behind(self, records: list[SpooledRecord]) -> bool:
         """Spool at once, while the spool holds events: is direct hand-off pointless or unsafe?
@@ -297,10 +310,10 @@ class Pipeline:
         if self.on_spooled is not None:
             self.on_spooled()
 
-    async def _produce(self, record: SpooledRecord) -> None:
+    async def _produce(self, record: SpooledRecord) -> Any:
         started = time.perf_counter()
         try:
-            await self._sender.send(
+            ack = await self._sender.send(
                 record.topic, record.value, key=record.key, headers=record.headers
             )
         except BaseException as exc:
@@ -309,6 +322,7 @@ class Pipeline:
             raise
         metrics.KAFKA_PRODUCE.labels(record.topic, "ok").inc()
         metrics.KAFKA_PRODUCE_LATENCY.labels(record.topic).observe(time.perf_counter() - started)
+        return ack
 
     def _record(
         self, destination: str, routed_event: Mapping[str, Any], event: CloudEvent, now: float

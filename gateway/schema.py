@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from gateway.config import Destination, KafkaConfig, ServerConfig, SpoolConfig
+from gateway.config import ConsoleConfig, Destination, KafkaConfig, ServerConfig, SpoolConfig
 from gateway.providers import registry
 from gateway.secrets import Secret
 from gateway.state import StateConfig
@@ -129,6 +129,7 @@ def config_schema() -> dict[str, Any]:
             "spool": _schema(mi.type_info(SpoolConfig)),
             "state": _schema(mi.type_info(StateConfig)),
             "tracing": _schema(mi.type_info(TracingConfig)),
+            "console": _schema(mi.type_info(ConsoleConfig)),
             "sources": {"type": "object", "additionalProperties": {"oneOf": sources}},
             "destinations": {"type": "object", "additionalProperties": destination},
             **routes.get("properties", {}),

@@ -16,6 +16,7 @@ from gateway.destinations.kafka import Producer
 from gateway.destinations.lanes import Job, Lane
 from gateway.destinations.tasks import ENCODER, DeadLetter, DeliveryTask
 from gateway.destinations.webhook import AttemptResult
+from gateway.journal import Journal
 
 log = structlog.get_logger("gateway.delivery")
 
@@ -27,9 +28,10 @@ _UNCONFIGURED = "(unconfigured)"
 class Outcomes:
     """Writes what became of each delivery: log lines, dead letters, delay-topic copies."""
 
-    def __init__(self, config: Config, producer: Producer) -> None:
+    def __init__(self, config: Config, producer: Producer, journal: Journal | None = None) -> None:
         self._config = config
         self._producer = producer
+        self._journal = journal  # the console's journal: every outcome, fire and forget
         # A concrete logger of the configuration in force now: the module's lazy proxy
         # re-binds on every call, a measurable cost at thousands of outcome lines a second.
         self.log = log.bind()
@@ -112,6 +114,18 @@ class Outcomes:
         **extra: Any,
     ) -> None:
         """The one log line per delivery outcome (never the body, a secret or a signature)."""
+        if self._journal is not None:  # fire and forget: never awaited
+            self._journal.attempt(
+                destination,
+                event_id,
+                attempt,
+                status,
+                error,
+                duration,
+                outcome,
+                extra.get("retry_in"),
+                bool(extra.get("replayed")),
+            )
         if error:
             extra["error"] = error
         emit = self.log.info if outcome == "delivered" else self.log.warning

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,9 +88,17 @@ async def replay(
     now: float,
     *,
     event_id: str | None = None,
+    events: Collection[str] | None = None,
     dry_run: bool = False,
 ) -> ReplayResult:
-    """Re-drive dead letters (of one destination, or every webhook destination)."""
+    """Re-drive dead letters (of one destination, or every webhook destination).
+
+    `event_id` (the CLI's `--event`) or `events` (the console's "replay one / a selection")
+    re-drive only the dead letters of those event ids; the others stay pending.
+    """
+    wanted: frozenset[str] | None = None
+    if event_id is not None or events is not None:
+        wanted = frozenset(events or ()) | ({event_id} if event_id is not None else set())
     hooks = config.webhook_destinations()
     if destination is not None and destination not in hooks:
         raise ValueError(f"no webhook destination named {destination!r}")
@@ -105,7 +113,7 @@ async def replay(
     result = ReplayResult()
     try:
         for name in names:
-            run = _Run(config, producer, name, cutoff, event_id, now, dry_run, result)
+            run = _Run(config, producer, name, cutoff, wanted, now, dry_run, result)
             await run.go()
         return result
     finally:
@@ -121,7 +129,7 @@ class _Run(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is unty
         producer: AIOKafkaProducer,
         name: str,
         cutoff: float | None,
-        event_id: str | None,
+        wanted: frozenset[str] | None,
         now: float,
         dry_run: bool,
         result: ReplayResult,
@@ -130,7 +138,7 @@ class _Run(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is unty
         self.producer = producer
         self.name = name
         self.cutoff = cutoff
-        self.event_id = event_id
+        self.wanted = wanted
         self.now = now
         self.dry_run = dry_run
         self.result = result
@@ -287,7 +295,7 @@ class _Run(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is unty
                 self.ledger.discard(mark)
 
     def _wanted(self, letter: DeadLetter) -> bool:
-        if self.event_id is not None and letter.event_id != self.event_id:
+        if self.wanted is not None and letter.event_id not in self.wanted:
             return False
         return self.cutoff is None or letter.failed_at >= self.cutoff
 

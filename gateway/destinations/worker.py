@@ -56,6 +56,7 @@ from gateway.destinations.outcomes import Outcomes
 from gateway.destinations.retry import BreakerState, retry_delay
 from gateway.destinations.tasks import ENCODER, TASK_DECODER, DeliveryTask
 from gateway.destinations.webhook import AttemptResult, WebhookClient
+from gateway.journal import Journal
 
 log = structlog.get_logger("gateway.delivery")
 
@@ -75,14 +76,18 @@ class DeliveryWorkers:
         max_pending: int = 10_000,
         hold_limit: float | None = None,
         rng: Random | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self._config = config
+        # The process's journal (shared with the ingress), or our own when we run alone.
+        self._own_journal = journal is None and config.kafka.journal_topic is not None
+        self._journal = Journal(config) if self._own_journal else journal
         self._lanes = {
             name: Lane(name, dest) for name, dest in config.webhook_destinations().items()
         }
         self._own_producer = producer is None
         self._producer = producer if producer is not None else Producer(config)
-        self._outcomes = Outcomes(config, self._producer)
+        self._outcomes = Outcomes(config, self._producer, self._journal)
         self._max_pending = max_pending
         self._tiers = tier_topics(config.kafka)  # topic -> seconds
         self._tier_by_seconds = {seconds: topic for topic, seconds in self._tiers.items()}
@@ -147,6 +152,8 @@ class DeliveryWorkers:
         if self._own_producer:
             await self._producer.start()
         await self._control.start()
+        if self._own_journal and self._journal is not None:
+            await self._journal.start()
         self._runner = asyncio.create_task(self._queue.run(), name="delivery-workers")
 
     async def stop(self, grace: float | None = None) -> None:
@@ -169,6 +176,8 @@ class DeliveryWorkers:
         if self._store is not None:
             await self._store.close()
         await self._client.close()
+        if self._own_journal and self._journal is not None:
+            await self._journal.stop()
         if self._own_producer:
             await self._producer.stop()
 
