@@ -25,7 +25,7 @@ from gateway.event import (
     from_epoch,
     rfc3339,
 )
-from gateway.providers import _common
+from gateway.providers import Provider, _common, headerless
 from gateway.types import Duration, Secrets
 
 NAME = "fatpay"
@@ -237,3 +237,14 @@ def sign(
     signature = _common.rsa_sha256_sign(key, signing_message(url, headers))
     headers[_SIGNATURE] = base64.b64encode(signature).decode("ascii")
     return {"content-type": "application/json", **headers}, body
+
+
+PROVIDER = Provider(
+    name=NAME,
+    settings=Settings,
+    build_verifier=build_verifier,
+    decode=decode,
+    normalize_with_headers=headerless(normalize),
+    sign=sign,
+    media_types=MEDIA_TYPES,
+)

@@ -15,6 +15,7 @@ import msgspec
 
 from gateway.errors import PayloadError, SignatureError
 from gateway.event import CloudEvent, EventData, decode_payload, event_id, rfc3339
+from gateway.providers import Provider, headerless
 from gateway.providers._common import convert_struct
 from gateway.types import Secrets
 
@@ -229,3 +230,16 @@ def sign(
     mac = hmac.new(key.encode("utf-8"), signing_input.encode("ascii"), hashlib.sha384).digest()
     envelope = msgspec.json.encode({"payload": f"{signing_input}.{_b64url_encode(mac)}"})
     return {"content-type": "application/json"}, envelope
+
+
+PROVIDER = Provider(
+    name=NAME,
+    settings=Settings,
+    build_verifier=build_verifier,
+    decode=decode,
+    normalize_with_headers=headerless(normalize),
+    sign=sign,
+    media_types=MEDIA_TYPES,
+    # The claims are signed, the envelope around the JWS is not.
+    signs_envelope=False,
+)

@@ -25,7 +25,7 @@ from gateway.event import (
     from_epoch,
     rfc3339,
 )
-from gateway.providers import _common
+from gateway.providers import Provider, _common, headerless
 from gateway.types import Secrets
 
 NAME = "velafi"
@@ -213,3 +213,17 @@ def sign(
     """The headers and body VelaFi would send: lowercase hex RSA signature of the body."""
     signature = _common.rsa_sha256_sign(key, body)
     return {"content-type": "application/json", "signature": signature.hex()}, body
+
+
+PROVIDER = Provider(
+    name=NAME,
+    settings=Settings,
+    build_verifier=build_verifier,
+    decode=decode,
+    normalize_with_headers=headerless(normalize),
+    sign=sign,
+    media_types=MEDIA_TYPES,
+    # VelaFi reads its own answer body (SPEC §2), whatever the status code.
+    success_body=b'{"callbackStatus":"SUCCESS"}',
+    error_body=b'{"callbackStatus":"FAIL"}',
+)

@@ -25,7 +25,7 @@ from gateway.event import (
     from_epoch,
     rfc3339,
 )
-from gateway.providers import _common
+from gateway.providers import Provider, _common, headerless
 from gateway.providers._common import decode_struct
 from gateway.types import Secrets
 
@@ -181,3 +181,14 @@ def sign(
     """What W3Block would send: the body and its lowercase hex HMAC-SHA256."""
     mac = hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
     return {"content-type": "application/json", HEADER: mac}, body
+
+
+PROVIDER = Provider(
+    name=NAME,
+    settings=Settings,
+    build_verifier=build_verifier,
+    decode=decode,
+    normalize_with_headers=headerless(normalize),
+    sign=sign,
+    media_types=MEDIA_TYPES,
+)
