@@ -335,6 +335,8 @@ def _convert(value: Any, type_: Any, path: PathT, doc: _Loaded) -> Any:
         return msgspec.convert(value, type_, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
         message, sub = _split_msgspec_error(str(exc))
+        if message.startswith("Invalid enum value") and origin is Literal and not sub:
+            message += f" (expected one of: {', '.join(map(str, args))})"
         doc.error((*path, *sub), message)
         return _MISSING
 

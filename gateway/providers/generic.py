@@ -295,7 +295,7 @@ def _secret_bytes(value: str, encoding: str) -> bytes:
     except (binascii.Error, ValueError):
         key = b""
     if not key:
-        raise ValueError("a secret is not base64 (a Standard Webhooks secret is `whsec_<base64>`)")
+        raise ValueError("`secret` is not base64 (a Standard Webhooks secret is `whsec_<base64>`)")
     return key
 
 

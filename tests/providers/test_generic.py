@@ -1,0 +1,438 @@
+"""Generic sources (SPEC §10): each scheme signed by an independent signer, over real HTTP.
+
+The signers below never call the gateway: Standard Webhooks requests are signed with the
+`standardwebhooks` library's `Webhook.sign`; GitHub, Shopify and Stripe requests with the
+recipes their docs give, written out here; the custom HMAC with its own template.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import textwrap
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+from standardwebhooks.webhooks import Webhook
+
+from gateway.app import create_app
+from gateway.broker import Broker
+from gateway.config import load_config, parse_config
+from gateway.errors import ConfigError
+from tests import faults
+from tests.faults import wait_ready
+from tests.integration.test_kafka_ingress import consume, ready
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+
+SW_NEW = "whsec_" + base64.b64encode(b"standard-webhooks-new-secret-32b").decode()
+SW_OLD = "whsec_" + base64.b64encode(b"standard-webhooks-old-secret-32b").decode()
+GH_NEW, GH_OLD = "gh-new-secret", "gh-old-secret"
+SHOP_NEW, SHOP_OLD = "shpss_new", "shpss_old"
+STRIPE_NEW, STRIPE_OLD = "whsec_stripe_new", "whsec_stripe_old"
+PARTNER_NEW, PARTNER_OLD = "partner-new", "partner-old"
+WRONG = "not-the-secret"
+WRONG_SW = "whsec_" + base64.b64encode(b"an-entirely-different-secret-32b").decode()
+
+
+def config_text(bootstrap: str, suffix: str, extra: str = "") -> str:
+    """A config with one source per generic scheme, every secret rotated (new, old)."""
+    return textwrap.dedent(f"""\
+        server: {{handoff_timeout: 5s, retry_after: 2s}}
+        kafka:
+          bootstrap_servers: {bootstrap}
+          enable_idempotence: false
+          compression: gzip
+          create_topics: true
+          request_timeout: 3s
+          topic_partitions: 1
+          session_timeout: 2s
+          heartbeat_interval: 500ms
+        sources:
+          acme:
+            provider: standard-webhooks
+            secret: [{SW_NEW}, {SW_OLD}]
+            tolerance: 5m
+            event:
+              type: {{path: type, map: {{invoice.paid: payment.completed}}}}
+              subject: {{path: data.id}}
+          gh: {{provider: github, secret: [{GH_NEW}, {GH_OLD}]}}
+          shop: {{provider: shopify, secret: [{SHOP_NEW}, {SHOP_OLD}]}}
+          stripe: {{provider: stripe, secret: [{STRIPE_NEW}, {STRIPE_OLD}]}}
+          partner:
+            provider: hmac
+            secret: [{PARTNER_NEW}, {PARTNER_OLD}]
+            header: X-Partner-Signature
+            algorithm: sha512
+            encoding: base64
+            prefix: "v1="
+            signed: "{{timestamp}}:{{header:X-Partner-Id}}:{{body}}"
+            timestamp: {{header: X-Partner-Timestamp, tolerance: 5m}}
+            event:
+              id: {{header: X-Request-Id}}
+              type: {{path: kind, default: partner.other}}
+              time: {{path: at}}
+        destinations:
+          all: {{kafka: {{topic: generic-{suffix}}}}}
+        routes: []
+        unmatched: [all]
+        {extra}
+        """)
+
+
+# --- the independent signers ----------------------------------------------------------------
+
+Sign = Callable[[bytes, str, int], dict[str, str]]
+
+
+def sign_sw(body: bytes, secret: str, ts: int) -> dict[str, str]:
+    """Standard Webhooks, with the reference library's signer."""
+    msg_id = "msg_" + hashlib.sha256(body).hexdigest()[:20]
+    signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, UTC), body.decode())
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": signature}
+
+
+def sign_github(body: bytes, secret: str, ts: int) -> dict[str, str]:
+    """GitHub: `X-Hub-Signature-256: sha256=` + hex HMAC-SHA256 of the body."""
+    mac = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "X-Hub-Signature-256": f"sha256={mac}",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+    }
+
+
+def sign_shopify(body: bytes, secret: str, ts: int) -> dict[str, str]:
+    """Shopify: `X-Shopify-Hmac-Sha256:` base64 HMAC-SHA256 of the body."""
+    mac = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    return {
+        "X-Shopify-Hmac-Sha256": mac,
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+    }
+
+
+def sign_stripe(body: bytes, secret: str, ts: int) -> dict[str, str]:
+    """Stripe: `t=<ts>,v1=<hex HMAC-SHA256 of "<ts>.<body>">`, keyed with the whole secret."""
+    mac = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={ts},v1={mac}"}
+
+
+def sign_partner(body: bytes, secret: str, ts: int) -> dict[str, str]:
+    """The custom scheme: base64 HMAC-SHA512 of `<ts ms>:<partner id>:<body>`, prefixed."""
+    stamp = str(ts * 1000)  # milliseconds
+    message = f"{stamp}:p-42:".encode() + body
+    mac = base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha512).digest()).decode()
+    return {
+        "X-Partner-Signature": f"v1={mac}",
+        "X-Partner-Timestamp": stamp,
+        "X-Partner-Id": "p-42",
+        "X-Request-Id": str(uuid.uuid4()),
+    }
+
+
+@dataclass(frozen=True)
+class Case:
+    """One generic source and how its sender signs."""
+
+    source: str
+    sign: Sign
+    new: str
+    old: str
+    wrong: str
+    signature_header: str
+    garbled: str
+    timestamp_header: str | None  # None: the scheme has no timestamp
+
+
+CASES = [
+    Case(
+        "acme",
+        sign_sw,
+        SW_NEW,
+        SW_OLD,
+        WRONG_SW,
+        "webhook-signature",
+        "v1,@@not base64@@",
+        "webhook-timestamp",
+    ),
+    Case(
+        "gh", sign_github, GH_NEW, GH_OLD, WRONG, "X-Hub-Signature-256", "sha256=zz-not-hex", None
+    ),
+    Case("shop", sign_shopify, SHOP_NEW, SHOP_OLD, WRONG, "X-Shopify-Hmac-Sha256", "%%%", None),
+    Case(
+        "stripe",
+        sign_stripe,
+        STRIPE_NEW,
+        STRIPE_OLD,
+        WRONG,
+        "Stripe-Signature",
+        "t=1,v1=nothex",
+        "Stripe-Signature",
+    ),
+    Case(
+        "partner",
+        sign_partner,
+        PARTNER_NEW,
+        PARTNER_OLD,
+        WRONG,
+        "X-Partner-Signature",
+        "v1=***",
+        "X-Partner-Timestamp",
+    ),
+]
+
+
+def body_of(kind: str = "invoice.paid") -> bytes:
+    """A fresh JSON body (a new id each time, so dedupe never answers for it)."""
+    oid = uuid.uuid4().hex
+    doc = {
+        "id": f"evt_{oid}",
+        "type": kind,
+        "kind": kind,
+        "at": 1_700_000_000_123,
+        "timestamp": "2024-05-01T10:00:00Z",
+        "created": 1_700_000_000,
+        "data": {"id": f"inv_{oid}", "object": {"id": f"obj_{oid}"}, "amount": 1.50},
+    }
+    # 1.50 as the sender wrote it: the payload keeps the number's exact spelling.
+    return json.dumps(doc).replace('"amount": 1.5', '"amount": 1.50').encode()
+
+
+def with_timestamp(case: Case, headers: dict[str, str], ts: int) -> dict[str, str]:
+    """`headers` with the timestamp replaced (the signature left as it was)."""
+    out = dict(headers)
+    assert case.timestamp_header is not None
+    if case.source == "stripe":
+        _, rest = headers["Stripe-Signature"].split(",", 1)
+        out["Stripe-Signature"] = f"t={ts},{rest}"
+    elif case.source == "partner":
+        out[case.timestamp_header] = str(ts * 1000)
+    else:
+        out[case.timestamp_header] = str(ts)
+    return out
+
+
+@pytest.fixture
+async def client(tmp_path: Path, broker: Broker) -> AsyncIterator[tuple[AsyncTestClient, str, str]]:
+    """A gateway with the five generic sources, handing off to a real broker."""
+    suffix = uuid.uuid4().hex[:8]
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config_text(broker.bootstrap, suffix))
+    async with AsyncTestClient(app=create_app(load_config(path), run_workers=False)) as c:
+        await ready(c)
+        yield c, broker.bootstrap, f"generic-{suffix}"
+
+
+async def post(client: AsyncTestClient, source: str, body: bytes, headers: dict[str, str]) -> Any:
+    """POST one webhook as JSON."""
+    return await client.post(
+        f"/webhooks/{source}", content=body, headers={"content-type": "application/json", **headers}
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.source for c in CASES])
+async def test_scheme_accepts_its_senders_requests_and_refuses_every_forgery(
+    client: tuple[AsyncTestClient, str, str], case: Case
+) -> None:
+    """Valid and rotated-secret requests are 200; a tampered body, wrong secret, stale or
+    future timestamp, a timestamp the MAC does not cover, a missing or garbled header are
+    401; a validly signed body that is not JSON is 400; never a 5xx."""
+    http, _, _ = client
+    now = int(time.time())
+    seen: dict[str, int] = {}
+
+    async def expect(name: str, status: int, body: bytes, headers: dict[str, str]) -> None:
+        response = await post(http, case.source, body, headers)
+        seen[name] = response.status_code
+        assert response.status_code == status, (name, response.text)
+        if status == 200:
+            assert response.json()["status"] == "accepted", (name, response.text)
+        else:
+            assert response.headers["content-type"].startswith("application/problem+json")
+            for secret in (case.new, case.old):
+                assert secret not in response.text
+
+    body = body_of()
+    await expect("valid", 200, body, case.sign(body, case.new, now))
+    body = body_of()
+    await expect("rotated", 200, body, case.sign(body, case.old, now))
+    await expect("tampered", 401, body_of(), case.sign(body_of(), case.new, now))
+    body = body_of()
+    await expect("wrong secret", 401, body, case.sign(body, case.wrong, now))
+    body = body_of()
+    missing = {
+        k: v
+        for k, v in case.sign(body, case.new, now).items()
+        if k.lower() != case.signature_header.lower()
+    }
+    await expect("missing header", 401, body, missing)
+    garbled = {**case.sign(body, case.new, now), case.signature_header: case.garbled}
+    await expect("garbled header", 401, body, garbled)
+    not_json = b"this is not json"
+    await expect("not json", 400, not_json, case.sign(not_json, case.new, now))
+    if case.timestamp_header is not None:
+        for name, ts in (("stale", now - 400), ("future", now + 400)):
+            body = body_of()
+            await expect(name, 401, body, case.sign(body, case.new, ts))
+        body = body_of()
+        moved = with_timestamp(case, case.sign(body, case.new, now), now + 1)
+        await expect("timestamp not covered", 401, body, moved)
+        no_stamp = case.sign(body, case.new, now)
+        if case.timestamp_header != case.signature_header:
+            del no_stamp[case.timestamp_header]
+            await expect("missing timestamp", 401, body, no_stamp)
+    print(case.source, seen)
+
+
+async def test_records_consumers_read(client: tuple[AsyncTestClient, str, str]) -> None:
+    """Kafka records of generic sources: mapped type, subject, time, provider, payload."""
+    http, bootstrap, topic = client
+    now = int(time.time())
+    sw_body, stripe_body, gh_body, partner_body = body_of(), body_of(), body_of(), body_of("x")
+    partner_doc = json.loads(partner_body)
+    partner_doc.pop("kind")
+    partner_body = json.dumps(partner_doc).encode()
+    sent = {
+        "acme": (sw_body, sign_sw(sw_body, SW_NEW, now)),
+        "stripe": (stripe_body, sign_stripe(stripe_body, STRIPE_NEW, now)),
+        "gh": (gh_body, sign_github(gh_body, GH_NEW, now)),
+        "partner": (partner_body, sign_partner(partner_body, PARTNER_NEW, now)),
+    }
+    for source, (body, headers) in sent.items():
+        response = await post(http, source, body, headers)
+        assert response.status_code == 200, response.text
+    records = await consume(bootstrap, topic, len(sent))
+    events = {e["source"].rsplit("/", 1)[1]: e for e in (json.loads(r.value) for r in records)}
+    assert len(records) == len(sent)
+    sw, stripe, gh, partner = events["acme"], events["stripe"], events["gh"], events["partner"]
+    sw_doc = json.loads(sw_body)
+    assert sw["provider"] == "standard-webhooks" and sw["type"] == "payment.completed"
+    assert sw["subject"] == sw["partitionkey"] == sw_doc["data"]["id"]
+    assert sw["time"] == "2024-05-01T10:00:00Z" and sw["providerevent"] == "invoice.paid"
+    assert sw["integrity"] == "signed" and sw["data"]["payload"]["id"] == sw_doc["id"]
+    assert sw["data"]["payload"]["data"]["amount"] == "1.50"  # exact, never a float
+    stripe_doc = json.loads(stripe_body)
+    assert stripe["provider"] == "stripe" and stripe["type"] == "invoice.paid"
+    assert stripe["subject"] == stripe_doc["data"]["object"]["id"]
+    assert stripe["time"] == "2023-11-14T22:13:20Z" and stripe["data"]["id"] == stripe_doc["id"]
+    assert gh["provider"] == "github" and gh["type"] == "push"
+    assert gh["data"]["id"] == sent["gh"][1]["X-GitHub-Delivery"] == gh["subject"]
+    assert partner["provider"] == "hmac" and partner["type"] == "partner.other"
+    assert partner["time"] == "2023-11-14T22:13:20.123Z"
+    assert partner["data"]["id"] == sent["partner"][1]["X-Request-Id"]
+
+
+async def test_replay_is_refused_across_processes(
+    tmp_path: Path, broker: Broker, redis_server: RedisServer
+) -> None:
+    """A captured timestamped request replayed to another `gateway serve` process (shared
+    Redis state) answers duplicate and is forwarded once, even with a new unsigned
+    request id; a request signed anew with a new id is a new event."""
+    suffix = uuid.uuid4().hex[:8]
+    prefix = f"t{suffix}:"
+    state = f"state: {{backend: redis, url: '{redis_server.url}', key_prefix: '{prefix}'}}"
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config_text(broker.bootstrap, suffix, extra=state))
+    first = faults.serve(path, tmp_path / "one.log")
+    second = faults.serve(path, tmp_path / "two.log")
+    try:
+        wait_ready(first.url)
+        wait_ready(second.url)
+        body = body_of()
+        headers = {
+            "content-type": "application/json",
+            **sign_partner(body, PARTNER_NEW, int(time.time())),
+        }
+        async with httpx.AsyncClient(timeout=30) as client:
+            one = await client.post(f"{first.url}/webhooks/partner", content=body, headers=headers)
+            replay = {**headers, "X-Request-Id": str(uuid.uuid4())}
+            two = await client.post(f"{second.url}/webhooks/partner", content=body, headers=replay)
+            fresh = {
+                "content-type": "application/json",
+                **sign_partner(body, PARTNER_NEW, int(time.time()) + 1),
+            }
+            three = await client.post(f"{second.url}/webhooks/partner", content=body, headers=fresh)
+    finally:
+        first.stop()
+        second.stop()
+    assert one.json()["status"] == "accepted", one.text
+    assert two.status_code == 200 and two.json()["status"] == "duplicate", two.text
+    assert three.json()["status"] == "accepted", three.text
+    records = await consume(broker.bootstrap, f"generic-{suffix}", 3, seconds=5)
+    print(
+        "replay answers:",
+        one.json()["status"],
+        two.json()["status"],
+        three.json()["status"],
+        "records:",
+        len(records),
+    )
+    assert len(records) == 2
+
+
+def test_config_errors_are_all_reported_with_file_line_and_path() -> None:
+    """Unknown algorithm, missing header, unknown placeholder, a preset given a key it does
+    not take, a bad Standard Webhooks secret: every problem at once, file:line: path."""
+    text = textwrap.dedent("""\
+        sources:
+          a:
+            provider: hmac
+            secret: s
+            header: X-Sig
+            algorithm: md5
+          b:
+            provider: hmac
+            secret: s
+          c:
+            provider: hmac
+            secret: s
+            header: X-Sig
+            signed: "{body}.{nonce}"
+          d:
+            provider: github
+            secret: s
+            header: X-Other
+          e:
+            provider: standard-webhooks
+            secret: not base64!
+          f:
+            provider: hmac
+            secret: s
+            header: X-Sig
+            signed: "{timestamp}.{body}"
+          g:
+            provider: stripe
+            secret: s
+            event: {type: {path: type, header: X-Type}}
+        destinations: {k: {kafka: {topic: t}}}
+        routes: []
+        unmatched: [k]
+        """)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "cfg.yaml")
+    problems = caught.value.problems
+    print(*problems, sep="\n")
+    expected = [
+        ("cfg.yaml:6: sources.a.algorithm:", "sha1"),
+        ("cfg.yaml:8: sources.b:", "missing required key `header`"),
+        ("cfg.yaml:14: sources.c.signed:", "{nonce}"),
+        ("cfg.yaml:18: sources.d.header:", "does not take `header`"),
+        ("cfg.yaml:21: sources.e.secret:", "whsec_"),
+        ("cfg.yaml:26: sources.f.signed:", "timestamp"),
+        ("cfg.yaml:30: sources.g.event.type:", "exactly one of"),
+    ]
+    for where, what in expected:
+        assert any(p.startswith(where) and what in p for p in problems), (where, problems)
+    assert len(problems) == len(expected)
