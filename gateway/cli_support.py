@@ -34,8 +34,8 @@ def signed_curl(
     """A ready-to-paste curl line carrying a correctly signed request."""
     from gateway.providers import registry
 
-    value = registry()[provider] if isinstance(provider, str) else provider
-    headers, payload = value.sign(key, body, time.time(), url=url, partner_id=partner_id)
+    chosen = registry()[provider] if isinstance(provider, str) else provider
+    headers, payload = chosen.sign(key, body, time.time(), url=url, partner_id=partner_id)
     parts = ["curl", "-sS", "-X", "POST", shlex.quote(url)]
     for name, value in headers.items():
         parts += ["-H", shlex.quote(f"{name}: {value}")]

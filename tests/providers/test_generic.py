@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
+import yaml
 from litestar.testing import AsyncTestClient
 from standardwebhooks.webhooks import Webhook
 
@@ -517,3 +519,37 @@ def test_svix_header_names_and_github_sha1_only_when_configured(tmp_path: Path) 
 class _Unused:
     async def send(self, *args: object, **kwargs: object) -> None:
         raise AssertionError("only Pipeline.event is used")
+
+
+def test_documented_generic_sources_load_and_match_the_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commented generic sources in config/gateway.yaml are a valid config, and the
+    committed JSON Schema accepts them (and refuses a preset given a key it does not take)."""
+    root = Path(__file__).resolve().parents[2]
+    lines = (root / "config" / "gateway.yaml").read_text().splitlines()
+    block = "\n".join("  " + line.split("#> ", 1)[1] for line in lines if "#> " in line)
+    for name in (
+        "ACME_WHSEC",
+        "GITHUB_WEBHOOK_SECRET",
+        "SHOPIFY_WEBHOOK_SECRET",
+        "STRIPE_WEBHOOK_SECRET",
+        "PARTNER_SECRET",
+    ):
+        monkeypatch.setenv(name, SW_NEW)
+    text = f"sources:\n{block}\ndestinations: {{k: {{kafka: {{topic: t}}}}}}\nunmatched: [k]\n"
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    config = load_config(path)
+    assert {s.provider for s in config.sources.values()} == {
+        "standard-webhooks",
+        "github",
+        "shopify",
+        "stripe",
+        "hmac",
+    }
+    schema = json.loads((root / "config" / "gateway.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    assert not list(validator.iter_errors(yaml.safe_load(text)))
+    wrong = {"sources": {"g": {"provider": "github", "secret": "x", "header": "X-Other"}}}
+    assert list(validator.iter_errors(wrong))
