@@ -16,14 +16,14 @@ import msgspec
 from gateway.errors import SignatureError
 from gateway.event import (
     CloudEvent,
-    EventData,
     Money,
     amount,
+    build_event,
     decimal_str,
     decode_object,
+    event_data,
     event_id,
     from_epoch,
-    rfc3339,
 )
 from gateway.providers import Provider, _common, headerless
 from gateway.types import Duration, Secrets
@@ -196,26 +196,9 @@ def normalize(decoded: Webhook, source: str, received: datetime) -> CloudEvent:
     crypto_currency = order.crypto_currency or order.crypto_currency_code
     if crypto_currency is not None or order.crypto_currency_amount is not None:
         crypto = Money(crypto_currency, decimal_str(order.crypto_currency_amount))
-    return CloudEvent(
-        id=event_id(source, order.order_id, raw_status),
-        source=f"/webhooks/{source}",
-        type=f"order.{status}",
-        subject=order.order_id,
-        time=rfc3339(happened),
-        provider=NAME,
-        providerevent=f"order:{raw_status}",
-        integrity="headers-only",
-        partitionkey=order.order_id,
-        data=EventData(
-            kind="order",
-            id=order.order_id,
-            status=status,
-            provider_status=raw_status,
-            fiat=fiat,
-            crypto=crypto,
-            payload=decoded.payload,
-        ),
-    )
+    data = event_data("order", order.order_id, status, raw_status, decoded.payload, fiat, crypto)
+    eid = event_id(source, order.order_id, raw_status)
+    return build_event(source, NAME, eid, data, happened, f"order:{raw_status}", "headers-only")
 
 
 def sign(

@@ -24,12 +24,12 @@ import msgspec
 from gateway.errors import PayloadError, SignatureError
 from gateway.event import (
     CloudEvent,
-    EventData,
+    build_event,
     decode_payload,
+    event_data,
     event_id,
     from_epoch,
     from_iso,
-    rfc3339,
 )
 from gateway.providers import Provider, Signer, _common
 from gateway.types import Duration, Secrets
@@ -519,23 +519,10 @@ class Normalizer:
             type_ = f"{self.provider}.received"
         subject = _text(m.get("subject"), payload, headers) or natural
         happened = _time(_text(m.get("time"), payload, headers)) or received
-        return CloudEvent(
-            id=event_id(source, natural),
-            source=f"/webhooks/{source}",
-            type=type_,
-            subject=subject,
-            time=rfc3339(happened),
-            provider=self.provider,
-            providerevent=raw_type or type_,
-            integrity="signed",
-            partitionkey=subject,
-            data=EventData(
-                kind=type_.partition(".")[0],
-                id=natural,
-                status="unknown",
-                provider_status=None,
-                payload=payload,
-            ),
+        data = event_data(type_.partition(".")[0], natural, "unknown", None, payload)
+        eid = event_id(source, natural)
+        return build_event(
+            source, self.provider, eid, data, happened, raw_type or type_, "signed", type_, subject
         )
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from gateway.errors import PayloadError, SignatureError
-from gateway.event import CloudEvent, EventData, decode_payload, event_id, rfc3339
+from gateway.event import CloudEvent, build_event, decode_payload, event_data, event_id
 from gateway.providers import Provider, headerless
 from gateway.providers._common import convert_struct
 from gateway.types import Secrets
@@ -196,25 +196,11 @@ def normalize(decoded: Pay3Claims, source: str, received: datetime) -> CloudEven
     """The CloudEvent of one pay3 notification; `orderStatus` alone decides the status."""
     order = decoded.order
     status = _STATUS.get(order.orderStatus.upper(), "unknown")
-    return CloudEvent(
-        # pay3 retries up to 10 times and sends no timestamp: the state change is its key.
-        id=event_id(source, order.orderId, order.orderType, order.orderStatus, order.paymentStatus),
-        source=f"/webhooks/{source}",
-        type=f"order.{status}",
-        subject=order.orderId,
-        time=rfc3339(received),
-        provider=NAME,
-        providerevent=decoded.type or f"order.{order.orderStatus}",
-        integrity="signed",
-        partitionkey=order.orderId,
-        data=EventData(
-            kind="order",
-            id=order.orderId,
-            status=status,
-            provider_status=order.orderStatus,
-            payload=decoded.payload,
-        ),
-    )
+    data = event_data("order", order.orderId, status, order.orderStatus, decoded.payload)
+    # pay3 retries up to 10 times and sends no timestamp: the state change is its key.
+    key = (order.orderId, order.orderType, order.orderStatus, order.paymentStatus)
+    event = decoded.type or f"order.{order.orderStatus}"
+    return build_event(source, NAME, event_id(source, *key), data, received, event)
 
 
 def sign(

@@ -15,15 +15,15 @@ from gateway.errors import PayloadError, SignatureError
 from gateway.event import (
     STATUSES,
     CloudEvent,
-    EventData,
     Money,
     amount,
+    build_event,
     decimal_str,
     decode_object,
     encode,
+    event_data,
     event_id,
     from_epoch,
-    rfc3339,
 )
 from gateway.providers import Provider, _common, headerless
 from gateway.types import Secrets
@@ -180,26 +180,8 @@ def normalize(decoded: Webhook, source: str, received: datetime) -> CloudEvent:
         status = raw.lower() if raw is not None and raw.lower() in STATUSES else "unknown"
         eid = event_id(source, event_type, hashlib.sha256(encode(decoded.payload)).hexdigest())
         object_id = eid if body.order_id is None else str(body.order_id)
-    return CloudEvent(
-        id=eid,
-        source=f"/webhooks/{source}",
-        type=f"{kind}.{status}",
-        subject=object_id,
-        time=rfc3339(happened),
-        provider=NAME,
-        providerevent=event_type,
-        integrity="signed",
-        partitionkey=object_id,
-        data=EventData(
-            kind=kind,
-            id=object_id,
-            status=status,
-            provider_status=raw,
-            fiat=fiat,
-            crypto=crypto,
-            payload=decoded.payload,
-        ),
-    )
+    data = event_data(kind, object_id, status, raw, decoded.payload, fiat, crypto)
+    return build_event(source, NAME, eid, data, happened, event_type)
 
 
 def sign(

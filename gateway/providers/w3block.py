@@ -16,14 +16,14 @@ import msgspec
 from gateway.errors import SignatureError
 from gateway.event import (
     CloudEvent,
-    EventData,
     Money,
     amount,
+    build_event,
     decimal_str,
     decode_payload,
+    event_data,
     event_id,
     from_epoch,
-    rfc3339,
 )
 from gateway.providers import Provider, _common, headerless
 from gateway.providers._common import decode_struct
@@ -146,28 +146,13 @@ def normalize(decoded: W3BlockEvent, source: str, received: datetime) -> CloudEv
     status = _STATUS.get(action, "unknown")
     amount = decimal_str(order.currencyAmount)
     moment = from_epoch(decoded.timestamp, millis=True) or received
-    return CloudEvent(
-        # `updatedAt` moves with every state change of the order and stays put across
-        # W3Block's retries of one notification.
-        id=event_id(source, order.id, decoded.event, order.status, order.updatedAt),
-        source=f"/webhooks/{source}",
-        type=f"{kind}.{status}",
-        subject=order.id,
-        time=rfc3339(moment),
-        provider=NAME,
-        providerevent=decoded.event,
-        integrity="signed",
-        partitionkey=order.id,
-        data=EventData(
-            kind=kind,
-            id=order.id,
-            status=status,
-            provider_status=order.status,
-            # W3Block names the currency by its id (a UUID), not by an ISO code.
-            fiat=None if amount is None else Money(order.currencyId, amount),
-            payload=decoded.payload,
-        ),
-    )
+    # W3Block names the currency by its id (a UUID), not by an ISO code.
+    fiat = None if amount is None else Money(order.currencyId, amount)
+    data = event_data(kind, order.id, status, order.status, decoded.payload, fiat)
+    # `updatedAt` moves with every state change of the order and stays put across
+    # W3Block's retries of one notification.
+    eid = event_id(source, order.id, decoded.event, order.status, order.updatedAt)
+    return build_event(source, NAME, eid, data, moment, decoded.event)
 
 
 def sign(

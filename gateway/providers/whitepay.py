@@ -15,14 +15,14 @@ import msgspec
 from gateway.errors import PayloadError, SignatureError
 from gateway.event import (
     CloudEvent,
-    EventData,
     Money,
     amount,
+    build_event,
     decimal_str,
     decode_payload,
+    event_data,
     event_id,
     from_iso,
-    rfc3339,
 )
 from gateway.providers import Provider, _common, headerless
 from gateway.providers._common import decode_struct
@@ -220,37 +220,15 @@ def normalize(decoded: WhitepayEvent, source: str, received: datetime) -> CloudE
             fiat = fiat or leg
         else:
             crypto = crypto or leg
-    return CloudEvent(
-        # A second partial payment changes the received total: a new state change.
-        id=event_id(
-            source,
-            kind,
-            obj.id,
-            _ACTION_CANONICAL.get(action, action),
-            obj.status,
-            received_total,
-        ),
-        source=f"/webhooks/{source}",
-        type=f"{kind}.{status}",
-        subject=obj.id,
-        # Whitepay writes `YYYY-MM-DD HH:MM:SS` without a zone, meaning UTC; an unreadable time
-        # only costs precision (the receive time is used), never the event.
-        time=rfc3339(from_iso(obj.completed_at) or received),
-        provider=NAME,
-        providerevent=decoded.event_type,
-        integrity="signed",
-        partitionkey=obj.id,
-        data=EventData(
-            kind=kind,
-            id=obj.id,
-            external_id=obj.external_order_id,
-            status=status,
-            provider_status=obj.status,
-            fiat=fiat,
-            crypto=crypto,
-            payload=decoded.payload,
-        ),
-    )
+    payload, external = decoded.payload, obj.external_order_id
+    data = event_data(kind, obj.id, status, obj.status, payload, fiat, crypto, external)
+    # A second partial payment changes the received total: a new state change.
+    canonical = _ACTION_CANONICAL.get(action, action)
+    eid = event_id(source, kind, obj.id, canonical, obj.status, received_total)
+    # Whitepay writes `YYYY-MM-DD HH:MM:SS` without a zone, meaning UTC; an unreadable time
+    # only costs precision (the receive time is used), never the event.
+    happened = from_iso(obj.completed_at) or received
+    return build_event(source, NAME, eid, data, happened, decoded.event_type)
 
 
 def sign(
