@@ -53,10 +53,12 @@ class Signer(Protocol):
         *,
         url: str | None = None,
         partner_id: str | None = None,
-    ) -> tuple[dict[str, str], bytes]: ...
+    ) -> Signed: ...
 
 
 Normalize = Callable[[Any, str, datetime, Mapping[str, str]], CloudEvent]
+Signed = tuple[dict[str, str], bytes]
+JSON = frozenset({"application/json"})
 _NO_HEADERS: Mapping[str, str] = {}
 
 
@@ -77,7 +79,7 @@ class Provider:
     decode: Callable[[bytes], Any]
     normalize_with_headers: Normalize
     sign: Signer
-    media_types: frozenset[str] = frozenset({"application/json"})
+    media_types: frozenset[str] = JSON
     success_body: bytes | None = None
     error_body: bytes | None = None
     signs_envelope: bool = True
@@ -115,18 +117,31 @@ class Provider:
         return self.settings
 
 
-def headerless(normalize: Callable[[Any, str, datetime], CloudEvent]) -> Normalize:
-    """A built-in's `normalize(decoded, source, received)` in the `Provider` shape."""
+def builtin(
+    name: str,
+    settings: type[msgspec.Struct],
+    build_verifier: Callable[[Any], Verifier],
+    decode: Callable[[bytes], Any],
+    normalize: Callable[[Any, str, datetime], CloudEvent],
+    sign: Signer,
+    answers: tuple[bytes, bytes] | None = None,
+    *,
+    signs_envelope: bool = True,
+) -> Provider:
+    """A built-in provider's value from its module's functions (`answers`: success, error)."""
 
-    def call(
+    def with_headers(
         decoded: Any, source: str, received: datetime, headers: Mapping[str, str]
     ) -> CloudEvent:
         return normalize(decoded, source, received)
 
-    return call
+    ok, failed = answers if answers is not None else (None, None)
+    return Provider(
+        name, settings, build_verifier, decode, with_headers, sign, JSON, ok, failed, signs_envelope
+    )
 
 
-__all__ = ["Provider", "ReplayGuarded", "Signer", "Verifier", "headerless", "registry"]
+__all__ = ["Provider", "ReplayGuarded", "Signed", "Signer", "Verifier", "builtin", "registry"]
 
 
 def registry() -> dict[str, Provider]:

@@ -25,7 +25,7 @@ from gateway.event import (
     event_id,
     from_epoch,
 )
-from gateway.providers import Provider, _common, headerless
+from gateway.providers import Signed, _common, builtin
 from gateway.types import Duration, Secrets
 
 NAME = "fatpay"
@@ -208,7 +208,7 @@ def sign(
     *,
     url: str | None = None,
     partner_id: str | None = None,
-) -> tuple[dict[str, str], bytes]:
+) -> Signed:
     """The headers and body FaTPay would send to `url` (the body is not signed)."""
     if not url or not partner_id:
         raise ValueError("signing a fatpay request needs the webhook `url` and the `partner_id`")
@@ -222,12 +222,4 @@ def sign(
     return {"content-type": "application/json", **headers}, body
 
 
-PROVIDER = Provider(
-    name=NAME,
-    settings=Settings,
-    build_verifier=build_verifier,
-    decode=decode,
-    normalize_with_headers=headerless(normalize),
-    sign=sign,
-    media_types=MEDIA_TYPES,
-)
+PROVIDER = builtin(NAME, Settings, build_verifier, decode, normalize, sign)

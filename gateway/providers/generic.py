@@ -10,7 +10,6 @@ and, optionally, where the timestamp is and how old or new it may be.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -21,6 +20,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from gateway.destinations.kafka import lookup
 from gateway.errors import PayloadError, SignatureError
 from gateway.event import (
     CloudEvent,
@@ -31,7 +31,7 @@ from gateway.event import (
     from_epoch,
     from_iso,
 )
-from gateway.providers import Provider, Signer, _common
+from gateway.providers import Provider, Signed, Signer, _common
 from gateway.types import Duration, Secrets
 
 MEDIA_TYPES = frozenset({"application/json"})
@@ -91,10 +91,10 @@ class HmacSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     event: EventMapping = EventMapping()
 
 
-class StandardWebhooksSettings(
+class TimestampedPresetSettings(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
 ):
-    """A `provider: standard-webhooks` source (also the `svix-*` header names)."""
+    """A `provider: standard-webhooks` (also `svix-*` headers) or `provider: stripe` source."""
 
     secret: Secrets
     tolerance: Duration = Duration(300.0)
@@ -113,14 +113,6 @@ class ShopifySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     """A `provider: shopify` source."""
 
     secret: Secrets
-    event: EventMapping = EventMapping()
-
-
-class StripeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """A `provider: stripe` source."""
-
-    secret: Secrets
-    tolerance: Duration = Duration(300.0)
     event: EventMapping = EventMapping()
 
 
@@ -289,10 +281,9 @@ def compile_scheme(keys: Mapping[str, Any]) -> Scheme:
 def _secret_bytes(value: str, encoding: str) -> bytes:
     if encoding == "utf-8":
         return value.encode("utf-8")
-    body = value.strip().removeprefix("whsec_")
     try:
-        key = base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
+        key = _common.b64_lenient(value.strip().removeprefix("whsec_"))
+    except ValueError:
         key = b""
     if not key:
         raise ValueError("`secret` is not base64 (a Standard Webhooks secret is `whsec_<base64>`)")
@@ -360,10 +351,8 @@ class HmacVerifier:
             raise SignatureError(f"{scheme.header} holds no signature")
         received = [_decode_mac(text, scheme.encoding) for text in listed[:_MAX_SIGNATURES]]
         message = _message(scheme, raw, stamp, headers)
-        for key in self._keys:
-            mac = hmac.new(key, message, scheme.digest).digest()
-            if any(hmac.compare_digest(mac, r) for r in received):
-                return raw
+        if _common.mac_match(self._keys, (message,), received, scheme.digest):
+            return raw
         raise SignatureError("signature does not match")
 
     def replay_key(self, headers: Mapping[str, str]) -> tuple[str, float] | None:
@@ -450,18 +439,6 @@ def decode(content: bytes) -> Any:
     return decode_payload(content)
 
 
-def _lookup(payload: Any, path: str) -> Any:
-    value = payload
-    for part in path.split("."):
-        if isinstance(value, dict):
-            value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
-
-
 def _text(field: Field | None, payload: Any, headers: Mapping[str, str]) -> str | None:
     """The attribute's value as text, None when absent; `PayloadError` for an object/array."""
     if field is None:
@@ -471,7 +448,7 @@ def _text(field: Field | None, payload: Any, headers: Mapping[str, str]) -> str 
     if field.header is not None:
         return headers.get(field.header.lower()) or None
     assert field.path is not None
-    value = _lookup(payload, field.path)
+    value = lookup(payload, field.path) if isinstance(payload, dict) else None
     if value is None or value == "":
         return None
     if isinstance(value, dict | list):
@@ -578,49 +555,31 @@ def sign_with(
 
 _SETTINGS: dict[str, type[msgspec.Struct]] = {
     "hmac": HmacSettings,
-    "standard-webhooks": StandardWebhooksSettings,
+    "standard-webhooks": TimestampedPresetSettings,
     "github": GitHubSettings,
     "shopify": ShopifySettings,
-    "stripe": StripeSettings,
+    "stripe": TimestampedPresetSettings,
 }
 
 
-def _unbound_sign(provider: str) -> Signer:
-    def sign(
-        key: str,
-        body: bytes,
-        now: float,
-        *,
-        url: str | None = None,
-        partner_id: str | None = None,
-    ) -> tuple[dict[str, str], bytes]:
-        if provider == "hmac":
+def _signer(provider: str, settings: Any | None) -> Signer:
+    """`sign` of a source with these settings, or (None) of a preset with its defaults."""
+
+    def sign(key: str, body: bytes, now: float, **_: str | None) -> Signed:
+        if settings is None and provider == "hmac":
             raise ValueError(
                 "an hmac source's scheme is its config: sign with --config FILE --source NAME"
             )
-        settings = _SETTINGS[provider](secret=Secrets.parse(key))
-        return sign_with(provider, settings, key, body, now, {}), body
+        own = _SETTINGS[provider](secret=Secrets.parse(key)) if settings is None else settings
+        return sign_with(provider, own, key, body, now, {}), body
 
     return sign
 
 
 def _bind(provider: Provider, settings: Any) -> Provider:
-    def sign(
-        key: str,
-        body: bytes,
-        now: float,
-        *,
-        url: str | None = None,
-        partner_id: str | None = None,
-    ) -> tuple[dict[str, str], bytes]:
-        return sign_with(provider.name, settings, key, body, now, {}), body
-
-    return replace(
-        provider,
-        normalize_with_headers=normalizer(provider.name, settings),
-        sign=sign,
-        bind=None,
-    )
+    normalize = normalizer(provider.name, settings)
+    sign = _signer(provider.name, settings)
+    return replace(provider, normalize_with_headers=normalize, sign=sign, bind=None)
 
 
 def _provider(name: str) -> Provider:
@@ -633,7 +592,7 @@ def _provider(name: str) -> Provider:
         build_verifier=build,
         decode=decode,
         normalize_with_headers=Normalizer(name, dict(PRESET_EVENTS[name])),
-        sign=_unbound_sign(name),
+        sign=_signer(name, None),
         media_types=MEDIA_TYPES,
         replay="duplicate",
         bind=_bind,

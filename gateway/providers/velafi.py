@@ -25,10 +25,12 @@ from gateway.event import (
     event_id,
     from_epoch,
 )
-from gateway.providers import Provider, _common, headerless
+from gateway.providers import Signed, _common, builtin
 from gateway.types import Secrets
 
 NAME = "velafi"
+# VelaFi reads its own answer body (SPEC §2): on 200, and on every error whatever the status.
+ANSWERS = (b'{"callbackStatus":"SUCCESS"}', b'{"callbackStatus":"FAIL"}')
 MEDIA_TYPES = frozenset({"application/json"})
 
 ORDER_WEBHOOK = "ORDER_WEBHOOK"
@@ -184,28 +186,10 @@ def normalize(decoded: Webhook, source: str, received: datetime) -> CloudEvent:
     return build_event(source, NAME, eid, data, happened, event_type)
 
 
-def sign(
-    key: str,
-    body: bytes,
-    now: float,
-    *,
-    url: str | None = None,
-    partner_id: str | None = None,
-) -> tuple[dict[str, str], bytes]:
+def sign(key: str, body: bytes, now: float, **_: str | None) -> Signed:
     """The headers and body VelaFi would send: lowercase hex RSA signature of the body."""
     signature = _common.rsa_sha256_sign(key, body)
     return {"content-type": "application/json", "signature": signature.hex()}, body
 
 
-PROVIDER = Provider(
-    name=NAME,
-    settings=Settings,
-    build_verifier=build_verifier,
-    decode=decode,
-    normalize_with_headers=headerless(normalize),
-    sign=sign,
-    media_types=MEDIA_TYPES,
-    # VelaFi reads its own answer body (SPEC §2), whatever the status code.
-    success_body=b'{"callbackStatus":"SUCCESS"}',
-    error_body=b'{"callbackStatus":"FAIL"}',
-)
+PROVIDER = builtin(NAME, Settings, build_verifier, decode, normalize, sign, ANSWERS)

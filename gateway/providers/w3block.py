@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -25,7 +22,7 @@ from gateway.event import (
     event_id,
     from_epoch,
 )
-from gateway.providers import Provider, _common, headerless
+from gateway.providers import Signed, _common, builtin
 from gateway.providers._common import decode_struct
 from gateway.types import Secrets
 
@@ -57,7 +54,7 @@ def _signature(headers: Mapping[str, str]) -> bytes:
         return bytes.fromhex(value)
     if _BASE64.fullmatch(value):
         # 43 alphabet characters always decode to exactly 32 bytes: nothing left to fail.
-        return base64.b64decode(value.rstrip("=").replace("-", "+").replace("_", "/") + "=")
+        return _common.b64_lenient(value)
     raise SignatureError(f"`{HEADER}` is neither hex nor base64 HMAC-SHA256")
 
 
@@ -74,7 +71,7 @@ class W3BlockVerifier:
         received = _signature(headers)
         # After the raw body: a sender that signs `JSON.stringify(body)` but sends it
         # pretty-printed (or through a proxy that re-serializes it).
-        if _common.hmac_sha256_match(self._keys, _common.json_candidates(raw, ("js",)), received):
+        if _common.mac_match(self._keys, _common.json_candidates(raw, ("js",)), (received,)):
             return raw
         raise SignatureError("signature does not match")
 
@@ -155,25 +152,10 @@ def normalize(decoded: W3BlockEvent, source: str, received: datetime) -> CloudEv
     return build_event(source, NAME, eid, data, moment, decoded.event)
 
 
-def sign(
-    key: str,
-    body: bytes,
-    now: float,
-    *,
-    url: str | None = None,
-    partner_id: str | None = None,
-) -> tuple[dict[str, str], bytes]:
+def sign(key: str, body: bytes, now: float, **_: str | None) -> Signed:
     """What W3Block would send: the body and its lowercase hex HMAC-SHA256."""
-    mac = hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    mac = _common.hmac_hex(key, body)
     return {"content-type": "application/json", HEADER: mac}, body
 
 
-PROVIDER = Provider(
-    name=NAME,
-    settings=Settings,
-    build_verifier=build_verifier,
-    decode=decode,
-    normalize_with_headers=headerless(normalize),
-    sign=sign,
-    media_types=MEDIA_TYPES,
-)
+PROVIDER = builtin(NAME, Settings, build_verifier, decode, normalize, sign)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -24,7 +22,7 @@ from gateway.event import (
     event_id,
     from_iso,
 )
-from gateway.providers import Provider, _common, headerless
+from gateway.providers import Signed, _common, builtin
 from gateway.providers._common import decode_struct
 from gateway.types import Secrets
 
@@ -58,7 +56,7 @@ class WhitepayVerifier:
             raise SignatureError("`Signature` is not a hex HMAC-SHA256")
         received = bytes.fromhex(header)
         # Raw body first (most senders sign what they send); the re-encodings only after.
-        if _common.hmac_sha256_match(self._keys, _common.json_candidates(raw, _STYLES), received):
+        if _common.mac_match(self._keys, _common.json_candidates(raw, _STYLES), (received,)):
             return raw
         raise SignatureError("signature does not match")
 
@@ -231,25 +229,10 @@ def normalize(decoded: WhitepayEvent, source: str, received: datetime) -> CloudE
     return build_event(source, NAME, eid, data, happened, decoded.event_type)
 
 
-def sign(
-    key: str,
-    body: bytes,
-    now: float,
-    *,
-    url: str | None = None,
-    partner_id: str | None = None,
-) -> tuple[dict[str, str], bytes]:
+def sign(key: str, body: bytes, now: float, **_: str | None) -> Signed:
     """What Whitepay would send: the body and its lowercase hex HMAC-SHA256."""
-    mac = hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    mac = _common.hmac_hex(key, body)
     return {"content-type": "application/json", "signature": mac}, body
 
 
-PROVIDER = Provider(
-    name=NAME,
-    settings=Settings,
-    build_verifier=build_verifier,
-    decode=decode,
-    normalize_with_headers=headerless(normalize),
-    sign=sign,
-    media_types=MEDIA_TYPES,
-)
+PROVIDER = builtin(NAME, Settings, build_verifier, decode, normalize, sign)
