@@ -262,6 +262,10 @@ def compile_scheme(keys: Mapping[str, Any]) -> Scheme:
             raise ValueError(f"`timestamp.header` {stamp_header!r} is not a valid HTTP header name")
         if tolerance <= 0:
             raise ValueError("`timestamp.tolerance` must be positive")
+        if stamp_header.lower() == header.lower() and not stamp_prefix:
+            raise ValueError(
+                "`timestamp.prefix` is required when the timestamp shares the signature header"
+            )
     separator = keys.get("separator", ",")
     if not separator:
         raise ValueError("`separator` must not be empty")

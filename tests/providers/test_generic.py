@@ -32,6 +32,7 @@ from standardwebhooks.webhooks import Webhook
 
 from gateway.app import create_app
 from gateway.broker import Broker
+from gateway.cli import main
 from gateway.config import load_config, parse_config
 from gateway.errors import ConfigError, SignatureError
 from gateway.pipeline import Pipeline
@@ -553,3 +554,25 @@ def test_documented_generic_sources_load_and_match_the_schema(
     assert not list(validator.iter_errors(yaml.safe_load(text)))
     wrong = {"sources": {"g": {"provider": "github", "secret": "x", "header": "X-Other"}}}
     assert list(validator.iter_errors(wrong))
+
+
+def test_explain_shows_what_a_generic_source_becomes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gateway explain` on a Standard Webhooks request signed by the reference library
+    prints its CloudEvent (mapped type, subject) and the destination it would go to."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config_text("127.0.0.1:1", "x"))
+    body = body_of()
+    (tmp_path / "body.json").write_bytes(body)
+    now = int(time.time())
+    args = ["explain", "--config", str(path), "--source", "acme"]
+    args += ["--body", str(tmp_path / "body.json")]
+    for name, value in sign_sw(body, SW_NEW, now).items():
+        args += ["-H", f"{name}: {value}"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    event = json.loads(out[: out.index("\n}\n") + 2])
+    assert event["type"] == "payment.completed" and event["provider"] == "standard-webhooks"
+    assert event["subject"] == json.loads(body)["data"]["id"]
+    assert "generic-x" in out  # the Kafka destination it is routed to
