@@ -56,10 +56,20 @@ class Signer(Protocol):
     ) -> Signed: ...
 
 
-Normalize = Callable[[Any, str, datetime, Mapping[str, str]], CloudEvent]
+Headers = Mapping[str, str]
+NO_HEADERS: Headers = {}
+
+
+class Normalize(Protocol):
+    """`normalize(decoded, source, received, headers=NO_HEADERS)` of a provider."""
+
+    def __call__(
+        self, decoded: Any, source: str, received: datetime, headers: Headers = ...
+    ) -> CloudEvent: ...
+
+
 Signed = tuple[dict[str, str], bytes]
 JSON = frozenset({"application/json"})
-_NO_HEADERS: Mapping[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -77,7 +87,9 @@ class Provider:
     settings: type[msgspec.Struct]
     build_verifier: Callable[[Any], Verifier]
     decode: Callable[[bytes], Any]
-    normalize_with_headers: Normalize
+    # normalize(decoded, source, received, headers): the CloudEvent of a decoded request
+    # (generic sources also read headers; the built-ins' `headers` defaults to none).
+    normalize: Normalize
     sign: Signer
     media_types: frozenset[str] = JSON
     success_body: bytes | None = None
@@ -85,16 +97,6 @@ class Provider:
     signs_envelope: bool = True
     replay: Literal["refuse", "duplicate"] = "refuse"
     bind: Callable[[Provider, Any], Provider] | None = None
-
-    def normalize(
-        self,
-        decoded: Any,
-        source: str,
-        received: datetime,
-        headers: Mapping[str, str] = _NO_HEADERS,
-    ) -> CloudEvent:
-        """The CloudEvent of a decoded request (generic sources also read headers)."""
-        return self.normalize_with_headers(decoded, source, received, headers)
 
     def for_source(self, settings: Any) -> Provider:
         """The value serving one source with these settings (the same value for built-ins)."""
@@ -122,26 +124,31 @@ def builtin(
     settings: type[msgspec.Struct],
     build_verifier: Callable[[Any], Verifier],
     decode: Callable[[bytes], Any],
-    normalize: Callable[[Any, str, datetime], CloudEvent],
+    normalize: Normalize,
     sign: Signer,
     answers: tuple[bytes, bytes] | None = None,
     *,
     signs_envelope: bool = True,
 ) -> Provider:
     """A built-in provider's value from its module's functions (`answers`: success, error)."""
-
-    def with_headers(
-        decoded: Any, source: str, received: datetime, headers: Mapping[str, str]
-    ) -> CloudEvent:
-        return normalize(decoded, source, received)
-
     ok, failed = answers if answers is not None else (None, None)
     return Provider(
-        name, settings, build_verifier, decode, with_headers, sign, JSON, ok, failed, signs_envelope
+        name, settings, build_verifier, decode, normalize, sign, JSON, ok, failed, signs_envelope
     )
 
 
-__all__ = ["Provider", "ReplayGuarded", "Signed", "Signer", "Verifier", "builtin", "registry"]
+__all__ = [
+    "NO_HEADERS",
+    "Headers",
+    "Normalize",
+    "Provider",
+    "ReplayGuarded",
+    "Signed",
+    "Signer",
+    "Verifier",
+    "builtin",
+    "registry",
+]
 
 
 def registry() -> dict[str, Provider]:

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -211,9 +211,9 @@ def json_candidates(raw: bytes, styles: tuple[Literal["js", "php"], ...]) -> Ite
 
 
 def mac_match(
-    keys: Iterable[bytes],
+    keys: Sequence[bytes] | Iterable[bytes],
     messages: Iterable[bytes],
-    received: Iterable[bytes],
+    received: Sequence[bytes] | Iterable[bytes],
     digest: Any = hashlib.sha256,
 ) -> bool:
     """Whether any key's HMAC of any message equals any received MAC (constant time each).
@@ -221,10 +221,12 @@ def mac_match(
     The MAC is computed once per key and message; the candidate messages are consumed
     lazily (cheapest first), so the usual raw-body match never builds the others.
     """
-    keys, received = list(keys), list(received)
+    keys = keys if isinstance(keys, list | tuple) else list(keys)
+    received = received if isinstance(received, list | tuple) else list(received)
     for message in messages:
         for key in keys:
             mac = hmac.new(key, message, digest).digest()
-            if any(hmac.compare_digest(mac, r) for r in received):
-                return True
+            for candidate in received:
+                if hmac.compare_digest(mac, candidate):
+                    return True
     return False

@@ -25,7 +25,7 @@ from gateway.event import (
     event_id,
     from_epoch,
 )
-from gateway.providers import Signed, _common, builtin
+from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
 from gateway.types import Duration, Secrets
 
 NAME = "fatpay"
@@ -182,7 +182,9 @@ def decode(content: bytes) -> Webhook:
     return Webhook(order=order, payload=body)
 
 
-def normalize(decoded: Webhook, source: str, received: datetime) -> CloudEvent:
+def normalize(
+    decoded: Webhook, source: str, received: datetime, headers: Headers = NO_HEADERS
+) -> CloudEvent:
     """The CloudEvent for a FaTPay order (integrity `headers-only`: the body is unsigned)."""
     order = decoded.order
     raw_status = str(order.order_status)

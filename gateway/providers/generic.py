@@ -31,7 +31,7 @@ from gateway.event import (
     from_epoch,
     from_iso,
 )
-from gateway.providers import Provider, Signed, Signer, _common
+from gateway.providers import NO_HEADERS, Headers, Provider, Signed, Signer, _common
 from gateway.types import Duration, Secrets
 
 MEDIA_TYPES = frozenset({"application/json"})
@@ -481,9 +481,10 @@ class Normalizer:
     mapping: dict[str, Field]
 
     def __call__(
-        self, payload: Any, source: str, received: datetime, headers: Mapping[str, str]
+        self, decoded: Any, source: str, received: datetime, headers: Headers = NO_HEADERS
     ) -> CloudEvent:
         """The CloudEvent of one verified request (SPEC §10)."""
+        payload = decoded
         m = self.mapping
         natural = _text(m.get("id"), payload, headers)
         if natural is None:
@@ -583,7 +584,7 @@ def _signer(provider: str, settings: Any | None) -> Signer:
 def _bind(provider: Provider, settings: Any) -> Provider:
     normalize = normalizer(provider.name, settings)
     sign = _signer(provider.name, settings)
-    return replace(provider, normalize_with_headers=normalize, sign=sign, bind=None)
+    return replace(provider, normalize=normalize, sign=sign, bind=None)
 
 
 def _provider(name: str) -> Provider:
@@ -595,7 +596,7 @@ def _provider(name: str) -> Provider:
         settings=_SETTINGS[name],
         build_verifier=build,
         decode=decode,
-        normalize_with_headers=Normalizer(name, dict(PRESET_EVENTS[name])),
+        normalize=Normalizer(name, dict(PRESET_EVENTS[name])),
         sign=_signer(name, None),
         media_types=MEDIA_TYPES,
         replay="duplicate",

@@ -14,7 +14,7 @@ import msgspec
 
 from gateway.errors import PayloadError, SignatureError
 from gateway.event import CloudEvent, build_event, decode_payload, event_data, event_id
-from gateway.providers import Signed, _common, builtin
+from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
 from gateway.providers._common import convert_struct
 from gateway.types import Secrets
 
@@ -185,7 +185,9 @@ _STATUS = {
 }
 
 
-def normalize(decoded: Pay3Claims, source: str, received: datetime) -> CloudEvent:
+def normalize(
+    decoded: Pay3Claims, source: str, received: datetime, headers: Headers = NO_HEADERS
+) -> CloudEvent:
     """The CloudEvent of one pay3 notification; `orderStatus` alone decides the status."""
     order = decoded.order
     status = _STATUS.get(order.orderStatus.upper(), "unknown")

@@ -25,7 +25,7 @@ from gateway.event import (
     event_id,
     from_epoch,
 )
-from gateway.providers import Signed, _common, builtin
+from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
 from gateway.types import Secrets
 
 NAME = "velafi"
@@ -156,7 +156,9 @@ def _money(currency: str | None, amount: Decimal | None) -> Money | None:
     return Money(currency, decimal_str(amount))
 
 
-def normalize(decoded: Webhook, source: str, received: datetime) -> CloudEvent:
+def normalize(
+    decoded: Webhook, source: str, received: datetime, headers: Headers = NO_HEADERS
+) -> CloudEvent:
     """The CloudEvent for a VelaFi webhook of any event type."""
     body = decoded.body
     happened = from_epoch(body.update_time, millis=True)

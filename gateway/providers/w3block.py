@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -17,13 +16,13 @@ from gateway.event import (
     amount,
     build_event,
     decimal_str,
-    decode_payload,
+    decode_object,
     event_data,
     event_id,
     from_epoch,
 )
-from gateway.providers import Signed, _common, builtin
-from gateway.providers._common import decode_struct
+from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
+from gateway.providers._common import convert_struct
 from gateway.types import Secrets
 
 NAME = "w3block"
@@ -97,9 +96,6 @@ class _Body(msgspec.Struct, frozen=True):
     timestamp: int | str | None = None
 
 
-_DECODER = msgspec.json.Decoder(_Body, float_hook=Decimal)
-
-
 class W3BlockEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A decoded W3Block notification and the whole body."""
 
@@ -111,8 +107,8 @@ class W3BlockEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 def decode(content: bytes) -> W3BlockEvent:
     """Decode `{"data": Order, "event": "order.<status>", "timestamp": <epoch ms>}`."""
-    body = decode_struct(_DECODER, content)
-    payload = decode_payload(content)  # also rejects duplicate keys and bad UTF-8
+    payload = decode_object(content)  # also rejects duplicate keys and bad UTF-8
+    body = convert_struct(payload, _Body)
     amount(body.data.currencyAmount, "$.data.currencyAmount")
     return W3BlockEvent(
         event=body.event, order=body.data, timestamp=body.timestamp, payload=payload
@@ -134,7 +130,9 @@ _STATUS = {
 }
 
 
-def normalize(decoded: W3BlockEvent, source: str, received: datetime) -> CloudEvent:
+def normalize(
+    decoded: W3BlockEvent, source: str, received: datetime, headers: Headers = NO_HEADERS
+) -> CloudEvent:
     """The CloudEvent of one W3Block notification; `event` (`order.<status>`) decides."""
     order = decoded.order
     kind, sep, action = decoded.event.strip().lower().partition(".")

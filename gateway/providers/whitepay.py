@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 import msgspec
@@ -17,13 +16,13 @@ from gateway.event import (
     amount,
     build_event,
     decimal_str,
-    decode_payload,
+    decode_object,
     event_data,
     event_id,
     from_iso,
 )
-from gateway.providers import Signed, _common, builtin
-from gateway.providers._common import decode_struct
+from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
+from gateway.providers._common import convert_struct
 from gateway.types import Secrets
 
 NAME = "whitepay"
@@ -126,9 +125,6 @@ class _Body(msgspec.Struct, frozen=True):
     transaction: WhitepayTransaction | None = None
 
 
-_DECODER = msgspec.json.Decoder(_Body, float_hook=Decimal)
-
-
 class WhitepayEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A decoded Whitepay notification: the event's object and the whole body."""
 
@@ -139,8 +135,8 @@ class WhitepayEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 def decode(content: bytes) -> WhitepayEvent:
     """Decode `{"order"|"transaction": {...}, "event_type": "..."}`."""
-    body = decode_struct(_DECODER, content)
-    payload = decode_payload(content)  # also rejects duplicate keys and bad UTF-8
+    payload = decode_object(content)  # also rejects duplicate keys and bad UTF-8
+    body = convert_struct(payload, _Body)
     kind = body.event_type.partition("::")[0].lower()
     first, second = (
         (body.order, body.transaction) if kind == "order" else (body.transaction, body.order)
@@ -195,7 +191,9 @@ def _money(currency: str | None, value: Any) -> Money | None:
     return None if amount is None else Money(currency, amount)
 
 
-def normalize(decoded: WhitepayEvent, source: str, received: datetime) -> CloudEvent:
+def normalize(
+    decoded: WhitepayEvent, source: str, received: datetime, headers: Headers = NO_HEADERS
+) -> CloudEvent:
     """The CloudEvent of one Whitepay notification; the event name decides the status."""
     obj = decoded.object
     kind, sep, action = decoded.event_type.partition("::")
