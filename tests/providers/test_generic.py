@@ -34,6 +34,7 @@ from gateway.app import create_app
 from gateway.broker import Broker
 from gateway.cli import main
 from gateway.config import load_config, parse_config
+from gateway.dev import examples
 from gateway.errors import ConfigError, SignatureError
 from gateway.pipeline import Pipeline
 from tests import faults
@@ -576,3 +577,37 @@ def test_explain_shows_what_a_generic_source_becomes(
     assert event["type"] == "payment.completed" and event["provider"] == "standard-webhooks"
     assert event["subject"] == json.loads(body)["data"]["id"]
     assert "generic-x" in out  # the Kafka destination it is routed to
+
+
+def test_dev_examples_of_generic_sources_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make dev` prints a signed curl line for every generic source of config/dev.yaml, each
+    with its own scheme, and each verifies and normalizes."""
+    root = Path(__file__).resolve().parents[2]
+    for name in (
+        "ACME_WHSEC",
+        "GITHUB_WEBHOOK_SECRET",
+        "SHOPIFY_WEBHOOK_SECRET",
+        "STRIPE_WEBHOOK_SECRET",
+        "PARTNER_SECRET",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    dev = str(root / "config" / "dev.yaml")
+    pipeline = Pipeline(load_config(dev), sender=_Unused())
+    lines = dict(examples(dev, 8000))
+    types = {}
+    for source in ("acme", "github", "shopify", "stripe", "partner"):
+        words = shlex.split(lines[source])
+        headers = {}
+        for i, word in enumerate(words):
+            if word == "-H":
+                key, _, value = words[i + 1].partition(": ")
+                headers[key.lower()] = value
+        body = words[words.index("--data-binary") + 1].encode()
+        types[source] = pipeline.event(source, body, headers, time.time()).type
+    assert types == {
+        "acme": "order.completed",
+        "github": "github.received",
+        "shopify": "shopify.received",
+        "stripe": "payment_intent.succeeded",
+        "partner": "payout.sent",
+    }
