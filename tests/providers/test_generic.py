@@ -290,6 +290,26 @@ async def test_scheme_accepts_its_senders_requests_and_refuses_every_forgery(
     await expect("garbled header", 401, body, garbled)
     not_json = b"this is not json"
     await expect("not json", 400, not_json, case.sign(not_json, case.new, now))
+    if case.source != "acme":  # the reference library signs only text bodies
+        not_utf8 = b'{"id": "\xff\xfe"}'
+        await expect("not utf-8", 400, not_utf8, case.sign(not_utf8, case.new, now))
+    body = body_of()
+    valid = case.sign(body, case.new, now)[case.signature_header]
+    wrong = case.sign(body, case.wrong, now)[case.signature_header]
+    sep = " " if case.source == "acme" else ","
+    rotating = {**case.sign(body, case.new, now), case.signature_header: wrong + sep + valid}
+    await expect("two signatures, one valid", 200, body, rotating)
+    body = body_of()
+    valid = case.sign(body, case.new, now)[case.signature_header]
+    wrong = case.sign(body, case.wrong, now)[case.signature_header]
+    # Only the first 16 listed signatures are checked: a flood costs 16 MACs, never more.
+    flood = {**case.sign(body, case.new, now), case.signature_header: sep.join([wrong] * 2000)}
+    await expect(
+        "2000 signatures",
+        401,
+        body,
+        {**flood, case.signature_header: flood[case.signature_header] + sep + valid},
+    )
     if case.timestamp_header is not None:
         for name, ts in (("stale", now - 400), ("future", now + 400)):
             body = body_of()
