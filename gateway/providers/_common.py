@@ -97,25 +97,8 @@ def b64decode_lenient(text: str) -> bytes:
         raise SignatureError("signature is not valid base64") from exc
 
 
-def decode_struct(decoder: msgspec.json.Decoder[T], content: bytes) -> T:
-    """Decode with a typed decoder, turning msgspec's errors into `PayloadError` with the path."""
-    try:
-        return decoder.decode(content)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _AT_PATH.search(message)
-        path = match.group(1) if match else "$"
-        raise PayloadError(message, path=path) from exc
-    except msgspec.DecodeError as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from exc
-    except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, inside strings
-        raise PayloadError("body is not valid UTF-8") from exc
-    except RecursionError as exc:  # msgspec's answer to absurdly nested arrays/objects
-        raise PayloadError("body is nested too deeply") from exc
-
-
 def convert_struct(value: Any, type_: type[T]) -> T:
-    """`msgspec.convert` with the same error translation as `decode_struct`."""
+    """`msgspec.convert` of decoded JSON; `PayloadError` names the path (`$.order.id`)."""
     try:
         return msgspec.convert(value, type_)
     except msgspec.ValidationError as exc:

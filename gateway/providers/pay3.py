@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway.errors import PayloadError, SignatureError
-from gateway.event import CloudEvent, build_event, decode_payload, event_data, event_id
+from gateway.errors import SignatureError
+from gateway.event import CloudEvent, build_event, decode_object, event_data, event_id
 from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
 from gateway.providers._common import convert_struct
 from gateway.types import Secrets
@@ -160,9 +160,7 @@ class Pay3Claims(msgspec.Struct, frozen=True, kw_only=True):
 
 def decode(content: bytes) -> Pay3Claims:
     """Decode the claims JSON; `PayloadError` names the path of a wrong shape."""
-    payload = decode_payload(content)
-    if not isinstance(payload, dict):
-        raise PayloadError("Expected claims to be a JSON object", path="$")
+    payload = decode_object(content)
     if isinstance(payload.get("data"), dict):
         nested = convert_struct(payload, _Nested)
         return Pay3Claims(
