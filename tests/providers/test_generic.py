@@ -466,18 +466,23 @@ def test_config_errors_are_all_reported_with_file_line_and_path() -> None:
     assert len(problems) == len(expected)
 
 
-def _curl(args: list[str]) -> tuple[str, dict[str, str], bytes]:
-    """Run `gateway sign ...`; the URL, headers and body of the curl line it prints."""
-    gateway = str(Path(sys.executable).with_name("gateway"))
-    out = subprocess.run([gateway, "sign", *args], capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stderr
-    words = shlex.split(out.stdout)
+def parse_curl(line: str) -> tuple[str, dict[str, str], bytes]:
+    """The URL, headers (lowercase names) and body of a curl line `gateway sign` prints."""
+    words = shlex.split(line)
     headers = {}
     for i, word in enumerate(words):
         if word == "-H":
             name, _, value = words[i + 1].partition(": ")
             headers[name.lower()] = value
     return words[4], headers, words[words.index("--data-binary") + 1].encode()
+
+
+def _curl(args: list[str]) -> tuple[str, dict[str, str], bytes]:
+    """Run `gateway sign ...`; the URL, headers and body of the curl line it prints."""
+    gateway = str(Path(sys.executable).with_name("gateway"))
+    out = subprocess.run([gateway, "sign", *args], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    return parse_curl(out.stdout)
 
 
 def test_sign_command_produces_valid_requests_for_every_generic_scheme(tmp_path: Path) -> None:
@@ -616,13 +621,7 @@ def test_dev_examples_of_generic_sources_are_accepted(monkeypatch: pytest.Monkey
     lines = dict(examples(dev, 8000))
     types = {}
     for source in ("acme", "github", "shopify", "stripe", "partner"):
-        words = shlex.split(lines[source])
-        headers = {}
-        for i, word in enumerate(words):
-            if word == "-H":
-                key, _, value = words[i + 1].partition(": ")
-                headers[key.lower()] = value
-        body = words[words.index("--data-binary") + 1].encode()
+        _, headers, body = parse_curl(lines[source])
         types[source] = pipeline.event(source, body, headers, time.time()).type
     assert types == {
         "acme": "order.completed",
