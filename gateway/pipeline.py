@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -30,7 +29,7 @@ from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
 from gateway.errors import RecordTooLarge, SignatureError, Unavailable, UnknownSource, Unproducible
 from gateway.event import CloudEvent, encode, reject_duplicate_keys, to_builtins
 from gateway.journal import Journal
-from gateway.providers import Verifier, registry
+from gateway.providers import Provider, Verifier, registry
 from gateway.spool import Spool, SpooledRecord, SpoolFull
 from gateway.state import ClaimResult, Store, store_for
 from gateway.transform import compile_all
@@ -63,19 +62,20 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class _Ingress:
-    """A source ready to take requests: its settings, provider module and verifier."""
+    """A source ready to take requests: its settings, provider and verifier."""
 
     source: Source
-    module: ModuleType
+    provider: Provider
     verifier: Verifier
     # The key a verified request claims against replays (providers whose signature leaves
     # part of the request unsigned), or None.
     replay_key: Callable[[Mapping[str, str]], tuple[str, float] | None] | None = None
 
 
-def _ingress(source: Source, module: ModuleType) -> _Ingress:
-    verifier = module.build_verifier(source.settings)
-    return _Ingress(source, module, verifier, getattr(verifier, "replay_key", None))
+def _ingress(source: Source, provider: Provider) -> _Ingress:
+    provider = provider.for_source(source.settings)
+    verifier = provider.build_verifier(source.settings)
+    return _Ingress(source, provider, verifier, getattr(verifier, "replay_key", None))
 
 
 class Pipeline:
@@ -126,32 +126,54 @@ class Pipeline:
 
     def media_types(self, name: str) -> frozenset[str]:
         """Content types the source's provider sends."""
-        media: frozenset[str] = self._sources[name].module.MEDIA_TYPES
-        return media
+        return self._sources[name].provider.media_types
+
+    def provider(self, name: str) -> Provider:
+        """The provider value serving a configured source (its answer bodies, media types)."""
+        return self._ingress(name).provider
 
     def event(self, name: str, raw: bytes, headers: Mapping[str, str], now: float) -> CloudEvent:
         """Verify, decode and normalize one request (no side effects)."""
         ingress = self._ingress(name)
         content = ingress.verifier.verify(raw, headers, now)
-        if content is not raw:  # pay3: the unsigned envelope must not be ambiguous either
+        provider = ingress.provider
+        if not provider.signs_envelope:  # the unsigned envelope must not be ambiguous either
             reject_duplicate_keys(raw)
-        decoded = ingress.module.decode(content)  # refuses duplicate keys too
+        decoded = provider.decode(content)  # refuses duplicate keys too
         received = datetime.fromtimestamp(now, tz=UTC)
-        event: CloudEvent = ingress.module.normalize(decoded, name, received)
-        return event
+        return provider.normalize(decoded, name, received, headers)
 
     async def accept(
         self, name: str, raw: bytes, headers: Mapping[str, str], now: float
     ) -> Outcome:
         """Process one request end to end; raises a `GatewayError` for anything but a 2xx."""
         event = self.event(name, raw, headers, now)
-        replay_key = self._sources[name].replay_key
-        if replay_key is not None:  # claimed only now: a refused request never burns it
-            replay = replay_key(headers)
-            if replay is not None:
-                key, ttl = replay
-                if not await self.store.once(f"{self._prefix}nonce:{name}:{key}", ttl):
-                    raise SignatureError("the request was already received (its nonce is used)")
+        ingress = self._sources[name]
+        replay = None if ingress.replay_key is None else ingress.replay_key(headers)
+        if replay is None:
+            return await self._accept_event(event, now)
+        key, ttl = replay
+        key = f"{self._prefix}nonce:{name}:{key}"
+        if (
+            ingress.provider.replay == "refuse"
+        ):  # claimed only now: a refused request never burns it
+            if not await self.store.once(key, ttl):
+                raise SignatureError("the request was already received (its nonce is used)")
+            return await self._accept_event(event, now)
+        # A signed body: the same signed bytes again are a duplicate, whatever unsigned
+        # headers (an id) changed; remembered like an event id, only once durable.
+        if await self._claim(key) == "seen":
+            return Outcome("duplicate", event)
+        try:
+            outcome = await self._accept_event(event, now)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.release(key))
+            raise
+        await self.store.confirm(key, ttl)
+        return outcome
+
+    async def _accept_event(self, event: CloudEvent, now: float) -> Outcome:
         pending = self._in_flight.get(event.id)
         if pending is not None:  # the same event is being handed off right now: share its fate
             first = await asyncio.shield(pending)
