@@ -194,14 +194,16 @@ async def destinations_page(
 async def pause_form(request: Request[Any, Any, Any], name: FromPath[str]) -> Redirect:
     """The Destinations view's Pause button (CSRF-checked by the app's auth hook)."""
     await change_pause(request, name, True)
-    return Redirect(f"/destinations?{urlencode({'done': 'paused', 'name': name})}")
+    return Redirect(f"/destinations?{urlencode({'done': 'paused', 'name': name})}", status_code=303)
 
 
 @post("/destinations/{name:str}/resume", include_in_schema=False, status_code=303)
 async def resume_form(request: Request[Any, Any, Any], name: FromPath[str]) -> Redirect:
     """The Destinations view's Resume button (CSRF-checked by the app's auth hook)."""
     await change_pause(request, name, False)
-    return Redirect(f"/destinations?{urlencode({'done': 'resumed', 'name': name})}")
+    return Redirect(
+        f"/destinations?{urlencode({'done': 'resumed', 'name': name})}", status_code=303
+    )
 
 
 @get("/sources", include_in_schema=False)

@@ -278,3 +278,60 @@ async def _search(stack: Stack, subject: str) -> list[dict[str, object]]:
     found = await stack.api("/api/events", q=subject, status="accepted")
     items: list[dict[str, object]] = found["items"]
     return items
+
+
+async def test_destinations_page_pause_buttons_for_operators_only(stack: Stack) -> None:
+    """Viewer: the state, no buttons, 403 on the form; operator: Pause needs the CSRF field."""
+    client = stack.console
+    for token, role in ((VIEWER_TOKEN, "viewer"), (OPERATOR_TOKEN, "operator")):
+        login = await client.post(
+            "/login", data={"token": token, "next": "/destinations"}, follow_redirects=False
+        )
+        page = await client.get("/destinations")
+        assert login.status_code == 303 and page.status_code == 200, page.text[:300]
+        assert '<span class="badge active">active</span>' in page.text, role
+        has_button = 'action="/destinations/ledger/pause"' in page.text
+        assert has_button == (role == "operator"), role
+        assert 'action="/destinations/orders/pause"' not in page.text  # Kafka: nothing to pause
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        if role == "viewer":
+            refused = await client.post("/destinations/ledger/pause", data={"csrf": csrf[1]})
+            assert refused.status_code == 403, refused.text
+        else:
+            forged = await client.post("/destinations/ledger/pause", data={"csrf": "nope"})
+            assert forged.status_code == 403 and "CSRF" in forged.text
+            done = await client.post(
+                "/destinations/ledger/pause", data={"csrf": csrf[1]}, follow_redirects=False
+            )
+            assert done.status_code == 303, done.text
+            page = await client.get(done.headers["location"])
+            assert "ledger paused fleet-wide" in page.text
+            assert '<span class="badge paused">paused</span>' in page.text
+            assert 'action="/destinations/ledger/resume"' in page.text
+            back = await client.post("/destinations/ledger/resume", data={"csrf": csrf[1]})
+            assert back.status_code == 200 and "ledger resumed fleet-wide" in back.text
+            assert '<span class="badge active">active</span>' in back.text
+        client.cookies.clear()
+
+
+async def test_pause_and_resume_bad_names_are_clear_4xx(stack: Stack) -> None:
+    """Unknown, overlong, odd or Kafka names: 404/400, never 500; GET is 405; no change."""
+    auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    for name, status in (
+        ("nope", 404),
+        ("z" * 5000, 404),
+        ("%00", 404),
+        ("..%2Fledger", 404),
+        ("LEDGER", 404),
+        ("orders", 400),
+    ):
+        for verb in ("pause", "resume"):
+            response = await stack.console.post(f"/api/destinations/{name}/{verb}", headers=auth)
+            assert response.status_code == status, (name, verb, response.text[:300])
+            assert "Traceback" not in response.text and len(response.text) < 1000
+    assert (
+        await stack.console.get("/api/destinations/ledger/pause", headers=auth)
+    ).status_code == 405
+    listing = await stack.api("/api/destinations")
+    assert [d["paused"] for d in listing["items"] if d["kind"] == "webhook"] == [False]
