@@ -231,11 +231,12 @@ async def test_what_happened_to_order_x(stack: Stack) -> None:
     for secret in forbidden:
         assert secret not in text, secret
 
-    # Destinations: the ledger's failures show; pause is not offered (no mechanism).
+    # Destinations: the ledger's failures show; it is not paused (the control topic says so).
     destinations = {d["name"]: d for d in (await stack.api("/api/destinations"))["items"]}
     assert destinations["ledger"]["1h"]["success_rate"] == 0.0
     assert destinations["ledger"]["dead_letters_waiting"] >= 1
-    assert destinations["ledger"]["paused"] is None
+    assert destinations["ledger"]["paused"] is False
+    assert destinations["ledger"]["paused_since"] is None
     assert destinations["orders"]["records"]["1h"] >= 2
 
     # A viewer cannot replay; the operator can, and the receiver then gets it.
