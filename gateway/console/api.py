@@ -215,7 +215,7 @@ async def control_pauses(config: Config) -> dict[str, Pause] | None:
 def _paused_by(console: Console, name: str, pause: Pause) -> str | None:
     """Who paused: the console pause of `name` journaled just after the control record."""
     for action in console.store.actions(200, names=("pause", "resume")):
-        if action["detail"].get("destination") != name:
+        if action["detail"].get("destination") != name or action["detail"].get("changed") is False:
             continue
         after = action["at"] - pause.at
         if after > PAUSED_BY_WINDOW:
@@ -274,6 +274,14 @@ async def change_pause(request: Request[Any, Any, Any], name: str, paused: bool)
                 f"{name!r} is a Kafka destination: only webhook destinations pause"
             )
         raise NotFoundException(f"no webhook destination named {name[:80]!r}")
+    pauses = await control_pauses(console.config)
+    current = None if pauses is None else pauses.get(name)
+    if pauses is not None and (current is not None and current.paused) == paused:
+        # Already so: nothing written, so a second Pause keeps the first one's `paused_since`.
+        if console.journal is not None:
+            console.journal.action(user.name, action, destination=name, changed=False)
+        log.info("console_action", user=user.name, action=action, destination=name, changed=False)
+        return {"name": name, "paused": paused, "changed": False}
     try:
         await asyncio.wait_for(set_paused(console.config, name, paused), CONTROL_WRITE_TIMEOUT)
     except (KafkaError, OSError, TimeoutError) as exc:
@@ -284,9 +292,9 @@ async def change_pause(request: Request[Any, Any, Any], name: str, paused: bool)
             f"({type(exc).__name__}): check `gateway destinations list` and try again"
         ) from None
     if console.journal is not None:
-        console.journal.action(user.name, action, destination=name)
-    log.info("console_action", user=user.name, action=action, destination=name)
-    return {"name": name, "paused": paused}
+        console.journal.action(user.name, action, destination=name, changed=True)
+    log.info("console_action", user=user.name, action=action, destination=name, changed=True)
+    return {"name": name, "paused": paused, "changed": True}
 
 
 def sources_view(console: Console, now: float) -> list[dict[str, Any]]:

@@ -336,3 +336,28 @@ async def test_pause_and_resume_bad_names_are_clear_4xx(stack: Stack) -> None:
     ).status_code == 405
     listing = await stack.api("/api/destinations")
     assert [d["paused"] for d in listing["items"] if d["kind"] == "webhook"] == [False]
+
+
+async def test_a_second_pause_changes_nothing_and_keeps_since(stack: Stack) -> None:
+    """Resume of an active one and a repeated pause: `changed: false`, `paused_since` kept."""
+    auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+    async def call(verb: str) -> dict[str, object]:
+        answer = await stack.console.post(f"/api/destinations/ledger/{verb}", headers=auth)
+        assert answer.status_code == 200, answer.text
+        result: dict[str, object] = answer.json()
+        return result
+
+    async def ledger() -> dict[str, object]:
+        items = (await stack.api("/api/destinations"))["items"]
+        found: dict[str, object] = next(d for d in items if d["name"] == "ledger")
+        return found
+
+    assert await call("resume") == {"name": "ledger", "paused": False, "changed": False}
+    assert await call("pause") == {"name": "ledger", "paused": True, "changed": True}
+    since = (await ledger())["paused_since"]
+    assert isinstance(since, float)
+    assert await call("pause") == {"name": "ledger", "paused": True, "changed": False}
+    assert (await ledger())["paused_since"] == since
+    assert await call("resume") == {"name": "ledger", "paused": False, "changed": True}
+    assert (await ledger())["paused"] is False

@@ -100,7 +100,7 @@ async def test_operator_pauses_events_wait_then_resume_delivers_them_all(
                 f"{base}/api/destinations/ledger/pause", headers={"X-CSRF-Token": csrf[1]}
             )
             assert paused.status_code == 200, paused.text
-            assert paused.json() == {"name": "ledger", "paused": True}
+            assert paused.json() == {"name": "ledger", "paused": True, "changed": True}
             client.cookies.clear()
             state = await listing(VIEWER)  # viewers see the state
             assert state["paused"] is True and state["paused_since"] > 0, state
@@ -163,14 +163,17 @@ async def test_operator_pauses_events_wait_then_resume_delivers_them_all(
             async def journaled() -> list[dict[str, Any]]:
                 answer = await client.get(f"{base}/api/actions", headers=OPERATOR)
                 mine = [
-                    (a["user"], a["action"], a["detail"].get("destination"))
+                    (a["user"], a["action"], a["detail"]["destination"], a["detail"]["changed"])
                     for a in answer.json()["items"]
                     if a["action"] in ("pause", "resume")
                 ]
                 return mine if len(mine) == 2 else []
 
             actions = await _until(journaled, "the pause and resume in /api/actions")
-            assert actions == [("alice", "resume", "ledger"), ("alice", "pause", "ledger")]
+            assert actions == [
+                ("alice", "resume", "ledger", True),
+                ("alice", "pause", "ledger", True),
+            ]
             schema = (await client.get(f"{base}/schema/openapi.json", headers=OPERATOR)).json()
             for verb in ("pause", "resume"):
                 assert "post" in schema["paths"][f"/api/destinations/{{name}}/{verb}"]
