@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -45,6 +45,7 @@ CONTROL_WRITE_TIMEOUT = 15.0
 # A journaled console pause names who paused when it was journaled this soon after the
 # control record's time (a later `gateway destinations pause` from the CLI names nobody).
 PAUSED_BY_WINDOW = 60.0
+PAUSES_TTL = 1.0
 
 
 @dataclass
@@ -54,6 +55,10 @@ class Console:
     config: Config
     store: Store
     journal: Journal | None
+    # The control topic's pause records as last read (monotonic time, None if unreadable):
+    # listings within PAUSES_TTL share one read, so polling pages open no Kafka client each.
+    pauses: tuple[float, dict[str, Pause] | None] | None = None
+    pauses_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def console_of(request: Request[Any, Any, Any]) -> Console:
@@ -202,14 +207,27 @@ async def run_replay(request: Request[Any, Any, Any], ask: ReplayRequest) -> dic
     return {"replayed": replayed, "selection": chosen}
 
 
-async def control_pauses(config: Config) -> dict[str, Pause] | None:
-    """Every destination's pause record on the control topic; None if it cannot be read."""
-    try:
-        state = await asyncio.wait_for(read_control(config.kafka, b"pause/"), CONTROL_READ_TIMEOUT)
-    except (KafkaError, OSError, TimeoutError) as exc:
-        log.warning("console_control_read_failed", error=type(exc).__name__)
-        return None
-    return paused_destinations(state)
+async def control_pauses(console: Console, fresh: bool = False) -> dict[str, Pause] | None:
+    """Every destination's pause record on the control topic; None if it cannot be read.
+
+    One read at a time per console process, shared by the listings of the next PAUSES_TTL
+    seconds (an unreadable topic too: an outage does not queue a wait per page view).
+    """
+    async with console.pauses_lock:
+        cached = console.pauses
+        if not fresh and cached is not None and time.monotonic() - cached[0] < PAUSES_TTL:
+            return cached[1]
+        pauses: dict[str, Pause] | None
+        try:
+            state = await asyncio.wait_for(
+                read_control(console.config.kafka, b"pause/"), CONTROL_READ_TIMEOUT
+            )
+            pauses = paused_destinations(state)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("console_control_read_failed", error=type(exc).__name__)
+            pauses = None
+        console.pauses = (time.monotonic(), pauses)
+        return pauses
 
 
 def _paused_by(console: Console, name: str, pause: Pause) -> str | None:
@@ -229,7 +247,7 @@ def _paused_by(console: Console, name: str, pause: Pause) -> str | None:
 
 async def destinations_view(console: Console, now: float) -> list[dict[str, Any]]:
     """Every configured destination with what the journal and the control topic say."""
-    pauses = await control_pauses(console.config)
+    pauses = await control_pauses(console)
     out = []
     for name, dest in sorted(console.config.destinations.items()):
         if dest.webhook is not None:
@@ -274,7 +292,7 @@ async def change_pause(request: Request[Any, Any, Any], name: str, paused: bool)
                 f"{name!r} is a Kafka destination: only webhook destinations pause"
             )
         raise NotFoundException(f"no webhook destination named {name[:80]!r}")
-    pauses = await control_pauses(console.config)
+    pauses = await control_pauses(console, fresh=True)
     current = None if pauses is None else pauses.get(name)
     if pauses is not None and (current is not None and current.paused) == paused:
         # Already so: nothing written, so a second Pause keeps the first one's `paused_since`.
@@ -285,12 +303,14 @@ async def change_pause(request: Request[Any, Any, Any], name: str, paused: bool)
     try:
         await asyncio.wait_for(set_paused(console.config, name, paused), CONTROL_WRITE_TIMEOUT)
     except (KafkaError, OSError, TimeoutError) as exc:
+        console.pauses = None  # it may have landed after all: the next listing reads it
         log.warning("console_action_failed", user=user.name, action=action, destination=name,
                     error=type(exc).__name__)  # fmt: skip
         raise ServiceUnavailableException(
             f"the control topic did not acknowledge the {action} of {name!r} "
             f"({type(exc).__name__}): check `gateway destinations list` and try again"
         ) from None
+    console.pauses = None  # the next listing reads the new state back
     if console.journal is not None:
         console.journal.action(user.name, action, destination=name, changed=True)
     log.info("console_action", user=user.name, action=action, destination=name, changed=True)

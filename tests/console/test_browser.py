@@ -128,6 +128,7 @@ async def test_on_call_finds_order_replays_it_and_sees_it_delivered(
             await expect(page.locator("p.ok")).to_contain_text("ledger paused fleet-wide")
             await expect(state.locator(".badge")).to_have_text("paused")
             await expect(state).to_contain_text("since")
+            await page.screenshot(path=str(tmp_path / "console-paused.png"), full_page=True)
             await state.locator("button", has_text="Resume").click()
             await expect(page.locator("p.ok")).to_contain_text("ledger resumed fleet-wide")
             await expect(state.locator(".badge")).to_have_text("active")

@@ -154,11 +154,6 @@ async def test_operator_pauses_events_wait_then_resume_delivers_them_all(
             assert all(r.verified_by for r in receiver.on("/ledger")), "unverified delivery"
             after = await listing()
             assert after["paused"] is False and after["paused_by"] is None, after
-            took = []
-            for _ in range(5):  # a figure for the docs (each listing reads the control topic)
-                started = time.monotonic()
-                await listing()
-                took.append(time.monotonic() - started)
 
             async def journaled() -> list[dict[str, Any]]:
                 answer = await client.get(f"{base}/api/actions", headers=OPERATOR)
@@ -180,10 +175,7 @@ async def test_operator_pauses_events_wait_then_resume_delivers_them_all(
         logged = console.log.read_text()
         assert '"action":"pause"' in logged and '"user":"alice"' in logged
         assert OPERATOR_TOKEN not in logged and VIEWER_TOKEN not in logged
-        print(
-            f"\nheld {len(ids)} events over 2 gateways; delivered after resume: {len(ids)}; "
-            f"/api/destinations median {sorted(took)[2] * 1000:.0f} ms"
-        )
+        print(f"\nheld {len(ids)} events over 2 gateways; delivered after resume: {len(ids)}")
     finally:
         console.stop()
         for gateway in gateways:
