@@ -63,7 +63,7 @@ def create_app(
                 config.spool.drain_interval,
                 config.spool.drain_batch,
             )
-            pipeline.on_spooled = drainer.wake
+            pipeline.handoff.on_spooled = drainer.wake
             drainer.start()
         if run_workers and config.webhook_destinations():
             from gateway.destinations.worker import DeliveryWorkers

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.pipeline import Deadline
+from gateway.deadline import Deadline
 
 
 async def test_expiry_is_timeout_error() -> None:
