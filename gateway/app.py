@@ -28,7 +28,6 @@ from gateway.http.health import healthz, metrics_page, readyz
 from gateway.http.ingress import Ingress, source_of, webhooks_route
 from gateway.http.openapi import OpenAPIDocument
 from gateway.http.problems import http_exception_handler, internal_error_handler
-from gateway.observability import REDACTOR, config_secret_values
 from gateway.pipeline import Pipeline
 from gateway.spool import Drainer, Enqueue, Header, Spool
 
@@ -38,7 +37,6 @@ def create_app(
 ) -> Litestar:
     """The gateway's ASGI app; the producer connects in the lifespan (or is given, started)."""
     producer = producer or Producer(config)
-    REDACTOR.add(config_secret_values(config))
     spool = (
         Spool(config.spool.path, config.spool.max_bytes, reserve=config.max_request_size())
         if config.spool
@@ -108,7 +106,6 @@ def create_worker_app(config: Config) -> Litestar:
     """`gateway worker --port P`: delivery workers with /healthz, /readyz and /metrics."""
     from gateway.destinations.worker import DeliveryWorkers
 
-    REDACTOR.add(config_secret_values(config))
     producer = Producer(config)
     workers = DeliveryWorkers(config, producer=producer)
 

@@ -209,13 +209,21 @@ def _timestamp() -> str:
 
 
 def configure_logging(
-    level: str = "info", fmt: str = "auto", stream: Any = None, *, final: bool = False
+    level: str = "info",
+    fmt: str = "auto",
+    stream: Any = None,
+    *,
+    final: bool = False,
+    secrets: Iterable[str] = (),
 ) -> None:
     """Configure structlog (and stdlib logging) once per process.
 
     `final`: the configuration will not change again (a server process), so loggers may
-    cache it on first use instead of rebinding on every call.
+    cache it on first use instead of rebinding on every call. `secrets`: values masked in
+    every line from now on (a config's are `config_secret_values(config)`), added to those
+    of earlier calls.
     """
+    REDACTOR.add(secrets)
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
