@@ -24,6 +24,7 @@ from litestar.types import (
 from gateway import __version__, metrics, tracing
 from gateway.config import Config
 from gateway.destinations.kafka import Producer
+from gateway.fastpaths import fast
 from gateway.http.health import healthz, metrics_page, readyz
 from gateway.http.ingress import Ingress, source_of, webhooks_route
 from gateway.http.openapi import OpenAPIDocument
@@ -144,13 +145,17 @@ _ERRORS: dict[str, Any] = {
 }
 
 
+_BYPASS = fast("ingress")
+
+
 class GatewayApp(Litestar):
     """Litestar, with `/webhooks/{source}` answered by the ingress before the router.
 
     The ingress is the one hot route; handing it the request directly skips Litestar's
-    routing, middleware and connection objects, about 90 µs per webhook on the benchmark
-    machine. Every other path goes through Litestar as usual (including the ingress under
-    a root path, through `webhooks_route`).
+    routing, middleware and connection objects. Every other path goes through Litestar as
+    usual (including the ingress under a root path, through `webhooks_route`). Fast path
+    `ingress` (gateway/fastpaths.py; off, every request takes `webhooks_route`), justified
+    by benchmarks/ingest_bench.py --fast-paths.
     """
 
     def __init__(self, ingress: Ingress, **options: Any) -> None:
@@ -164,7 +169,7 @@ class GatewayApp(Litestar):
         send: Send | LifeSpanSend,
     ) -> None:
         """Dispatch one ASGI connection."""
-        if scope["type"] == ScopeType.HTTP:
+        if _BYPASS and scope["type"] == ScopeType.HTTP:
             http = cast("HTTPScope", scope)
             source = source_of(http["path"])
             if source is not None:

@@ -67,9 +67,15 @@ def tune_gc() -> None:
     Everything built so far (modules, config, app) lives as long as the process: freeze it
     out of every future scan. Each request allocates hundreds of short-lived containers, so
     the default young-generation threshold (700) ran a collection every few requests; 10,000
-    amortizes that. Together they cut GC time under load from ~9% of the CPU to ~2%.
+    amortizes that. Fast path `gc` (gateway/fastpaths.py; off, the interpreter's defaults),
+    justified by benchmarks/ingest_bench.py --fast-paths.
     """
     import gc
+
+    from gateway.fastpaths import fast
+
+    if not fast("gc"):
+        return
 
     gc.collect()
     gc.freeze()

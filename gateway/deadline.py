@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
-__all__ = ["Deadline"]
+from gateway.fastpaths import fast
+
+__all__ = ["Deadline", "timeout"]
 
 
 class Deadline:
-    """`asyncio.timeout(seconds)` for the hand-off, at a quarter of its cost.
+    """`asyncio.timeout(seconds)` for the hand-off and state store calls, cheaper.
 
     Same contract: when the time is up the task is cancelled, and the cancellation leaves
     the block as `TimeoutError`, unless the task was also cancelled from outside (then it
-    stays a `CancelledError`). One timer per hand-off; the stdlib's state machine around
-    it cost ~27k instructions per webhook, this ~7k.
+    stays a `CancelledError`). One timer per hand-off, without the stdlib's state machine
+    around it. Fast path `deadline` (gateway/fastpaths.py; tests/test_deadline.py checks
+    it against `asyncio.timeout`), justified by benchmarks/ingest_bench.py --fast-paths.
     """
 
     __slots__ = ("_seconds", "_task", "_timer", "expired")
@@ -38,3 +44,9 @@ class Deadline:
         self._timer.cancel()
         if self.expired and self._task.uncancel() == 0 and kind is asyncio.CancelledError:
             raise TimeoutError from error
+
+
+# `asyncio.timeout`, or its fast path `Deadline` (on unless GATEWAY_SLOW names `deadline`).
+timeout: Callable[[float], AbstractAsyncContextManager[Any]] = (
+    Deadline if fast("deadline") else asyncio.timeout
+)

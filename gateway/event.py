@@ -12,6 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from gateway.errors import PayloadError
+from gateway.fastpaths import fast
 
 Integrity = Literal["signed", "headers-only"]
 
@@ -240,6 +241,8 @@ _PAIRS = json.JSONDecoder(
 )
 _PAYLOAD = msgspec.json.Decoder(float_hook=Decimal)
 _COMPACT = msgspec.json.Encoder()
+_FAST_DUPKEYS = fast("dupkeys")
+_FAST_BUILTINS = fast("builtins")
 
 
 def decode_payload(raw: bytes) -> Any:
@@ -250,7 +253,8 @@ def decode_payload(raw: bytes) -> Any:
     a body could read differently to the signature check, to us and to consumers.
 
     msgspec keeps the last of a repeated key, so duplicates are found by counting colons,
-    at C speed: outside strings a colon only ever separates a key from its value, and
+    at C speed (fast path `dupkeys`, gateway/fastpaths.py; off, the pairs check always runs;
+    justified by benchmarks/ingest_bench.py --fast-paths): outside strings a colon only ever separates a key from its value, and
     inside strings the re-encoding of what was decoded writes every colon as it is. So
     `raw` and the compact re-encoding have the same number of colons unless a repeated
     key's pair was dropped (which takes at least its own colon with it), or unless `raw`
@@ -263,7 +267,11 @@ def decode_payload(raw: bytes) -> Any:
         raise PayloadError(f"body is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # msgspec's answer to absurdly nested arrays/objects
         raise PayloadError("body is nested too deeply") from exc
-    if raw.count(b":") != _COMPACT.encode(value).count(b":") or b"\\u003" in raw:
+    if (
+        not _FAST_DUPKEYS
+        or raw.count(b":") != _COMPACT.encode(value).count(b":")
+        or b"\\u003" in raw
+    ):
         try:
             _PAIRS.decode(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -299,7 +307,12 @@ def to_builtins(event: CloudEvent) -> dict[str, Any]:
     The same value as `msgspec.to_builtins(event, builtin_types=(Decimal,))`, without
     copying `data.payload`: that is already plain JSON values (dicts, lists, strings, ints,
     Decimals), and nothing downstream mutates it (`omit` copies along what it removes).
+    Fast path `builtins` (gateway/fastpaths.py; off, msgspec's), justified by
+    benchmarks/ingest_bench.py --fast-paths.
     """
+    if not _FAST_BUILTINS:
+        copied: dict[str, Any] = msgspec.to_builtins(event, builtin_types=(Decimal,))
+        return copied
     out = msgspec.structs.asdict(event)
     data = event.data
     out["data"] = fields = msgspec.structs.asdict(data)
