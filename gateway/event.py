@@ -242,7 +242,6 @@ _PAIRS = json.JSONDecoder(
 _PAYLOAD = msgspec.json.Decoder(float_hook=Decimal)
 _COMPACT = msgspec.json.Encoder()
 _FAST_DUPKEYS = fast("dupkeys")
-_FAST_BUILTINS = fast("builtins")
 
 
 def decode_payload(raw: bytes) -> Any:
@@ -302,22 +301,6 @@ def encode(value: Any) -> bytes:
 
 
 def to_builtins(event: CloudEvent) -> dict[str, Any]:
-    """The event as plain dicts/lists/strings, the form routing and `omit` work on.
-
-    The same value as `msgspec.to_builtins(event, builtin_types=(Decimal,))`, without
-    copying `data.payload`: that is already plain JSON values (dicts, lists, strings, ints,
-    Decimals), and nothing downstream mutates it (`omit` copies along what it removes).
-    Fast path `builtins` (gateway/fastpaths.py; off, msgspec's), justified by
-    benchmarks/ingest_bench.py --fast-paths.
-    """
-    if not _FAST_BUILTINS:
-        copied: dict[str, Any] = msgspec.to_builtins(event, builtin_types=(Decimal,))
-        return copied
-    out = msgspec.structs.asdict(event)
-    data = event.data
-    out["data"] = fields = msgspec.structs.asdict(data)
-    if data.fiat is not None:
-        fields["fiat"] = msgspec.structs.asdict(data.fiat)
-    if data.crypto is not None:
-        fields["crypto"] = msgspec.structs.asdict(data.crypto)
-    return out
+    """The event as plain dicts/lists/strings (Decimals kept), the form routing and `omit` use."""
+    view: dict[str, Any] = msgspec.to_builtins(event, builtin_types=(Decimal,))
+    return view

@@ -12,15 +12,15 @@ tests of its module.
 | ingress     | `GatewayApp.__call__` takes /webhooks/ (app.py)    | Litestar's router, `webhooks_route` |
 | logline     | `webhook_line` renders the JSON line (observability) | structlog's processor chain    |
 | metrics     | `_Family` counters/histograms (metrics.py)         | prometheus-client's              |
-| deadline    | `Deadline` (deadline.py)                           | `asyncio.timeout`                |
 | partitioner | `murmur2` (destinations/kafka.py)                  | aiokafka's `murmur2`             |
 | dupkeys     | colon count before the pairs check (event.py)      | the stdlib pairs check always    |
-| builtins    | `to_builtins` (event.py)                           | `msgspec.to_builtins`            |
 | gc          | `tune_gc` (cli.py)                                 | the interpreter's GC defaults    |
 
 Not switched here: gateway/resp.py (the Redis client; `state.redis.client: redis-py` is
 its switch, measured by `ingest_bench.py --state-only`) and gateway/dedupe.py's flat table
 (it buys memory, not speed: the memory phase of `ingest_bench.py` measures it).
+Removed because they no longer paid (docs/livable.md has the figures): a hand-written
+`asyncio.timeout` (`Deadline`) and a hand-written `msgspec.to_builtins`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ import os
 
 __all__ = ["NAMES", "fast"]
 
-NAMES = frozenset(
-    {"ingress", "logline", "metrics", "deadline", "partitioner", "dupkeys", "builtins", "gc"}
-)
+NAMES = frozenset({"ingress", "logline", "metrics", "partitioner", "dupkeys", "gc"})
 
 
 def _slow_names(value: str) -> frozenset[str]:

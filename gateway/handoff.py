@@ -24,7 +24,6 @@ from aiokafka.errors import KafkaError
 
 from gateway import metrics, tracing
 from gateway.config import Config
-from gateway.deadline import timeout
 from gateway.destinations import kafka as kafka_records
 from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
 from gateway.errors import RecordTooLarge, Unavailable, Unproducible
@@ -73,7 +72,7 @@ class HandOff:
             return True
         started = time.monotonic()
         try:
-            async with timeout(self._timeout):
+            async with asyncio.timeout(self._timeout):
                 if len(records) == 1:  # the usual case: no task and gathering future to build
                     await self._produce(records[0])
                 else:

@@ -22,10 +22,10 @@ def _env(slow: str) -> dict[str, str]:
 
 def test_slow_names_are_parsed_and_unknown_ones_refused() -> None:
     """A comma list (blanks tolerated) names fast paths; a typo is an error naming the choices."""
-    assert _slow_names(" deadline, gc ,") == {"deadline", "gc"}
+    assert _slow_names(" logline, gc ,") == {"logline", "gc"}
     assert _slow_names("") == frozenset()
-    with pytest.raises(ValueError, match="unknown fast path nope; expected some of: builtins,"):
-        _slow_names("deadline,nope")
+    with pytest.raises(ValueError, match="unknown fast path nope; expected some of: dupkeys,"):
+        _slow_names("gc,nope")
 
 
 @pytest.mark.skipif(bool(os.environ.get("GATEWAY_SLOW")), reason="GATEWAY_SLOW is set here")
@@ -37,22 +37,20 @@ def test_every_fast_path_is_on_by_default() -> None:
 def test_switched_off_fast_paths_use_the_references_they_replace() -> None:
     """With every fast path off, each module has picked the library/stdlib piece instead."""
     probe = """
-import asyncio, gc, json
+import gc, json
 from aiokafka.partitioner import murmur2
 import prometheus_client
-from gateway import deadline, event, metrics, observability
+from gateway import event, metrics, observability
 from gateway.cli import tune_gc
 from gateway.destinations import kafka
 from gateway import app
 threshold = gc.get_threshold()
 tune_gc()
 print(json.dumps({
-    "deadline": deadline.timeout is asyncio.timeout,
     "partitioner": kafka._murmur2 is murmur2,
     "metrics": isinstance(metrics.WEBHOOKS, prometheus_client.Counter),
     "logline": observability._FAST_LINE is False,
     "dupkeys": event._FAST_DUPKEYS is False,
-    "builtins": event._FAST_BUILTINS is False,
     "gc": gc.get_threshold() == threshold and gc.get_freeze_count() == 0,
     "ingress": app._BYPASS is False,
 }))
@@ -73,7 +71,7 @@ print(json.dumps({
 def test_the_gateway_behaves_the_same_with_every_fast_path_off() -> None:
     """The ingress, event and log-line tests pass unchanged on the reference implementations."""
     tests = ["tests/test_ingress.py", "tests/test_event.py", "tests/test_webhook_line.py"]
-    tests += ["tests/test_partitioner.py", "tests/test_deadline.py", "tests/test_log_secrets.py"]
+    tests += ["tests/test_partitioner.py", "tests/test_log_secrets.py"]
     done = subprocess.run(
         [
             *(sys.executable, "-m", "pytest", *tests, "-x", "-q", "-p", "no:cacheprovider"),
