@@ -29,6 +29,7 @@ from gateway.http.health import healthz, metrics_page, readyz
 from gateway.http.ingress import Ingress, source_of, webhooks_route
 from gateway.http.openapi import OpenAPIDocument
 from gateway.http.problems import http_exception_handler, internal_error_handler
+from gateway.journal import Journal
 from gateway.pipeline import Pipeline
 from gateway.spool import Drainer, Enqueue, Header, Spool
 
@@ -44,6 +45,7 @@ def create_app(
         else None
     )
     pipeline = Pipeline(config, producer, spool)
+    journal = pipeline.journal = Journal(config) if config.kafka.journal_topic else None
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -52,6 +54,8 @@ def create_app(
         tracing.setup(config.tracing)
         metrics.forget_dead_processes()
         await producer.start()
+        if journal is not None:
+            await journal.start()
         if spool is not None and config.spool is not None:
             # Every process runs one; the holder of the file's drain lock drains (a spool
             # left behind by a stopped process is forwarded by whoever opens it next).
@@ -67,7 +71,8 @@ def create_app(
         if run_workers and config.webhook_destinations():
             from gateway.destinations.worker import DeliveryWorkers
 
-            workers = DeliveryWorkers(config, producer=producer)  # one producer per process
+            # One producer and one journal per process.
+            workers = DeliveryWorkers(config, producer=producer, journal=journal)
             await workers.start()
         app.state.workers = workers
         try:
@@ -78,6 +83,8 @@ def create_app(
                 await workers.stop()
             if drainer is not None and config.spool is not None:
                 await drainer.stop(grace=config.spool.shutdown_drain)
+            if journal is not None:
+                await journal.stop()
             await producer.stop()
             await pipeline.store.close()
             if spool is not None:

@@ -1,4 +1,4 @@
-"""`gateway` command line: serve | worker | check | explain | sign | replay | schema | asyncapi | dev."""
+"""`gateway` command line: serve | worker | check | explain | sign | replay | schema | asyncapi | dev | console."""
 
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ def worker_app_factory() -> Any:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Re-drive dead-lettered deliveries."""
+    """Re-drive dead-lettered deliveries (or, with --dry-run, list what would be)."""
     import asyncio
 
     from gateway.destinations.replay import replay
@@ -176,8 +176,54 @@ def cmd_replay(args: argparse.Namespace) -> int:
         since = Duration.parse(args.since) if args.since else None
     except ValueError as exc:
         raise SystemExit(f"--since: {exc}") from None
-    count = asyncio.run(replay(config, args.destination, since, time.time()))
-    print(f"re-queued {count} dead-lettered deliver{'y' if count == 1 else 'ies'}")
+    try:
+        result = asyncio.run(
+            replay(
+                config,
+                args.destination,
+                since,
+                time.time(),
+                event_id=args.event,
+                dry_run=args.dry_run,
+            )
+        )
+    except TimeoutError as exc:
+        raise SystemExit(f"replay: {exc}") from None
+    for item in result.redriven if args.dry_run else ():
+        failed = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(item.failed_at))
+        print(
+            f"{item.destination}\t{item.event_id}\tfailed {failed}\t"
+            f"attempts {item.attempts}\t{item.last_error}"
+        )
+    count = len(result)
+    noun = f"dead-lettered deliver{'y' if count == 1 else 'ies'}"
+    print(f"{'would re-queue' if args.dry_run else 're-queued'} {count} {noun}", end="")
+    extra = []
+    if result.left:
+        extra.append(f"{result.left} left for a later run (filtered out)")
+    if result.already:
+        extra.append(f"{result.already} re-driven before")
+    print(f" ({'; '.join(extra)})" if extra else "")
+    return 0
+
+
+def cmd_destinations(args: argparse.Namespace) -> int:
+    """`destinations list|pause|resume`: webhook destinations' state, fleet-wide."""
+    import asyncio
+
+    from gateway.destinations.admin import list_destinations, set_paused
+
+    config = _load(args.config)
+    if args.action == "list":
+        for line in asyncio.run(list_destinations(config)):
+            print(line)
+        return 0
+    if not args.name:
+        raise SystemExit(f"destinations {args.action}: a destination NAME is required")
+    if args.name not in config.webhook_destinations():
+        raise SystemExit(f"no webhook destination named {args.name!r}")
+    asyncio.run(set_paused(config, args.name, args.action == "pause"))
+    print(f"{args.name}: {'paused' if args.action == 'pause' else 'resumed'} (fleet-wide)")
     return 0
 
 
@@ -360,6 +406,31 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return run_dev(args)
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    """Serve the operator console (its own port; fed by the journal topic)."""
+    from gateway.console.app import serve as console_serve
+    from gateway.observability import config_secret_values, configure_logging
+
+    config = _load(args.config)
+    if config.console is None or config.kafka.journal_topic is None:
+        print(
+            f"{config.path}: the console needs a `console:` section (with `users`) and "
+            "`kafka.journal_topic`",
+            file=sys.stderr,
+        )
+        return 1
+    if not config.console.users:
+        print(f"{config.path}: `console.users` is empty: nobody could log in", file=sys.stderr)
+        return 1
+    configure_logging(
+        config.server.log_level,
+        config.server.log_format,
+        final=True,
+        secrets=config_secret_values(config),
+    )
+    return console_serve(config, args.listen)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
@@ -389,7 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--config")
     replay.add_argument("--destination")
     replay.add_argument("--since", help="only dead letters newer than this (e.g. 24h)")
+    replay.add_argument("--event", help="only the dead letters of this event id")
+    replay.add_argument("--dry-run", action="store_true", help="list, re-drive nothing")
     replay.set_defaults(func=cmd_replay)
+
+    dests = sub.add_parser("destinations", help="list, pause or resume webhook destinations")
+    dests.add_argument("action", choices=["list", "pause", "resume"])
+    dests.add_argument("name", nargs="?")
+    dests.add_argument("--config")
+    dests.set_defaults(func=cmd_destinations)
 
     spool = sub.add_parser("spool", help="the local spool").add_subparsers(
         dest="spool_command", required=True
@@ -443,10 +522,16 @@ def build_parser() -> argparse.ArgumentParser:
     asyncapi.add_argument("--config")
     asyncapi.set_defaults(func=cmd_asyncapi)
 
+    console = sub.add_parser("console", help="the operator console (web page + JSON API)")
+    console.add_argument("--config")
+    console.add_argument("--listen", help="host:port (default: console.listen)")
+    console.set_defaults(func=cmd_console)
+
     dev = sub.add_parser("dev", help="local broker + gateway with config/dev.yaml")
     dev.add_argument("--config", default="config/dev.yaml")
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--broker-port", type=int, default=9092)
+    dev.add_argument("--console-port", type=int, default=8081)
     dev.set_defaults(func=cmd_dev)
     return parser
 

@@ -28,9 +28,10 @@ from gateway import transform
 from gateway.errors import ConfigError
 from gateway.event import STATUSES
 from gateway.providers import registry
+from gateway.secrets import Secret
 from gateway.state import StateConfig
 from gateway.tracing import TracingConfig
-from gateway.types import Duration, Secrets, dec_hook
+from gateway.types import Duration, RateLimit, Secrets, dec_hook
 from routing import Router, RoutingConfigError, compile_routes, format_path
 
 PathT = tuple[str | int, ...]
@@ -82,6 +83,13 @@ class KafkaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     ssl_check_hostname: bool = True
     delivery_topic: str = "gateway.deliveries"
     dead_letter_topic: str = "gateway.dead-letter"
+    # Retries waiting longer than the shortest tier wait on these topics (`<delivery_topic>
+    # .delay.<tier>`), not in memory; `control_topic` (compacted) carries pause/resume.
+    delay_tiers: tuple[Duration, ...] = (Duration(10), Duration(60), Duration(600), Duration(3600))
+    control_topic: str = "gateway.control"
+    # The journal (what the ingress and workers did, for the console); none: not journaled.
+    journal_topic: str | None = None
+    journal_buffer: Positive = 10_000
     consumer_group: str = "webhook-gateway-delivery"
     session_timeout: Duration = Duration(10)
     heartbeat_interval: Duration = Duration(3)
@@ -115,6 +123,8 @@ class WebhookDestination(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     backoff: Backoff = Backoff()
     concurrency: Positive = 16
     headers: dict[str, str] = {}
+    ordering: Literal["none", "key"] = "none"  # key: one at a time, in order, per partitionkey
+    rate_limit: RateLimit | None = None  # `50/s`, `600/m`: fleet-wide with state.backend redis
 
 
 class Destination(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -134,6 +144,26 @@ class SpoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     drain_interval: Duration = Duration(1)
     drain_batch: Positive = 2000  # events (at most 16 MiB) read and sent at once by the drainer
     shutdown_drain: Duration = Duration(10)  # how long a stopping process keeps draining
+
+
+class ConsoleUser(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One person or robot allowed into the console."""
+
+    name: str
+    token: Secret
+    role: Literal["viewer", "operator"] = "viewer"
+
+
+class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """`console:` the operator console (`gateway console`), fed by `kafka.journal_topic`."""
+
+    listen: str = "127.0.0.1:8081"
+    users: list[ConsoleUser] = []
+    retention: Duration = Duration(7 * 86_400)
+    max_rows: Positive = 500_000
+    omit: list[str] = []
+    store: str | None = None  # SQLite file; none: in memory, rebuilt from Kafka at start
+    session_ttl: Duration = Duration(12 * 3600)
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -163,6 +193,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     trusted_proxies: tuple[IPNetwork, ...] = ()
     spool: SpoolConfig | None = None
     tracing: TracingConfig = TracingConfig()
+    console: ConsoleConfig | None = None
     state: StateConfig = StateConfig()
 
     def max_request_size(self) -> int:
@@ -189,6 +220,7 @@ _TOP_LEVEL = (
     "spool",
     "state",
     "tracing",
+    "console",
     "sources",
     "destinations",
     "routes",
@@ -492,6 +524,28 @@ def _check_webhook(hook: WebhookDestination, path: PathT, doc: _Loaded) -> None:
         doc.error((*path, "backoff"), "`initial` must not exceed `max`")
 
 
+def _console(raw: Any, doc: _Loaded) -> Any:
+    console = _convert(raw, ConsoleConfig, ("console",), doc)
+    if console is _MISSING:
+        return console
+    host, _, port = console.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        doc.error(("console", "listen"), "expected `host:port`, e.g. `0.0.0.0:8081`")
+    names: set[str] = set()
+    tokens: set[str] = set()
+    for i, user in enumerate(console.users):
+        if user.name in names:
+            doc.error(("console", "users", i, "name"), f"duplicate user `{user.name}`")
+        names.add(user.name)
+        token = user.token.reveal()
+        if len(token) < 16:
+            doc.error(("console", "users", i, "token"), "a token needs at least 16 characters")
+        elif token in tokens:
+            doc.error(("console", "users", i, "token"), "two users share one token")
+        tokens.add(token)
+    return console
+
+
 def _check_state(state: StateConfig, doc: _Loaded) -> None:
     if state.backend == "redis" and state.url is None:
         doc.error(("state",), "`url` is required with `backend: redis`")
@@ -537,6 +591,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         None if raw.get("spool") is None else _convert(raw["spool"], SpoolConfig, ("spool",), doc)
     )
     tracing = _convert(raw.get("tracing"), TracingConfig, ("tracing",), doc)
+    console = None if raw.get("console") is None else _console(raw["console"], doc)
     state = _convert(raw.get("state"), StateConfig, ("state",), doc)
     if state is not _MISSING:
         _check_state(state, doc)
@@ -584,7 +639,11 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
     except RoutingConfigError as exc:
         for problem in exc.errors:
             doc.error(tuple(problem.path), problem.message)
-    if doc.problems or router is None or _MISSING in (server, kafka, spool, tracing, state):
+    if (
+        doc.problems
+        or router is None
+        or _MISSING in (server, kafka, spool, tracing, state, console)
+    ):
         raise ConfigError(doc.problems)
     return Config(
         path=file,
@@ -597,6 +656,7 @@ def parse_config(text: str, file: str = "<config>", doc: _Loaded | None = None) 
         spool=spool,
         tracing=tracing,
         state=state,
+        console=console,
     )
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import structlog
@@ -60,6 +62,7 @@ def run_dev(args: argparse.Namespace) -> int:
         )
     broker = Broker(tansu_binary(), broker_port)
     broker.start()
+    console = None
     try:
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
         os.environ["GATEWAY_CONFIG"] = args.config
@@ -73,6 +76,7 @@ def run_dev(args: argparse.Namespace) -> int:
         print(
             "Read what lands on Kafka with: .venv/bin/python -m gateway.broker consume payments.orders\n"
         )
+        console = start_console(args.config, args.console_port)
         uvicorn.run(
             "gateway.cli:app_factory",
             factory=True,
@@ -84,5 +88,28 @@ def run_dev(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=5,
         )
     finally:
+        if console is not None:
+            console.terminate()
+            console.wait(10)
         broker.stop()
     return 0
+
+
+def start_console(config_file: str, port: int) -> subprocess.Popen[bytes] | None:
+    """`gateway console` beside the dev gateway; prints its URL and the dev login token."""
+    config = load_or_exit(config_file)
+    if config.console is None or not config.console.users or not config.kafka.journal_topic:
+        print("console: not configured in this config (no `console:` / `kafka.journal_topic`)\n")
+        return None
+    if not _port_free(port):
+        print(f"console: port {port} is in use, not started (pass --console-port)\n")
+        return None
+    user = config.console.users[0]
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "gateway", "console", "--config", config_file,
+         "--listen", f"127.0.0.1:{port}"],
+    )  # fmt: skip
+    print(
+        f"console: http://127.0.0.1:{port}  (log in as {user.name!r} with token: {user.token.reveal()})\n"
+    )
+    return process

@@ -65,18 +65,23 @@ class HandOff:
         """The Kafka record of each delivery, or `RecordTooLarge` (413)."""
         return [self._record(d.destination, d.event, event, now) for d in deliveries]
 
-    async def __call__(self, event: CloudEvent, records: list[SpooledRecord], now: float) -> bool:
-        """Hand the records off (True: spooled); raises `Unavailable` or a permanent 4xx."""
+    async def __call__(
+        self, event: CloudEvent, records: list[SpooledRecord], now: float
+    ) -> list[Any] | None:
+        """Hand the records off: the broker's acks, one per record, or None when spooled.
+
+        Raises `Unavailable` (503) or a permanent 4xx.
+        """
         if self._spool is not None and self._spool.depth and self._queue_behind(records):
             await self._spool_event(event, records, now)
-            return True
+            return None
         started = time.monotonic()
         try:
             async with asyncio.timeout(self._timeout):
                 if len(records) == 1:  # the usual case: no task and gathering future to build
-                    await self._produce(records[0])
+                    acks = [await self._produce(records[0])]
                 else:
-                    await asyncio.gather(*(self._produce(r) for r in records))
+                    acks = list(await asyncio.gather(*(self._produce(r) for r in records)))
         except (TimeoutError, KafkaError) as exc:
             if isinstance(exc, KafkaError) and (kind := kafka_records.permanent(exc)):
                 # No retry and no spool can change the broker's mind: a permanent 4xx now.
@@ -100,11 +105,11 @@ class HandOff:
                     note="the broker did not ack in time: events go to the local spool",
                 )
             await self._spool_event(event, records, now)
-            return True
+            return None
         if self._spooling:
             self._spooling = False
             log.info("handoff_direct", note="the broker acks again: events go direct")
-        return False
+        return acks
 
     def _queue_behind(self, records: list[SpooledRecord]) -> bool:
         """Spool at once, while the spool holds events: is direct hand-off pointless or unsafe?
@@ -134,10 +139,10 @@ class HandOff:
         if self.on_spooled is not None:
             self.on_spooled()
 
-    async def _produce(self, record: SpooledRecord) -> None:
+    async def _produce(self, record: SpooledRecord) -> Any:
         started = time.perf_counter()
         try:
-            await self._sender.send(
+            ack = await self._sender.send(
                 record.topic, record.value, key=record.key, headers=record.headers
             )
         except BaseException as exc:
@@ -146,6 +151,7 @@ class HandOff:
             raise
         metrics.KAFKA_PRODUCE.labels(record.topic, "ok").inc()
         metrics.KAFKA_PRODUCE_LATENCY.labels(record.topic).observe(time.perf_counter() - started)
+        return ack
 
     def _record(
         self, destination: str, routed_event: Mapping[str, Any], event: CloudEvent, now: float

@@ -267,6 +267,12 @@ SPOOL_DEPTH = Gauge(
 SPOOL_BYTES = Gauge(
     "gateway_spool_bytes", "Bytes in the local spool file", multiprocess_mode="livemostrecent"
 )
+DESTINATION_PAUSED = Gauge(
+    "gateway_destination_paused",
+    "1 while a webhook destination is paused (`gateway destinations pause`)",
+    ["destination"],
+    multiprocess_mode="livemax",
+)
 SPOOL_OLDEST_AGE = Gauge(
     "gateway_spool_oldest_age_seconds",
     "Age of the oldest spooled event (0 when empty)",
@@ -274,6 +280,15 @@ SPOOL_OLDEST_AGE = Gauge(
 )
 SPOOLED = Counter("gateway_spooled", "Events acknowledged from the local spool")
 SPOOL_DRAINED = Counter("gateway_spool_drained", "Spooled events forwarded to the broker")
+JOURNAL_RECORDS = Counter(
+    "gateway_journal_records",
+    "Journal entries (for the operator console) acknowledged by the broker",
+)
+JOURNAL_DROPPED = Counter(
+    "gateway_journal_dropped",
+    "Journal entries lost (buffer_full: the buffer was full; send_failed: the broker refused)",
+    ["reason"],
+)
 BUILD_INFO = Gauge(
     "gateway_build_info",
     "Always 1; labels carry the build",

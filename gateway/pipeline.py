@@ -15,13 +15,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 from gateway import metrics
 from gateway.config import Config, Source
 from gateway.errors import SignatureError, Unavailable, UnknownSource
 from gateway.event import CloudEvent, reject_duplicate_keys, to_builtins
 from gateway.handoff import HandOff, Sender
+from gateway.journal import Journal
 from gateway.providers import Verifier, registry
 from gateway.spool import Spool, SpooledRecord
 from gateway.state import ClaimResult, Store, store_for
@@ -41,6 +42,8 @@ class Outcome:
     routes: tuple[str, ...] = ()
     destinations: tuple[str, ...] = ()
     spooled: bool = False
+    # Where each destination's record went ({destination, topic, partition, offset}): the journal's.
+    placed: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,7 @@ class Pipeline:
     ) -> None:
         self.config = config
         self.handoff = HandOff(config, sender, spool)
+        self.journal: Journal | None = None  # what the ingress records for the console
         providers = registry()
         self._sources = {
             name: _ingress(s, providers[s.provider]) for name, s in config.sources.items()
@@ -132,9 +136,12 @@ class Pipeline:
                     outcome = Outcome("unrouted", event)
                 else:
                     records = self.handoff.records(event, routed.deliveries, now)
-                    spooled = await self.handoff(event, records, now)
+                    acks = await self.handoff(event, records, now)  # None: spooled
                     targets = tuple(d.destination for d in routed.deliveries)
-                    outcome = Outcome("accepted", event, routed.routes, targets, spooled)
+                    placed = self._placed(targets, records, acks)
+                    outcome = Outcome(
+                        "accepted", event, routed.routes, targets, acks is None, placed
+                    )
             except BaseException:
                 # Not durable: forget the claim so the provider's retry (or a waiting copy)
                 # hands the event off. Shielded: a cancelled request still frees its claim.
@@ -145,6 +152,18 @@ class Pipeline:
             return outcome
 
         return await self._once_in_process(event.id, dedupe_route_hand_off)
+
+    def _placed(
+        self, targets: tuple[str, ...], records: list[SpooledRecord], acks: list[Any] | None
+    ) -> tuple[dict[str, Any], ...]:
+        """Where each record went, for the journal (nothing when there is none, or spooled)."""
+        if self.journal is None or acks is None:
+            return ()
+        return tuple(
+            {"destination": d, "topic": r.topic, "partition": a.partition, "offset": a.offset}
+            for d, r, a in zip(targets, records, acks, strict=True)
+            if hasattr(a, "offset")  # a RecordMetadata (test senders may return None)
+        )
 
     async def _refuse_replay(self, name: str, headers: Mapping[str, str]) -> None:
         """Claim the request's nonce, for providers whose signature leaves part unsigned."""

@@ -11,12 +11,12 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from gateway.config import Destination, KafkaConfig, ServerConfig, SpoolConfig
+from gateway.config import ConsoleConfig, Destination, KafkaConfig, ServerConfig, SpoolConfig
 from gateway.providers import registry
 from gateway.secrets import Secret
 from gateway.state import StateConfig
 from gateway.tracing import TracingConfig
-from gateway.types import Duration, Secrets
+from gateway.types import Duration, RateLimit, Secrets
 
 _DURATION = {
     "type": "string",
@@ -24,6 +24,11 @@ _DURATION = {
     "description": "A duration: 500ms, 30s, 5m, 24h, 1d",
 }
 _SECRET = {"type": "string", "description": "A secret; use ${env:NAME} or ${file:/path}"}
+_RATE = {
+    "type": "string",
+    "pattern": r"^\s*\d+(\.\d+)?\s*/\s*(s|m)\s*$",
+    "description": "A rate: 50/s, 600/m",
+}
 
 
 def _default(value: Any) -> Any:
@@ -45,6 +50,8 @@ def _schema(t: mi.Type) -> dict[str, Any]:
             return {"oneOf": [_SECRET, {"type": "array", "items": _SECRET, "minItems": 1}]}
         if t.cls is Secret:
             return dict(_SECRET)
+        if t.cls is RateLimit:
+            return dict(_RATE)
         return {}
     if isinstance(t, mi.StructType):
         props: dict[str, Any] = {}
@@ -122,6 +129,7 @@ def config_schema() -> dict[str, Any]:
             "spool": _schema(mi.type_info(SpoolConfig)),
             "state": _schema(mi.type_info(StateConfig)),
             "tracing": _schema(mi.type_info(TracingConfig)),
+            "console": _schema(mi.type_info(ConsoleConfig)),
             "sources": {"type": "object", "additionalProperties": {"oneOf": sources}},
             "destinations": {"type": "object", "additionalProperties": destination},
             **routes.get("properties", {}),

@@ -24,6 +24,27 @@ class Duration(float):
         raise ValueError("expected a duration like `500ms`, `30s`, `5m` or `24h`")
 
 
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m)\s*$")
+
+
+class RateLimit(float):
+    """Requests per second, written in config as `50/s` or `600/m`."""
+
+    @classmethod
+    def parse(cls, value: object) -> RateLimit:
+        """Parse `N/s` or `N/m` (N > 0)."""
+        if isinstance(value, str):
+            m = _RATE.match(value)
+            if m and float(m.group(1)) > 0:
+                return cls(float(m.group(1)) / (1.0 if m.group(2) == "s" else 60.0))
+        raise ValueError("expected a rate like `50/s` or `600/m`")
+
+    @property
+    def burst(self) -> int:
+        """Requests allowed at once: a tenth of a second's worth, at least one."""
+        return max(1, int(self / 10))
+
+
 class Secrets(tuple[Secret, ...]):
     """One secret or a list of them (key rotation); never empty."""
 
@@ -57,6 +78,8 @@ def dec_hook(type_: type, value: Any) -> Any:
         return Duration.parse(value)
     if type_ is Secrets:
         return Secrets.parse(value)
+    if type_ is RateLimit:
+        return RateLimit.parse(value)
     if type_ is Secret:
         if isinstance(value, str):
             return Secret(value)

@@ -29,6 +29,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from gateway import metrics
 from gateway.config import Config, KafkaConfig, KafkaDestination
+from gateway.destinations.delays import tier_topics
 from gateway.event import encode
 from gateway.fastpaths import fast
 
@@ -180,6 +181,7 @@ def topics_of(config: Config) -> list[str]:
     topics = {d.topic for d in config.kafka_destinations().values()}
     if config.webhook_destinations():
         topics |= {config.kafka.delivery_topic, config.kafka.dead_letter_topic}
+        topics |= set(tier_topics(config.kafka))
     if config.spool is not None:  # the drainer dead-letters records the broker refuses
         topics.add(config.kafka.dead_letter_topic)
     return sorted(topics)
@@ -295,7 +297,7 @@ class Producer:
     async def send(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: bytes | None = None,
         headers: list[Header] | None = None,
     ) -> Any:

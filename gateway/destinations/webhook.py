@@ -28,6 +28,10 @@ _RESERVED = frozenset({"content-type", "webhook-id", "webhook-timestamp", "webho
 _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 # We only need the status; a chatty receiver's body is read up to this and then dropped.
 _MAX_RESPONSE_BYTES = 64 * 1024
+# `Retry-After` beyond this is not believed anyway (retry.RETRY_AFTER_CEILING caps it lower);
+# parsing stops at this many digits so a huge number is neither slow nor infinite.
+_RETRY_AFTER_CAP = 86_400.0 * 365
+_MAX_DELTA_DIGITS = 9
 
 Verdict = Literal["success", "retry", "permanent"]
 
@@ -72,19 +76,31 @@ def classify(status: int) -> Verdict:
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP date), if valid."""
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP date), if valid.
+
+    Whatever a receiver sends, this returns a finite number of seconds or None, never
+    raises: only ASCII digits are delta-seconds (`str.isdigit` also accepts `²` and `٣`,
+    which `float` refuses), absurd values are capped, and any date the parser chokes on
+    (out-of-range years, garbage) is ignored.
+    """
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if not value:
+        return None
+    if value.isascii() and value.isdigit():
+        # The digits are never converted whole: a 10,000-digit header costs nothing.
+        return float(value) if len(value) <= _MAX_DELTA_DIGITS else _RETRY_AFTER_CAP
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if moment.tzinfo is None:  # an HTTP date is always GMT; a zone-less one means that too
+            return None
+        wait = moment.timestamp() - now
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
-    if moment.tzinfo is None:  # an HTTP date is always GMT; a zone-less one means that too
+    if wait != wait:  # NaN cannot come from a date, but a wait must be comparable
         return None
-    return max(0.0, moment.timestamp() - now)
+    return min(max(0.0, wait), _RETRY_AFTER_CAP)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,23 +1,28 @@
 """Delivery workers: consume the delivery queue, POST every task, record every outcome.
 
-The queue is `kafka.delivery_topic`, read by the consumer group `kafka.consumer_group`, so
-workers scale across processes and pods. Every consumed record becomes a job:
+The queue is `kafka.delivery_topic` plus its delay tiers (`delays.py`), read by the
+consumer group `kafka.consumer_group`, so workers scale across processes and pods. Every
+consumed record becomes a job; this module is the steps of a job, from admission to its
+recorded outcome. The pieces it works with live beside it:
 
-- Destinations are isolated. Each has its own lane: a queue of due jobs served by at most
-  `concurrency` runners, and its own circuit breaker. Nothing is paused per partition, so
-  a dead receiver's retries never hold back another destination's deliveries (tasks of
-  both share partitions: their keys hash together).
-- An offset is committed only when every record before it has a recorded outcome:
-  delivered, dead-lettered (the `DeadLetter` acked on `kafka.dead_letter_topic`), or
-  re-queued (a `DeliveryTask` carrying its attempt count and `not_before`, acked on the
-  delivery topic). A crash at any point leaves the task uncommitted: it is delivered again
-  (at least once; receivers dedupe on `webhook-id`), never lost.
-- A retry waits in memory on a timer, holding its partition's commit, for at most
-  `hold_limit` seconds; a longer wait (backoff grows to `backoff.max`) is handed back to
-  the queue as a re-queued task. So a crash redelivers at most about `hold_limit` of
-  already-delivered traffic, and a re-queued task's attempt count survives restarts.
-- Memory is bounded: past `max_pending` jobs in hand the worker pauses fetching (and
-  resumes below 80%). Only a very long, very busy outage gets there.
+- `consumer.py`: the consumer loop (group membership, fetching, delay-tier ripeness,
+  backpressure, commits, rebalances); it hands records to `DeliveryWorkers.admit`.
+- `lanes.py`: one lane per destination, so destinations are isolated (a dead receiver's
+  retries never hold back another destination; tasks of both share partitions). A lane
+  has its own concurrency limit, circuit breaker, `rate_limit`, pause and `ordering: key`.
+- `offsets.py`: an offset is committed only when every record before it has a recorded
+  outcome: delivered, dead-lettered, or handed to a delay tier (acked there). A crash at
+  any point leaves the task uncommitted: delivered again (at least once; receivers dedupe
+  on `webhook-id`), never lost.
+- `delays.py`: a retry waiting longer than the shortest tier is written to a delay topic
+  instead of waiting in memory, so it never pins the commit point of finished deliveries
+  and costs a bounded number of writes. Shorter waits are timers in memory.
+- `outcomes.py`: the outcome log lines, dead letters and delay-topic copies.
+- `control.py`: pause/resume from the compacted control topic, fleet-wide.
+
+Only a real request is an attempt: while a destination's circuit is open, or it is over
+its rate limit, or paused, its deliveries wait uncharged. Memory is bounded: past
+`max_pending` jobs in hand the worker pauses fetching (and resumes below 80%).
 """
 
 from __future__ import annotations
@@ -25,131 +30,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
+import socket
 import time
-from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from random import Random
 from typing import Any
 
 import msgspec
 import structlog
 import uvloop
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from gateway import metrics, tracing
-from gateway.config import Config, WebhookDestination
-from gateway.destinations.kafka import Producer, client_options
-from gateway.destinations.retry import BreakerState, breaker_for, retry_delay
-from gateway.destinations.tasks import ENCODER, TASK_DECODER, DeadLetter, DeliveryTask
-from gateway.destinations.webhook import AttemptResult, Endpoint, WebhookClient
+from gateway import state, tracing
+from gateway.config import Config
+from gateway.destinations.consumer import QueueConsumer
+from gateway.destinations.control import Circuit, ControlFollower, circuit_key
+from gateway.destinations.delays import pick_tier, tier_topics
+from gateway.destinations.kafka import Producer
+from gateway.destinations.lanes import Job, Lane
+from gateway.destinations.offsets import PartitionProgress
+from gateway.destinations.outcomes import Outcomes
+from gateway.destinations.retry import BreakerState, retry_delay
+from gateway.destinations.tasks import ENCODER, TASK_DECODER, DeliveryTask
+from gateway.destinations.webhook import AttemptResult, WebhookClient
+from gateway.journal import Journal
 
 log = structlog.get_logger("gateway.delivery")
 
-# How often finished offsets are committed (a crash redelivers at most this much more).
-COMMIT_INTERVAL = 0.5
-# A rebalance waits this long for in-flight requests of revoked partitions (the group's
-# rebalance timeout must not expire meanwhile); the rest are redone by the new owner.
-REVOKE_WAIT = 3.0
-_FETCH_TIMEOUT_MS = 200
-_FETCH_MAX_RECORDS = 500
-_RESUME_FRACTION = 0.8
-_CIRCUIT_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
-# Dead letters of records no configured destination can take share one label value, so a
-# queue full of stale names cannot blow up the metric's cardinality.
-_UNCONFIGURED = "(unconfigured)"
-
-
-@dataclass(eq=False, slots=True)
-class Entry:
-    """One consumed record's place in its partition; `done` once its outcome is recorded."""
-
-    offset: int
-    done: bool = False
-
-
-class PartitionProgress:
-    """Consumed offsets of one partition and the commit point: the first one not yet done."""
-
-    __slots__ = ("_end", "_open", "committed")
-
-    def __init__(self) -> None:
-        self._open: deque[Entry] = deque()
-        self._end: int | None = None
-        self.committed: int | None = None
-
-    def add(self, offset: int) -> Entry:
-        """Track a newly consumed offset (offsets arrive in increasing order)."""
-        entry = Entry(offset)
-        self._open.append(entry)
-        self._end = offset + 1
-        return entry
-
-    def commit_point(self) -> int | None:
-        """The offset to commit: every record before it is done (None: nothing consumed)."""
-        while self._open and self._open[0].done:
-            self._open.popleft()
-        return self._open[0].offset if self._open else self._end
-
-
-@dataclass(eq=False, slots=True)
-class _Job:
-    """One consumed record being worked on."""
-
-    tp: TopicPartition
-    entry: Entry
-    key: bytes | None
-    value: bytes
-    task: DeliveryTask | None
-    decode_error: str = ""
-    attempts: int = 0  # attempts made so far, across re-queues
-    not_before: float = 0.0  # wall-clock time of the next attempt
-    busy: bool = False  # a request is in flight or its outcome is being recorded
-    released: bool = False  # stop or rebalance: finish what is in flight, start nothing new
-    hand_back: bool = False  # held for `hold_limit`: re-queue it rather than keep holding
-    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
-    runner: asyncio.Task[None] | None = field(default=None, repr=False)
-    settled: asyncio.Future[None] | None = field(default=None, repr=False)
-
-
-class _Lane:
-    """One destination: its endpoint, breaker, due jobs, and up to `concurrency` runners."""
-
-    def __init__(self, name: str, settings: WebhookDestination) -> None:
-        self.name = name
-        self.settings = settings
-        self.endpoint = Endpoint.of(name, settings)
-        self.breaker = breaker_for(settings.backoff.initial, settings.backoff.max, settings.timeout)
-        self.ready: deque[_Job] = deque()
-        self.runners: set[asyncio.Task[None]] = set()
-        # Set when the current half-open probe has its answer; attempts due meanwhile wait.
-        self.probe_done = asyncio.Event()
-        # Metric children resolved once: outcomes are counted thousands of times a second.
-        self.outcomes = {
-            outcome: metrics.DELIVERIES.labels(name, outcome)
-            for outcome in ("delivered", "retry", "dead_letter", "requeued")
-        }
-        self.latency = metrics.DELIVERY_ATTEMPT_LATENCY.labels(name)
-        self.dead_lettered = metrics.DEAD_LETTERED.labels(name)
-        self.circuit = metrics.CIRCUIT_STATE.labels(name)
-        self.circuit.set(0)
-
-    def breaker_changed(self) -> None:
-        """Publish the breaker's state (0 closed, 1 half-open, 2 open)."""
-        self.circuit.set(_CIRCUIT_VALUE[self.breaker.state])
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
-    def __init__(self, workers: DeliveryWorkers) -> None:
-        self._workers = workers
-
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        await self._workers._revoke(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        log.info("delivery_partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
+# What `_attempt` returns while the circuit is open: nothing was sent, nothing is charged.
+_NOT_SENT = AttemptResult("retry", None, "circuit open: not sent")
 
 
 class DeliveryWorkers:
@@ -162,36 +74,55 @@ class DeliveryWorkers:
         producer: Producer | None = None,
         consumer_options: Mapping[str, Any] | None = None,
         max_pending: int = 10_000,
-        hold_limit: float = 30.0,
+        hold_limit: float | None = None,
         rng: Random | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self._config = config
+        # The process's journal (shared with the ingress), or our own when we run alone.
+        self._own_journal = journal is None and config.kafka.journal_topic is not None
+        self._journal = Journal(config) if self._own_journal else journal
         self._lanes = {
-            name: _Lane(name, dest) for name, dest in config.webhook_destinations().items()
+            name: Lane(name, dest) for name, dest in config.webhook_destinations().items()
         }
         self._own_producer = producer is None
         self._producer = producer if producer is not None else Producer(config)
-        self._consumer_options = dict(consumer_options or {})
+        self._outcomes = Outcomes(config, self._producer, self._journal)
         self._max_pending = max_pending
-        self._hold_limit = hold_limit
+        self._tiers = tier_topics(config.kafka)  # topic -> seconds
+        self._tier_by_seconds = {seconds: topic for topic, seconds in self._tiers.items()}
+        # Waits up to the shortest tier are timers in memory; longer ones go to a tier.
+        self._hold_limit = (
+            min(self._tiers.values(), default=30.0) if hold_limit is None else hold_limit
+        )
         self._rng = rng or Random()  # jitter, not cryptography
         self._client = WebhookClient()
-        self._jobs: set[_Job] = set()
-        self._orphans: set[asyncio.Task[None]] = set()
-        self._progress: dict[TopicPartition, PartitionProgress] = {}
-        self._consumer: AIOKafkaConsumer | None = None
+        self._jobs: set[Job] = set()
+        self._side: set[asyncio.Task[None]] = set()  # dead-lettering orphans, delay hand-offs
         self._runner: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        self._paused = False
         self._grace = self.default_grace()
-        # A concrete logger of the configuration in force now: the module's lazy proxy
-        # re-binds on every call, a measurable cost at thousands of outcome lines a second.
-        self._log = log.bind()
+        self._log = self._outcomes.log
+        self._control = ControlFollower(config, self.set_paused)
+        self._queue = QueueConsumer(
+            config, self, self._tiers, self._stop, max_pending=max_pending, options=consumer_options
+        )
+        # Only rate limits use the store here; a config without them never connects to it.
+        limited = any(lane.rate is not None for lane in self._lanes.values())
+        self._store = state.store_for(config) if limited else None
+        self._rate_prefix = config.state.key_prefix + "rate:"
+        self._worker_name = f"{socket.gethostname()}-{os.getpid()}"
+        self._published: set[bytes] = set()  # circuit keys this process wrote
 
     @property
     def ready(self) -> bool:
         """True while the workers consume the delivery queue."""
-        return self._consumer is not None and not self._stop.is_set()
+        return self._queue.consuming and not self._stop.is_set()
+
+    @property
+    def lanes(self) -> Mapping[str, Lane]:
+        """The destinations' lanes, by name."""
+        return self._lanes
 
     def default_grace(self) -> float:
         """Shutdown grace when none is given: the longest destination timeout plus a second."""
@@ -201,9 +132,29 @@ class DeliveryWorkers:
     async def start(self) -> None:
         """Open the HTTP client and start consuming in the background (connects with retries)."""
         await self._client.start()
+        session = self._config.kafka.session_timeout
+        if session < self.revoke_wait():
+            # Brokers that end a rebalance after the session timeout (tansu does; Kafka
+            # honours `rebalance_timeout_ms`) then re-send what finished behind a slow request.
+            log.warning(
+                "delivery_session_timeout_short",
+                session_timeout=session,
+                revoke_wait=self.revoke_wait(),
+                hint="kafka.session_timeout >= the longest destination timeout + 1s",
+            )
+        limited = sorted(name for name, lane in self._lanes.items() if lane.rate is not None)
+        if limited and self._config.state.backend == "memory":
+            log.warning(
+                "delivery_rate_limit_per_process",
+                destinations=limited,
+                hint="state.backend: redis makes rate limits fleet-wide",
+            )
         if self._own_producer:
             await self._producer.start()
-        self._runner = asyncio.create_task(self._run(), name="delivery-workers")
+        await self._control.start()
+        if self._own_journal and self._journal is not None:
+            await self._journal.start()
+        self._runner = asyncio.create_task(self._queue.run(), name="delivery-workers")
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop consuming, let in-flight attempts finish within `grace`, commit, flush, close."""
@@ -211,7 +162,7 @@ class DeliveryWorkers:
         self._stop.set()
         runner = self._runner
         if runner is not None and not runner.done():
-            if self._consumer is None:  # still connecting: nothing in flight to wait for
+            if not self._queue.consuming:  # still connecting: nothing in flight to wait for
                 runner.cancel()
             # The runner drains within `grace`; the margin covers the last commit and leaving
             # the group, and the hard limit keeps a wedged broker from blocking shutdown.
@@ -220,146 +171,84 @@ class DeliveryWorkers:
                 runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
+        await self._control.stop()
+        await self._unpublish_circuits()
+        if self._store is not None:
+            await self._store.close()
         await self._client.close()
+        if self._own_journal and self._journal is not None:
+            await self._journal.stop()
         if self._own_producer:
             await self._producer.stop()
 
-    # -- consuming ------------------------------------------------------------------------
+    def set_paused(self, name: str, paused: bool) -> None:
+        """Pause or resume one destination in this process (the control topic calls this)."""
+        lane = self._lanes.get(name)
+        if lane is None or lane.paused == paused:
+            return
+        lane.set_paused(paused)
+        self._log.warning(
+            "destination_paused" if paused else "destination_resumed", destination=name
+        )
+        if not paused:
+            self._add_runner(lane)
 
-    async def _run(self) -> None:
-        delay = 0.2
-        while not self._stop.is_set():
-            while not self._producer.ready:  # outcomes need the producer: no point reading first
-                await asyncio.sleep(0.05)
-            consumer = AIOKafkaConsumer(**self._options())
-            try:
-                await consumer.start()
-                consumer.subscribe([self._config.kafka.delivery_topic], listener=_Rebalance(self))
-                self._consumer = consumer
-                log.info("delivery_workers_started", topic=self._config.kafka.delivery_topic)
-                await self._consume(consumer)
-                await self._settle(list(self._jobs), self._grace)
-                await self._commit(consumer)
-                log.info("delivery_workers_stopped")
-                return
-            except (KafkaError, OSError) as exc:
-                log.warning("delivery_consumer_failed", error=type(exc).__name__, retry_in=delay)
-                await self._settle(list(self._jobs), 0.0)
-            finally:
-                self._consumer = None
-                self._progress.clear()
-                with contextlib.suppress(KafkaError, OSError):
-                    await consumer.stop()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    # -- what the queue consumer drives (consumer.Delivery) -------------------------------
 
-    def _options(self) -> dict[str, Any]:
-        cfg = self._config.kafka
-        return {
-            **client_options(cfg),
-            "group_id": cfg.consumer_group,
-            "session_timeout_ms": int(cfg.session_timeout * 1000),
-            "heartbeat_interval_ms": int(cfg.heartbeat_interval * 1000),
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            **self._consumer_options,
-        }
+    def pending(self) -> int:
+        """Jobs in hand (consumed, no outcome yet)."""
+        return len(self._jobs)
 
-    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        last_commit = time.monotonic()
-        while not self._stop.is_set():
-            self._backpressure(consumer)
-            room = max(1, min(_FETCH_MAX_RECORDS, self._max_pending - len(self._jobs)))
-            batch = await consumer.getmany(timeout_ms=_FETCH_TIMEOUT_MS, max_records=room)
-            assigned = consumer.assignment()
-            for tp, records in batch.items():
-                if tp in assigned:  # else revoked while the batch was in hand: not ours now
-                    for record in records:
-                        self._admit(tp, record)
-            if time.monotonic() - last_commit >= COMMIT_INTERVAL:
-                await self._commit(consumer)
-                await self._measure_lag(consumer)
-                last_commit = time.monotonic()
+    def grace(self) -> float:
+        """How long the current stop waits for in-flight requests."""
+        return self._grace
 
-    def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        # Pausing (rather than not polling) keeps the consumer in its group.
-        if len(self._jobs) >= self._max_pending:
-            consumer.pause(*consumer.assignment())  # again each round: covers new assignments
-            if not self._paused:
-                log.warning("delivery_fetch_paused", pending=len(self._jobs))
-            self._paused = True
-        elif self._paused and len(self._jobs) <= self._max_pending * _RESUME_FRACTION:
-            consumer.resume(*consumer.assignment())
-            self._paused = False
-            log.info("delivery_fetch_resumed", pending=len(self._jobs))
+    async def wait_until_ready(self) -> None:
+        """Outcomes need the producer, and a paused destination must not deliver between
+        a restart and reading its pause: wait for both (or a stop)."""
+        while not self._producer.ready and not self._stop.is_set():
+            await asyncio.sleep(0.05)
+        while not self._control.caught_up.is_set() and not self._stop.is_set():
+            await asyncio.sleep(0.05)
 
-    def _admit(self, tp: TopicPartition, record: Any) -> None:
-        progress = self._progress.get(tp)
-        if progress is None:
-            progress = self._progress[tp] = PartitionProgress()
+    async def release(self, tps: set[TopicPartition] | None, wait: float) -> tuple[int, int]:
+        """Let in-flight jobs of `tps` (None: all) finish within `wait`; hand back the rest."""
+        jobs = [job for job in self._jobs if tps is None or job.tp in tps]
+        busy = sum(1 for job in jobs if job.busy)
+        await self._settle(jobs, wait)
+        return busy, len(jobs) - busy
+
+    def revoke_wait(self) -> float:
+        """How long a rebalance waits for in-flight requests: the longest timeout, plus 1 s."""
+        timeouts = [lane.settings.timeout for lane in self._lanes.values()]
+        return max(timeouts, default=4.0) + 1.0
+
+    def admit(self, tp: TopicPartition, progress: PartitionProgress, record: Any) -> None:
+        """Turn one consumed record into a job: scheduled, queued behind its key, or orphaned."""
         value: bytes = record.value or b""
         try:
             task: DeliveryTask | None = TASK_DECODER.decode(value)
             error = ""
         except msgspec.DecodeError as exc:
             task, error = None, str(exc)
-        job = _Job(tp, progress.add(record.offset), record.key, value, task, error)
+        job = Job(tp, progress.add(record.offset), record.key, value, task, error)
         self._jobs.add(job)
         lane = self._lanes.get(task.destination) if task is not None else None
         if task is None or lane is None:
-            job.busy = True
-            orphan = asyncio.create_task(self._orphan(job))
-            job.runner = orphan
-            self._orphans.add(orphan)
-            orphan.add_done_callback(self._orphans.discard)
+            self._side_task(job, self._orphan(job))
             return
         job.attempts, job.not_before = task.attempt, task.not_before
-        self._schedule(lane, job)
+        if lane.join(job):
+            self._schedule(lane, job)
 
-    async def _commit(
-        self, consumer: AIOKafkaConsumer, only: set[TopicPartition] | None = None
-    ) -> None:
-        assigned = consumer.assignment()
-        offsets: dict[TopicPartition, int] = {}
-        for tp, progress in self._progress.items():
-            if tp not in assigned or (only is not None and tp not in only):
-                continue
-            point = progress.commit_point()
-            if point is not None and point != progress.committed:
-                offsets[tp] = point
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:  # includes CommitFailedError after a rebalance
-            log.warning("delivery_commit_failed", error=type(exc).__name__)
-            return
-        for tp, point in offsets.items():
-            self._progress[tp].committed = point
+    def _side_task(self, job: Job, work: Any) -> None:
+        job.busy = True
+        task = asyncio.create_task(work)
+        job.runner = task
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
 
-    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """Queue lag: tasks on this worker's partitions without a recorded outcome yet."""
-        lag = 0
-        for tp in consumer.assignment():
-            end = consumer.highwater(tp)  # known once the partition has been fetched
-            if end is None:
-                continue
-            progress = self._progress.get(tp)
-            point = progress.commit_point() if progress is not None else None
-            if point is None:
-                point = await consumer.position(tp)
-            lag += max(0, end - point)
-        metrics.DELIVERY_QUEUE_LAG.set(lag)
-
-    async def _revoke(self, revoked: set[TopicPartition]) -> None:
-        await self._settle([job for job in self._jobs if job.tp in revoked], REVOKE_WAIT)
-        consumer = self._consumer
-        if consumer is not None:
-            await self._commit(consumer, only=revoked)
-        for tp in revoked:
-            self._progress.pop(tp, None)
-
-    async def _settle(self, jobs: list[_Job], wait: float) -> None:
+    async def _settle(self, jobs: list[Job], wait: float) -> None:
         """Let busy jobs finish within `wait`; hand everything else back uncommitted."""
         loop = asyncio.get_running_loop()
         settling: list[asyncio.Future[None]] = []
@@ -373,6 +262,9 @@ class DeliveryWorkers:
                 settling.append(job.settled)
             else:
                 self._jobs.discard(job)  # a runner that meets it in a lane queue skips it
+        released = set(jobs)
+        for lane in self._lanes.values():
+            lane.forget(released)
         if settling and wait > 0:
             await asyncio.wait(settling, timeout=wait)
         late = {job.runner for job in jobs if job.busy and job.runner is not None}
@@ -384,45 +276,47 @@ class DeliveryWorkers:
 
     # -- delivering -----------------------------------------------------------------------
 
-    def _schedule(self, lane: _Lane, job: _Job) -> None:
-        """Queue the job now if it is due, else on a timer; past `hold_limit`, hand it back."""
+    def _schedule(self, lane: Lane, job: Job) -> None:
+        """Queue the job now if due, else on a timer; a long wait goes to a delay tier."""
         wait = job.not_before - time.time()
         if wait <= 0:
             self._enqueue(lane, job)
             return
-        loop = asyncio.get_running_loop()
-        if wait > self._hold_limit:
-            job.hand_back = True
-            job.timer = loop.call_later(self._hold_limit, self._enqueue, lane, job)
-        else:
-            # uvloop's timers have millisecond resolution: never fire before `not_before`.
-            job.timer = loop.call_later(wait + 0.001, self._enqueue, lane, job)
+        if wait > self._hold_limit and not lane.ordered:
+            tier = pick_tier(wait, list(self._tiers.values()))
+            if tier is not None:
+                self._side_task(job, self._hand_to_tier(lane, job, self._tier_by_seconds[tier]))
+                return
+        # uvloop's timers have millisecond resolution: never fire before `not_before`.
+        job.timer = asyncio.get_running_loop().call_later(wait + 0.001, self._enqueue, lane, job)
 
-    def _enqueue(self, lane: _Lane, job: _Job) -> None:
+    def _enqueue(self, lane: Lane, job: Job) -> None:
         job.timer = None
         lane.ready.append(job)
         self._add_runner(lane)
 
-    def _add_runner(self, lane: _Lane) -> None:
-        if len(lane.runners) < lane.settings.concurrency:
+    def _add_runner(self, lane: Lane) -> None:
+        while lane.ready and not lane.paused and len(lane.runners) < lane.settings.concurrency:
             runner = asyncio.create_task(self._serve_lane(lane))
             lane.runners.add(runner)
             runner.add_done_callback(lambda done: self._runner_done(lane, done))
+            if len(lane.ready) <= len(lane.runners):
+                break
 
-    def _runner_done(self, lane: _Lane, runner: asyncio.Task[None]) -> None:
+    def _runner_done(self, lane: Lane, runner: asyncio.Task[None]) -> None:
         lane.runners.discard(runner)
         if not runner.cancelled() and runner.exception() is not None:
-            # A bug, not a delivery failure: the job's record stays uncommitted (redelivered
-            # after a restart) rather than being dropped.
+            # `_step` turns exceptions into outcomes; this is a bug in the lane itself. The
+            # job's record stays uncommitted (redelivered after a restart), never dropped.
             log.error(
                 "delivery_runner_crashed", destination=lane.name, error=repr(runner.exception())
             )
         if lane.ready and not self._stop.is_set():  # a cancelled runner left work behind
             self._add_runner(lane)
 
-    async def _serve_lane(self, lane: _Lane) -> None:
+    async def _serve_lane(self, lane: Lane) -> None:
         """A runner: take due jobs of one destination, one step each, until none is left."""
-        while lane.ready:
+        while lane.ready and not lane.paused:
             job = lane.ready.popleft()
             if job.released:
                 continue
@@ -430,25 +324,27 @@ class DeliveryWorkers:
             job.runner = asyncio.current_task()
             try:
                 await self._step(lane, job)
+            except Exception as exc:  # a bug or a surprise: an outcome is still recorded
+                await self._crashed(lane, job, exc)
             finally:
                 job.busy = False
                 if job.settled is not None and not job.settled.done():
                     job.settled.set_result(None)
 
-    async def _step(self, lane: _Lane, job: _Job) -> None:
-        """One step of a due job: an attempt and its outcome, or a hand-back to the queue."""
+    async def _step(self, lane: Lane, job: Job) -> None:
+        """One step of a due job: an attempt and its outcome (or a wait, uncharged)."""
         task = job.task
         assert task is not None
         settings = lane.settings
-        if job.attempts >= settings.max_attempts:  # re-queued, then `max_attempts` was lowered
+        if job.attempts >= settings.max_attempts:  # delayed, then `max_attempts` was lowered
             error = f"max_attempts ({settings.max_attempts}) reached"
-            self._outcome(
+            self._outcomes.outcome(
                 task.destination, task.event_id, job.attempts, None, error, 0.0, "dead_letter"
             )
-            await self._dead_letter(job, task, None, error, lane)
+            await self._outcomes.dead_letter(job, task, None, error, lane)
+            self._finish(lane, job)
             return
-        if job.hand_back:
-            await self._requeue(job, task, lane)
+        if not await self._within_rate(lane, job):
             return
         if tracing.enabled():
             parent = {"traceparent": task.traceparent} if task.traceparent else None
@@ -466,49 +362,86 @@ class DeliveryWorkers:
             result = await self._attempt(lane, job, task.event_id, bytes(task.body))
         if result is None:
             return
+        if result is _NOT_SENT:  # circuit open: wait for the probe, no attempt charged
+            job.not_before = time.time() + max(0.0, lane.breaker.retry_at() - time.monotonic())
+            self._log.debug(
+                "delivery_waiting",
+                destination=task.destination,
+                event_id=task.event_id,
+                reason="circuit open",
+                wait=round(job.not_before - time.time(), 3),
+            )
+            self._again(lane, job)
+            return
         job.attempts += 1
         if result.verdict == "success":
-            self._result(task, job.attempts, result, "delivered")
+            self._outcomes.result(task, job.attempts, result, "delivered")
             lane.outcomes["delivered"].inc()
-            self._done(job)
+            self._finish(lane, job)
         elif result.verdict == "permanent" or job.attempts >= settings.max_attempts:
-            self._result(task, job.attempts, result, "dead_letter")
-            await self._dead_letter(job, task, result.status, result.error, lane)
+            self._outcomes.result(task, job.attempts, result, "dead_letter")
+            await self._outcomes.dead_letter(job, task, result.status, result.error, lane)
+            self._finish(lane, job)
         else:
             lane.outcomes["retry"].inc()
             backoff = settings.backoff
             delay = retry_delay(
                 job.attempts, backoff.initial, backoff.max, result.retry_after, self._rng
             )
-            self._result(task, job.attempts, result, "retry", retry_in=round(delay, 3))
+            self._outcomes.result(task, job.attempts, result, "retry", retry_in=round(delay, 3))
             job.not_before = time.time() + delay
-            if job.released:  # stopping or revoked: the record stays uncommitted
+            self._again(lane, job)
+
+    def _again(self, lane: Lane, job: Job) -> None:
+        """Schedule a job's next try, unless it was released meanwhile (left uncommitted)."""
+        if job.released:
+            self._jobs.discard(job)
+        else:
+            self._schedule(lane, job)
+
+    async def _within_rate(self, lane: Lane, job: Job) -> bool:
+        """Wait (uncharged) until the destination's rate limit allows one more request.
+
+        The limit is one GCRA bucket in the state store (`<key_prefix>rate:<destination>`),
+        shared by every process using that store. False: the job was released or the lane
+        paused meanwhile (then it is back in line).
+        """
+        if lane.rate is None or self._store is None:
+            return True
+        rate, burst = lane.rate
+        key = self._rate_prefix + lane.name
+        while True:
+            wait = await self._store.acquire_rate(key, rate, burst)
+            if wait <= 0:
+                return True
+            await asyncio.sleep(wait)
+            if job.released:
                 self._jobs.discard(job)
-            else:
-                self._schedule(lane, job)
+                return False
+            if lane.paused:
+                lane.ready.appendleft(job)
+                return False
 
     async def _attempt(
-        self, lane: _Lane, job: _Job, event_id: str, body: bytes
+        self, lane: Lane, job: Job, event_id: str, body: bytes
     ) -> AttemptResult | None:
         """One attempt through the destination's breaker; None: released before sending.
 
-        While the breaker is open an attempt fails without being sent (so a task's schedule
-        and its dead-letter deadline are those it would have had anyway, minus the load);
-        while its half-open probe is out, attempts wait for the probe's answer.
+        While the breaker is open nothing is sent and `_NOT_SENT` comes back: the job waits
+        for the cool-down's end, uncharged. While the half-open probe is out, attempts wait
+        for the probe's answer.
         """
         breaker = lane.breaker
         while not breaker.allow(time.monotonic()):
             if breaker.state is BreakerState.OPEN:
-                return AttemptResult(
-                    "retry", None, "circuit open: receiver keeps failing; not sent"
-                )
+                return _NOT_SENT
             await lane.probe_done.wait()
             if job.released:
                 return None
         probe = breaker.state is BreakerState.HALF_OPEN
         if probe:
             lane.probe_done = asyncio.Event()
-            lane.breaker_changed()
+            self._circuit_changed(lane)
         try:
             result = await self._client.send(lane.endpoint, event_id, body, time.time())
         except BaseException:
@@ -522,13 +455,76 @@ class DeliveryWorkers:
         else:  # delivered, or refused for good: either way the receiver is up
             breaker.record_success()
         if breaker.state is not state:
-            lane.breaker_changed()
+            self._circuit_changed(lane)
         if probe:
             lane.probe_done.set()
         lane.latency.observe(result.duration)
         return result
 
-    async def _orphan(self, job: _Job) -> None:
+    def _circuit_changed(self, lane: Lane) -> None:
+        """Publish a breaker change: the metric now, the control topic in the background."""
+        lane.breaker_changed()
+        key = circuit_key(lane.name, self._worker_name)
+        value = Circuit(state=lane.breaker.state.value, at=time.time())
+        self._published.add(key)
+        task = asyncio.create_task(self._publish(key, ENCODER.encode(value)))
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
+
+    async def _publish(self, key: bytes, value: bytes | None) -> None:
+        try:
+            await self._producer.send(self._config.kafka.control_topic, value, key=key)
+        except KafkaError as exc:  # informational only: `destinations list` may lag
+            self._log.warning("circuit_publish_failed", error=type(exc).__name__)
+
+    async def _unpublish_circuits(self) -> None:
+        """Tombstone this process's circuit keys (it will not update them any more)."""
+        keys, self._published = self._published, set()
+        await asyncio.gather(*(self._publish(key, None) for key in keys))
+
+    async def _crashed(self, lane: Lane, job: Job, exc: Exception) -> None:
+        """An exception escaped a step: record it as a failed attempt, retried or dead-lettered.
+
+        Charged as an attempt (a bug that always raises must still end in a dead letter
+        after `max_attempts`, not loop forever). If recording fails too, the record stays
+        uncommitted and is redone after a restart.
+        """
+        task = job.task
+        assert task is not None
+        error = f"internal error: {type(exc).__name__}"
+        try:
+            job.attempts += 1
+            result = AttemptResult("retry", None, error)
+            if job.attempts >= lane.settings.max_attempts:
+                self._outcomes.result(task, job.attempts, result, "dead_letter")
+                await self._outcomes.dead_letter(job, task, None, error, lane)
+                self._finish(lane, job)
+                return
+            lane.outcomes["retry"].inc()
+            backoff = lane.settings.backoff
+            delay = retry_delay(job.attempts, backoff.initial, backoff.max, None, self._rng)
+            self._outcomes.result(task, job.attempts, result, "retry", retry_in=round(delay, 3))
+            job.not_before = time.time() + delay
+            self._again(lane, job)
+        except Exception as again:
+            self._log.error(
+                "delivery_runner_crashed", destination=lane.name, error=repr(exc), then=repr(again)
+            )
+
+    async def _hand_to_tier(self, lane: Lane, job: Job, topic: str) -> None:
+        """Write a long-waiting job to its delay tier; once acked, its record here is done."""
+        task = job.task
+        assert task is not None
+        try:
+            await self._outcomes.delay(job, task, topic)
+            lane.outcomes["delayed"].inc()
+            self._finish(lane, job)
+        finally:
+            job.busy = False
+            if job.settled is not None and not job.settled.done():
+                job.settled.set_result(None)
+
+    async def _orphan(self, job: Job) -> None:
         """Dead-letter a record that cannot be delivered: undecodable, or no such destination."""
         try:
             task = job.task
@@ -538,112 +534,29 @@ class DeliveryWorkers:
             else:
                 job.attempts = task.attempt
                 error = f"`{task.destination}` is not a configured webhook destination"
-            self._outcome(
+            self._outcomes.outcome(
                 task.destination, task.event_id, job.attempts, None, error, 0.0, "dead_letter"
             )
-            await self._dead_letter(job, task, None, error, None)
+            await self._outcomes.dead_letter(job, task, None, error, None)
+            self._done(job)
         finally:
             job.busy = False
             if job.settled is not None and not job.settled.done():
                 job.settled.set_result(None)
 
-    def _done(self, job: _Job) -> None:
+    def _done(self, job: Job) -> None:
         job.entry.done = True
         self._jobs.discard(job)
 
-    async def _dead_letter(
-        self, job: _Job, task: DeliveryTask, status: int | None, error: str, lane: _Lane | None
-    ) -> None:
-        letter = DeadLetter(
-            destination=task.destination,
-            event_id=task.event_id,
-            enqueued_at=task.enqueued_at,
-            failed_at=time.time(),
-            attempts=job.attempts,
-            last_status=status,
-            last_error=error,
-            body=task.body,
-        )
-        await self._produce(self._config.kafka.dead_letter_topic, ENCODER.encode(letter), job.key)
+    def _finish(self, lane: Lane, job: Job) -> None:
+        """The job has its outcome: mark it done; with `ordering: key`, start the key's next."""
         self._done(job)
-        if lane is not None:
-            lane.outcomes["dead_letter"].inc()
-            lane.dead_lettered.inc()
-        else:
-            metrics.DELIVERIES.labels(_UNCONFIGURED, "dead_letter").inc()
-            metrics.DEAD_LETTERED.labels(_UNCONFIGURED).inc()
-
-    async def _requeue(self, job: _Job, task: DeliveryTask, lane: _Lane) -> None:
-        again = msgspec.structs.replace(task, attempt=job.attempts, not_before=job.not_before)
-        await self._produce(self._config.kafka.delivery_topic, ENCODER.encode(again), job.key)
-        log.debug(
-            "delivery_requeued",
-            destination=task.destination,
-            event_id=task.event_id,
-            attempt=job.attempts,
-            next_attempt_in=round(job.not_before - time.time(), 3),
-        )
-        self._done(job)
-        lane.outcomes["requeued"].inc()
-
-    async def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
-        """Produce and wait for the ack, retrying until the broker takes it (or cancelled)."""
-        delay = 0.1
-        while True:
-            try:
-                await self._producer.send(topic, value, key=key)
-                return
-            except KafkaError as exc:
-                log.warning(
-                    "delivery_record_failed", topic=topic, error=type(exc).__name__, retry_in=delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    def _result(
-        self, task: DeliveryTask, attempt: int, result: AttemptResult, outcome: str, **extra: Any
-    ) -> None:
-        if task.replayed:
-            extra["replayed"] = True
-        self._outcome(
-            task.destination,
-            task.event_id,
-            attempt,
-            result.status,
-            result.error,
-            result.duration,
-            outcome,
-            **extra,
-        )
-
-    def _outcome(
-        self,
-        destination: str,
-        event_id: str,
-        attempt: int,
-        status: int | None,
-        error: str,
-        duration: float,
-        outcome: str,
-        **extra: Any,
-    ) -> None:
-        """The one log line per delivery outcome (never the body, a secret or a signature)."""
-        if error:
-            extra["error"] = error
-        emit = self._log.info if outcome == "delivered" else self._log.warning
-        emit(
-            "delivery",
-            destination=destination,
-            event_id=event_id,
-            attempt=attempt,
-            status=status,
-            outcome=outcome,
-            duration_ms=round(duration * 1000, 1),
-            **extra,
-        )
+        following = lane.leave(job)
+        if following is not None and not following.released:
+            self._schedule(lane, following)
 
 
-def _undecodable(job: _Job) -> DeliveryTask:
+def _undecodable(job: Job) -> DeliveryTask:
     """A stand-in task for a record that is not a DeliveryTask, so it can be dead-lettered."""
     original = job.value.decode("utf-8", errors="replace")
     return DeliveryTask(

@@ -194,6 +194,10 @@ class Ingress:
                     level="warning",
                 )
             )
+            if pipeline.journal is not None:  # fire and forget: never awaited
+                pipeline.journal.rejected(
+                    source, provider, status_of(exc), exc, request_id, started
+                )
             return problem(exc, provider)
         event = outcome.event
         tracing.annotate(
@@ -216,6 +220,8 @@ class Ingress:
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
         )
+        if pipeline.journal is not None:  # fire and forget: never awaited
+            pipeline.journal.answered(source, configured.provider, outcome, request_id, started)
         return accepted(event.id, outcome.status, configured.provider)
 
 

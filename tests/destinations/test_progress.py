@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.destinations.worker import PartitionProgress
+from gateway.destinations.offsets import PartitionProgress
 
 
 def test_nothing_consumed_commits_nothing() -> None:

@@ -312,3 +312,34 @@ async def test_send_before_start_is_an_error() -> None:
     """Using the client before `start()` is a programming error, not a delivery failure."""
     with pytest.raises(RuntimeError):
         await WebhookClient().send(_endpoint("http://127.0.0.1:1/", [new_secret()]), "e", BODY, 0.0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "²",  # a superscript two: `isdigit()` says yes, `float()` says no
+        "٣",  # an Arabic-Indic three
+        "9" * 5000,  # more digits than `int()` converts
+        "1e400",
+        "nan",
+        "inf",
+        "Tue, 01 Jan 99999 00:00:00 GMT",
+        "Mon, 32 Foo 2026 25:61:61 GMT",
+        "\x00\xff\ufffd",
+        "Wed, 21 Oct 2015 07:28:00 +9999",
+        "   ",
+        "1, 2",
+    ],
+)
+def test_retry_after_never_raises(value: str) -> None:
+    """Whatever a receiver sends as `Retry-After`: a finite non-negative wait or None."""
+    wait = parse_retry_after(value, 1_700_000_000.0)
+    assert wait is None or 0.0 <= wait <= 86_400.0 * 365
+
+
+def test_retry_after_far_dates_are_capped() -> None:
+    """A date in the distant future is capped, one in the distant past is "now"."""
+    now = 1_700_000_000.0
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now) == 86_400.0 * 365
+    assert parse_retry_after("Mon, 01 Jan 1900 00:00:00 GMT", now) == 0.0
+    assert parse_retry_after("9" * 5000, now) == 86_400.0 * 365

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from litestar.testing import AsyncTestClient
 from gateway.app import create_app
 from gateway.broker import Broker
 from gateway.config import Config, parse_config
+from gateway.destinations.admin import list_destinations
 from gateway.destinations.kafka import create_topics
 from gateway.destinations.replay import replay
 from gateway.destinations.tasks import (
@@ -64,10 +66,15 @@ class Hook:
     initial: str = "10ms"
     maximum: str = "50ms"
     concurrency: int = 4
+    extra: str = ""  # more `webhook:` keys, e.g. "ordering: key"
 
 
 def make_config(
-    bootstrap: str, url: str, hooks: dict[str, Hook], whitepay_secret: str | None = None
+    bootstrap: str,
+    url: str,
+    hooks: dict[str, Hook],
+    whitepay_secret: str | None = None,
+    kafka_extra: str = "",
 ) -> str:
     """Config text with the given webhook destinations and topics/group unique to this test."""
     suffix = uuid.uuid4().hex[:10]
@@ -82,6 +89,7 @@ def make_config(
               backoff: {{initial: {hook.initial}, max: {hook.maximum}}}
               concurrency: {hook.concurrency}
               headers: {{X-Team: payments}}
+              {hook.extra}
         """)
         for name, hook in hooks.items()
     )
@@ -101,6 +109,8 @@ kafka:
   delivery_topic: deliveries-{suffix}
   dead_letter_topic: dead-letters-{suffix}
   consumer_group: workers-{suffix}
+  control_topic: control-{suffix}
+  {kafka_extra}
 sources:
   whitepay: {{provider: whitepay, secret: {whitepay_secret}}}
 destinations:
@@ -132,10 +142,12 @@ async def queue(broker: Broker) -> AsyncIterator[AIOKafkaProducer]:
     await producer.stop()
 
 
-def configure(broker: Broker, receiver: Receiver, hooks: dict[str, Hook]) -> Config:
+def configure(
+    broker: Broker, receiver: Receiver, hooks: dict[str, Hook], kafka_extra: str = ""
+) -> Config:
     """Parse a config for `hooks`; the receiver verifies with every secret of every hook."""
     receiver.secrets = [s for hook in hooks.values() for s in hook.secrets]
-    return parse_config(make_config(broker.bootstrap, receiver.url, hooks))
+    return parse_config(make_config(broker.bootstrap, receiver.url, hooks, None, kafka_extra))
 
 
 @pytest.fixture
@@ -307,32 +319,6 @@ async def test_retry_after_is_honoured(
     assert second.at - first.at >= 0.95
 
 
-async def test_long_wait_is_handed_back_to_the_queue(
-    broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
-) -> None:
-    """A wait longer than `hold_limit` goes back to the queue with its attempt count, then delivers."""
-    config = configure(broker, receiver, {"later": Hook("/later")})
-    receiver.behaviours["/later"] = lambda nth: (
-        web.Response(status=503, headers={"Retry-After": "1"}) if nth == 1 else web.Response()
-    )
-    await start_workers(config, running, hold_limit=0.2)
-    await enqueue(queue, config, "later", ["evt-later"])
-    await receiver.wait(lambda: receiver.delivered("/later"), 15, "the re-queued delivery")
-    first, second = receiver.on("/later")
-    assert second.at - first.at >= 0.95
-    # Held 0.2 s at a time, the 1 s wait went round the queue a few times: every copy
-    # carries the attempt already made and the same due time.
-    records = await read_topic(broker.bootstrap, config.kafka.delivery_topic, 2)
-    original, *requeued = (msgspec.json.decode(r.value, type=DeliveryTask) for r in records)
-    assert original.attempt == 0 and len(requeued) >= 1
-    assert {(t.event_id, t.attempt, t.not_before) for t in requeued} == {
-        ("evt-later", 1, requeued[0].not_before)
-    }
-    assert requeued[0].not_before >= original.enqueued_at + 1.0
-    assert {r.key for r in records} == {records[0].key}
-    assert receiver.delivered("/later") == {"evt-later": 1}
-
-
 async def test_400_is_dead_lettered_after_one_attempt(
     broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
 ) -> None:
@@ -365,11 +351,11 @@ async def test_503_is_dead_lettered_after_max_attempts_then_replay_delivers(
     assert [r.answered for r in receiver.on("/down")] == [503] * 4
 
     receiver.behaviours["/down"] = lambda nth: web.Response(status=204)
-    assert await replay(config, None, None, time.time()) == 1
+    assert len(await replay(config, None, None, time.time())) == 1
     await receiver.wait(lambda: receiver.delivered("/down"), 15, "the replayed delivery")
     assert receiver.on("/down")[-1].verified_by == (0,)
     # Run twice: the replay group remembers, so nothing is re-driven again.
-    assert await replay(config, "down", None, time.time()) == 0
+    assert len(await replay(config, "down", None, time.time())) == 0
     await asyncio.sleep(0.5)
     assert receiver.delivered("/down") == {"evt-503": 1}
 
@@ -395,18 +381,34 @@ async def test_unknown_destination_and_garbage_are_dead_lettered(
 async def test_breaker_stops_hammering_a_down_receiver(
     broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
 ) -> None:
-    """Once the breaker opens, due attempts fail without a request; all still end as dead letters."""
-    hook = Hook("/outage", max_attempts=4, timeout="1s", maximum="5s", concurrency=2)
+    """Once the breaker opens, one probe at a time per cool-down; every attempt is a real request."""
+    hook = Hook("/outage", max_attempts=3, timeout="1s", maximum="150ms", concurrency=2)
     config = configure(broker, receiver, {"outage": hook})
     receiver.behaviours["/outage"] = lambda nth: web.Response(status=500)
-    await start_workers(config, running)
-    events = [f"evt-{i}" for i in range(10)]
+    workers = await start_workers(config, running)
+    events = [f"evt-{i}" for i in range(6)]
     await enqueue(queue, config, "outage", events)
     letters = await dead_letters(broker.bootstrap, config, len(events))
     assert sorted(letter.event_id for letter in letters) == events
-    assert any(letter.last_error.startswith("circuit open") for letter in letters)
-    assert len(receiver.on("/outage")) < len(events) * hook.max_attempts
+    assert {letter.attempts for letter in letters} == {hook.max_attempts}
+    requests = receiver.on("/outage")
+    assert len(requests) == len(events) * hook.max_attempts  # nothing charged without a request
+    # Past the threshold (5) and the stragglers in flight (concurrency 2), the breaker lets
+    # one probe through per cool-down (150 ms), never a burst.
+    probes = [r.at for r in requests[7:]]
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    print(f"{len(requests)} requests, smallest probe gap {min(gaps):.3f}s")
+    assert min(gaps) >= 0.12
     assert sample_value("gateway_circuit_state", destination="outage") == 2  # open
+    # `gateway destinations list` shows it (published on the control topic)...
+    deadline = time.monotonic() + 10
+    while not any("circuit=open in 1 of 1 workers" in x for x in await list_destinations(config)):
+        assert time.monotonic() < deadline, await list_destinations(config)
+        await asyncio.sleep(0.2)
+    # ...until the worker stops: it takes its entry with it.
+    await workers.stop(grace=0.5)
+    [line] = [x for x in await list_destinations(config) if x.startswith("outage\t")]
+    assert "\tcircuit=closed\t" in line
 
 
 # -- isolation ------------------------------------------------------------------------------
@@ -543,7 +545,10 @@ async def test_worker_killed_mid_batch_loses_nothing(
 async def test_replay_filters_by_destination_and_age_and_never_twice(
     broker: Broker, receiver: Receiver, queue: AIOKafkaProducer
 ) -> None:
-    """Replay re-drives fresh tasks (attempt 0, replayed, same key and body) once per dead letter."""
+    """Replay re-drives fresh tasks (attempt 0, replayed, same key and body) once per dead letter.
+
+    `since` leaves older letters pending rather than skipping them for good.
+    """
     config = configure(broker, receiver, {"a": Hook("/a"), "b": Hook("/b")})
     await create_topics(config.kafka, [config.kafka.delivery_topic, config.kafka.dead_letter_topic])
     now = time.time()
@@ -572,20 +577,22 @@ async def test_replay_filters_by_destination_and_age_and_never_twice(
         await queue.send_and_wait(config.kafka.dead_letter_topic, ENCODER.encode(item), key=key)
     await queue.send_and_wait(config.kafka.dead_letter_topic, b"garbage", key=b"x")
 
-    assert await replay(config, "a", 3600, now) == 1  # only a's recent one
-    assert await replay(config, "a", None, now) == 0  # a's group moved past both for good
-    assert await replay(config, None, None, now) == 2  # b: both; a: nothing new
-    assert await replay(config, None, None, now) == 0
+    assert len(await replay(config, "a", 3600, now)) == 1  # only a's recent one
+    # `since` never skips for good: a's older letter is still there for an unfiltered run.
+    assert [r.event_id for r in (await replay(config, "a", None, now)).redriven] == ["a-old"]
+    assert len(await replay(config, None, None, now)) == 2  # b: both; a: nothing new
+    assert len(await replay(config, None, None, now)) == 0
     with pytest.raises(ValueError, match="no webhook destination"):
         await replay(config, "removed", None, now)
 
-    records = await read_topic(broker.bootstrap, config.kafka.delivery_topic, 3)
+    records = await read_topic(broker.bootstrap, config.kafka.delivery_topic, 4)
     tasks = {}
     for record in records:
         task = msgspec.json.decode(record.value, type=DeliveryTask)
         assert record.key == task_key(task.destination, task.event_id)
         tasks[task.event_id] = task
-    assert sorted(tasks) == ["a-new", "b-new", "b-old"]
+    assert sorted(tasks) == ["a-new", "a-old", "b-new", "b-old"]
+    assert len(records) == 4  # each re-driven exactly once
     for task in tasks.values():
         assert (task.attempt, task.not_before, task.replayed, task.enqueued_at) == (
             0,

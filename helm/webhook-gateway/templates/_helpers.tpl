@@ -126,6 +126,7 @@ the config has no provider in the pod spec, and when two mounts share a path. Ca
 {{- $found = true }}
 {{- end }}
 {{- end }}
+{{- if and $.Values.console.enabled (hasPrefix (printf "%s/" (trimSuffix "/" $.Values.console.tokens.mountPath)) $path) }}{{ $found = true }}{{ end }}
 {{- range $.Values.extraVolumeMounts }}
 {{- if or (eq $path .mountPath) (hasPrefix (printf "%s/" (trimSuffix "/" .mountPath)) $path) }}{{ $found = true }}{{ end }}
 {{- end }}
@@ -207,6 +208,7 @@ process answers the scrape. "true" or empty; call with (dict "root" $ "component
   mountPath: {{ trimSuffix "/" $f.mountPath }}
   readOnly: true
 {{- end }}
+{{- include "webhook-gateway.consoleMount" .root }}
 {{- with $v.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
@@ -248,6 +250,7 @@ StatefulSet's per-pod `spool` volume comes from its volumeClaimTemplates, not fr
       {{- toYaml . | nindent 6 }}
     {{- end }}
 {{- end }}
+{{- include "webhook-gateway.consoleVolume" $root }}
 {{- with $v.extraVolumes }}
 {{ toYaml . }}
 {{- end }}

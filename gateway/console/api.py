@@ -1,0 +1,317 @@
+"""The console's JSON API under `/api` (in the OpenAPI document), and what the pages share.
+
+Every handler reads the local store; the one state-changing call, replay, goes through
+`gateway.destinations.replay.replay` (the `gateway replay` path) and is journaled and logged
+with who did it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+import structlog
+from litestar import Request, get, post
+from litestar.exceptions import ClientException, NotFoundException, PermissionDeniedException
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from gateway.config import Config, ConsoleUser
+from gateway.console.store import STATUSES, EventFilter, LetterFilter, Store, public
+from gateway.destinations import replay as replay_path
+from gateway.journal import Journal
+from gateway.types import Duration
+
+log = structlog.get_logger("gateway.console")
+
+
+@dataclass
+class Console:
+    """What every console handler needs: config, store, journal (for operator actions)."""
+
+    config: Config
+    store: Store
+    journal: Journal | None
+
+
+def console_of(request: Request[Any, Any, Any]) -> Console:
+    """The console of the app serving `request`."""
+    console: Console = request.app.state.console
+    return console
+
+
+def user_of(request: Request[Any, Any, Any]) -> ConsoleUser:
+    """The authenticated user (set by the app's auth hook)."""
+    user: ConsoleUser = request.scope["state"]["user"]
+    return user
+
+
+def parse_time(value: str | None, now: float, name: str) -> float | None:
+    """`24h` (that long ago), unix seconds, or RFC 3339; a 400 naming the parameter if none."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return now - Duration.parse(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ClientException(
+            f"`{name}` must be a duration ago (`24h`), unix seconds or RFC 3339 time, "
+            f"got {text[:40]!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        raise ClientException(f"`{name}` needs a time zone (e.g. `Z`)")
+    return parsed.timestamp()
+
+
+def event_filter(
+    now: float,
+    source: str | None,
+    provider: str | None,
+    type: str | None,
+    status: str | None,
+    destination: str | None,
+    since: str | None,
+    until: str | None,
+    q: str | None,
+    before: int | None,
+    limit: int,
+) -> EventFilter:
+    """An `EventFilter` from query parameters (400 on a bad one)."""
+    if status and status not in STATUSES:
+        raise ClientException(f"`status` must be one of: {', '.join(STATUSES)}")
+    if not 1 <= limit <= 200:
+        raise ClientException("`limit` must be between 1 and 200")
+    for name, value in (("type", type), ("q", q)):
+        if value is not None and len(value) > 200:
+            raise ClientException(f"`{name}` is longer than 200 characters")
+    return EventFilter(
+        source=source or None,
+        provider=provider or None,
+        type=type or None,
+        status=status or None,
+        destination=destination or None,
+        since=parse_time(since, now, "since"),
+        until=parse_time(until, now, "until"),
+        q=(q or "").strip() or None,
+        before=before,
+        limit=limit,
+    )
+
+
+def letter_filter(
+    now: float,
+    destination: str | None,
+    since: str | None,
+    until: str | None,
+    q: str | None,
+    replayed: bool | None,
+    limit: int = 100,
+) -> LetterFilter:
+    """A `LetterFilter` from query parameters."""
+    if not 1 <= limit <= 1000:
+        raise ClientException("`limit` must be between 1 and 1000")
+    return LetterFilter(
+        destination=destination or None,
+        since=parse_time(since, now, "since"),
+        until=parse_time(until, now, "until"),
+        q=(q or "").strip() or None,
+        replayed=replayed,
+        limit=limit,
+    )
+
+
+class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What to replay: `events` (ids, optionally of one `destination`), or a filter."""
+
+    events: list[str] | None = None
+    destination: str | None = None
+    since: str | None = None
+    until: str | None = None
+    all: bool = False  # with no `events`: every waiting dead letter matching the filter
+
+
+async def run_replay(request: Request[Any, Any, Any], ask: ReplayRequest) -> dict[str, Any]:
+    """Replay dead letters through `gateway replay`'s path; journaled and logged with who."""
+    console = console_of(request)
+    user = user_of(request)
+    if user.role != "operator":
+        raise PermissionDeniedException("replaying needs the `operator` role")
+    hooks = console.config.webhook_destinations()
+    if ask.destination is not None and ask.destination not in hooks:
+        raise ClientException(f"no webhook destination named {ask.destination!r}")
+    if ask.events is None and not ask.all:
+        raise ClientException("name `events`, or set `all: true` to replay every match")
+    if ask.events is not None and not 1 <= len(ask.events) <= 1000:
+        raise ClientException("`events` must list between 1 and 1000 event ids")
+    now = time.time()
+    letters = console.store.dead_letters(
+        letter_filter(now, ask.destination, ask.since, ask.until, None, False, limit=1000),
+        with_body=False,
+    )
+    wanted = None if ask.events is None else set(ask.events)
+    selection: dict[str, set[str]] = defaultdict(set)
+    for letter in letters:
+        if letter["destination"] in hooks and (wanted is None or letter["event_id"] in wanted):
+            selection[letter["destination"]].add(letter["event_id"])
+    replayed = 0
+    for destination, ids in sorted(selection.items()):
+        result = await replay_path.replay(console.config, destination, None, now, events=ids)
+        replayed += len(result)
+    chosen = {d: sorted(ids) for d, ids in selection.items()}
+    console.store.mark_replayed(user.name, {d: list(ids) for d, ids in chosen.items()}, None)
+    if console.journal is not None:
+        console.journal.action(user.name, "replay", selection=chosen, count=replayed)
+    log.info(
+        "console_action",
+        user=user.name,
+        action="replay",
+        destinations=sorted(chosen),
+        events=sum(len(v) for v in chosen.values()),
+        replayed=replayed,
+    )
+    return {"replayed": replayed, "selection": chosen}
+
+
+def destinations_view(console: Console, now: float) -> list[dict[str, Any]]:
+    """Every configured destination with what the journal says about it."""
+    out = []
+    for name, dest in sorted(console.config.destinations.items()):
+        if dest.webhook is not None:
+            out.append(
+                {
+                    "name": name,
+                    "kind": "webhook",
+                    "url": dest.webhook.url,
+                    "paused": None,  # no pause mechanism in this version (issue 10)
+                    **console.store.destination_stats(name, now),
+                }
+            )
+        elif dest.kafka is not None:
+            out.append(
+                {
+                    "name": name,
+                    "kind": "kafka",
+                    "topic": dest.kafka.topic,
+                    "records": console.store.records_count(name, now),
+                }
+            )
+    return out
+
+
+def sources_view(console: Console, now: float) -> list[dict[str, Any]]:
+    """Every configured source with its counts and latest rejections."""
+    return [
+        {"name": name, "provider": source.provider, **console.store.source_stats(name, now)}
+        for name, source in sorted(console.config.sources.items())
+    ]
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+
+@get("/api/me", summary="The authenticated user")
+async def api_me(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """Who the token or session belongs to, and the role."""
+    user = user_of(request)
+    return {"name": user.name, "role": user.role}
+
+
+@get("/api/events", summary="List and filter events (accepted and rejected requests)")
+async def api_events(
+    request: Request[Any, Any, Any],
+    source: FromQuery[str | None] = None,
+    provider: FromQuery[str | None] = None,
+    type_: Annotated[str | None, QueryParameter(name="type", description="glob: order.*")] = None,
+    status: Annotated[str | None, QueryParameter(description="|".join(STATUSES))] = None,
+    destination: FromQuery[str | None] = None,
+    since: Annotated[
+        str | None, QueryParameter(description="24h, unix seconds or RFC 3339")
+    ] = None,
+    until: FromQuery[str | None] = None,
+    q: Annotated[str | None, QueryParameter(description="event id, subject or request id")] = None,
+    before: Annotated[int | None, QueryParameter(description="paging cursor (`next`)")] = None,
+    limit: FromQuery[int] = 50,
+) -> dict[str, Any]:
+    """Newest first; `next` is the `before` of the following page (null on the last)."""
+    f = event_filter(
+        time.time(), source, provider, type_, status, destination, since, until, q, before, limit
+    )
+    items, cursor = console_of(request).store.events(f)
+    return {"items": [public(i) for i in items], "next": cursor}
+
+
+@get("/api/events/{ref:str}", summary="One event with its routes, records and deliveries")
+async def api_event(request: Request[Any, Any, Any], ref: FromPath[str]) -> dict[str, Any]:
+    """By event id, or `r<row>` for a rejected request (which has no id)."""
+    found = console_of(request).store.event(ref)
+    if found is None:
+        raise NotFoundException(f"no event {ref[:80]!r} in the console's store")
+    return found
+
+
+@get("/api/dead-letters", summary="List and filter dead letters")
+async def api_dead_letters(
+    request: Request[Any, Any, Any],
+    destination: FromQuery[str | None] = None,
+    since: FromQuery[str | None] = None,
+    until: FromQuery[str | None] = None,
+    q: Annotated[str | None, QueryParameter(description="event id")] = None,
+    replayed: FromQuery[bool | None] = None,
+    limit: FromQuery[int] = 100,
+) -> dict[str, Any]:
+    """Newest first, with the (cleaned) body each would deliver."""
+    f = letter_filter(time.time(), destination, since, until, q, replayed, limit)
+    return {"items": console_of(request).store.dead_letters(f)}
+
+
+@post("/api/dead-letters/replay", summary="Replay dead letters (operator)", status_code=200)
+async def api_replay(
+    request: Request[Any, Any, Any], data: JSONBody[ReplayRequest]
+) -> dict[str, Any]:
+    """One, a selection (`events`), or every waiting one matching a filter (`all: true`)."""
+    return await run_replay(request, data)
+
+
+@get("/api/destinations", summary="Destinations: success rate, latency, lag, circuit")
+async def api_destinations(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """`paused` is null: this gateway version has no pause mechanism."""
+    return {"items": destinations_view(console_of(request), time.time())}
+
+
+@get("/api/sources", summary="Sources: accepted/rejected counts over 1 h and 24 h")
+async def api_sources(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """With the latest rejections of each source (reason and detail, never a body)."""
+    return {"items": sources_view(console_of(request), time.time())}
+
+
+@get("/api/actions", summary="The latest operator actions (who replayed what)")
+async def api_actions(
+    request: Request[Any, Any, Any], limit: FromQuery[int] = 50
+) -> dict[str, Any]:
+    """From the journal, so every replica lists every replica's actions."""
+    if not 1 <= limit <= 500:
+        raise ClientException("`limit` must be between 1 and 500")
+    return {"items": console_of(request).store.actions(limit)}
+
+
+ROUTES = [
+    api_me,
+    api_events,
+    api_event,
+    api_dead_letters,
+    api_replay,
+    api_destinations,
+    api_sources,
+    api_actions,
+]
