@@ -368,15 +368,29 @@ class _NoSender:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     """Print a correctly signed curl line for local testing."""
-    from gateway.providers import registry
+    from gateway.providers import Provider, registry
 
-    if args.provider not in registry():
-        raise SystemExit(f"unknown provider {args.provider!r}; one of: {', '.join(registry())}")
+    providers = registry()
+    provider: str | Provider
+    if args.source:  # the scheme of a configured source (required for `provider: hmac`)
+        config = _load(args.config)
+        source = config.sources.get(args.source)
+        if source is None:
+            raise SystemExit(f"no source named {args.source!r} in {config.path}")
+        if args.provider and args.provider != source.provider:
+            raise SystemExit(f"source {args.source!r} uses provider {source.provider!r}")
+        provider = providers[source.provider].for_source(source.settings)
+        path = args.source
+    elif args.provider in providers:
+        provider, path = args.provider, args.provider
+    else:
+        raise SystemExit(f"unknown provider {args.provider!r}; one of: {', '.join(providers)}")
     key_path = Path(args.key)
-    key = key_path.read_text() if key_path.is_file() else args.key
-    url = args.url or f"http://127.0.0.1:8000/webhooks/{args.provider}"
+    # As `${file:}` reads it in the config: without the trailing newline.
+    key = key_path.read_text().rstrip("\r\n") if key_path.is_file() else args.key
+    url = args.url or f"http://127.0.0.1:8000/webhooks/{path}"
     try:
-        print(signed_curl(args.provider, key, Path(args.body).read_bytes(), url, args.partner_id))
+        print(signed_curl(provider, key, Path(args.body).read_bytes(), url, args.partner_id))
     except ValueError as exc:
         raise SystemExit(f"cannot sign: {exc}") from None
     return 0
@@ -501,7 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(func=cmd_explain)
 
     sign = sub.add_parser("sign", help="print a signed curl line")
-    sign.add_argument("--provider", required=True)
+    sign.add_argument(
+        "--provider",
+        help="fatpay | velafi | pay3 | whitepay | w3block | standard-webhooks | github | "
+        "shopify | stripe | hmac (hmac needs --source)",
+    )
+    sign.add_argument("--source", help="sign as this configured source (its scheme and path)")
+    sign.add_argument("--config", help="config file for --source (default: GATEWAY_CONFIG)")
     sign.add_argument(
         "--key", required=True, help="private key file (RSA providers) or secret (file or literal)"
     )

@@ -8,9 +8,13 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from gateway.config import Config, config_path, load_config
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.providers import Provider
 
 
 def load_or_exit(path: str | None) -> Config:
@@ -24,12 +28,14 @@ def load_or_exit(path: str | None) -> Config:
         raise SystemExit(1) from None
 
 
-def signed_curl(provider: str, key: str, body: bytes, url: str, partner_id: str | None) -> str:
+def signed_curl(
+    provider: str | Provider, key: str, body: bytes, url: str, partner_id: str | None
+) -> str:
     """A ready-to-paste curl line carrying a correctly signed request."""
     from gateway.providers import registry
 
-    module = registry()[provider]
-    headers, payload = module.sign(key, body, time.time(), url=url, partner_id=partner_id)
+    chosen = registry()[provider] if isinstance(provider, str) else provider
+    headers, payload = chosen.sign(key, body, time.time(), url=url, partner_id=partner_id)
     parts = ["curl", "-sS", "-X", "POST", shlex.quote(url)]
     for name, value in headers.items():
         parts += ["-H", shlex.quote(f"{name}: {value}")]

@@ -177,7 +177,7 @@ class Source(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     provider: str
-    settings: Any  # the provider module's own `Settings` Struct
+    settings: Any  # the provider's own `settings` Struct
     allow_ips: tuple[IPNetwork, ...] = ()
 
 
@@ -227,6 +227,8 @@ _TOP_LEVEL = (
     "unmatched",
 )
 _SOURCE_COMMON = ("provider", "allow_ips")
+_PRESETS = ("standard-webhooks", "github", "shopify", "stripe")
+_GENERIC = ("hmac", *_PRESETS)
 
 
 @dataclass
@@ -365,6 +367,8 @@ def _convert(value: Any, type_: Any, path: PathT, doc: _Loaded) -> Any:
         return msgspec.convert(value, type_, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
         message, sub = _split_msgspec_error(str(exc))
+        if message.startswith("Invalid enum value") and origin is Literal and not sub:
+            message += f" (expected one of: {', '.join(map(str, args))})"
         doc.error((*path, *sub), message)
         return _MISSING
 
@@ -464,8 +468,8 @@ def _sources(raw: Any, doc: _Loaded) -> dict[str, Source]:
             doc.error(path, f"expected a mapping, got {_kind(body)}")
             continue
         provider_name = body.get("provider")
-        module = providers.get(provider_name) if isinstance(provider_name, str) else None
-        if module is None:
+        provider = providers.get(provider_name) if isinstance(provider_name, str) else None
+        if provider is None:
             doc.error(
                 (*path, "provider") if "provider" in body else path,
                 f"`provider` must be one of: {', '.join(sorted(providers))}",
@@ -473,15 +477,30 @@ def _sources(raw: Any, doc: _Loaded) -> dict[str, Source]:
             continue
         allow_ips = _networks(body.get("allow_ips"), (*path, "allow_ips"), doc)
         rest = {k: v for k, v in body.items() if k not in _SOURCE_COMMON}
-        settings = _convert(rest, module.Settings, path, doc)
+        if provider.name in _PRESETS:
+            takes = [f.encode_name for f in msgspec.structs.fields(provider.settings)]
+            for key in [k for k in rest if k not in takes]:
+                doc.error(
+                    (*path, key),
+                    f"the `{provider.name}` preset does not take `{key}` (it takes: "
+                    f"{', '.join(takes)}); use `provider: hmac` for a custom scheme",
+                )
+                del rest[key]
+        settings = _convert(rest, provider.settings, path, doc)
         if settings is _MISSING:
             continue
         try:
-            module.build_verifier(settings)
+            provider.for_source(settings).build_verifier(settings)
         except ValueError as exc:
-            doc.error(path, str(exc))
+            message = str(exc)
+            # A generic source's message starts with the key it is about: point at it.
+            named = re.match(r"`([a-z_.]+)`", message) if provider.name in _GENERIC else None
+            at = tuple(named.group(1).split(".")) if named else ()
+            doc.error((*path, *at) if at and at[0] in rest else path, message)
             continue
-        out[name] = Source(name=name, provider=module.NAME, settings=settings, allow_ips=allow_ips)
+        out[name] = Source(
+            name=name, provider=provider.name, settings=settings, allow_ips=allow_ips
+        )
     return out
 
 

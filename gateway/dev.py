@@ -14,6 +14,7 @@ import structlog
 
 from gateway.broker import Broker, tansu_binary
 from gateway.cli_support import load_or_exit, signed_curl
+from gateway.providers import registry
 
 log = structlog.get_logger("gateway.dev")
 
@@ -41,7 +42,8 @@ def examples(config_file: str, port: int) -> list[tuple[str, str]]:
         partner = getattr(source.settings, "partner_id", None)
         # One line per example: the sample compacted (the signature covers what is sent).
         body = json.dumps(json.loads(sample.read_bytes()), separators=(",", ":")).encode()
-        out.append((name, signed_curl(source.provider, key, body, url, partner)))
+        provider = registry()[source.provider].for_source(source.settings)  # its own scheme
+        out.append((name, signed_curl(provider, key, body, url, partner)))
     return out
 
 

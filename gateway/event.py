@@ -70,6 +70,59 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: EventData
 
 
+def event_data(
+    kind: str,
+    object_id: str,
+    status: str,
+    provider_status: str | None,
+    payload: Any,
+    fiat: Money | None = None,
+    crypto: Money | None = None,
+    external_id: str | None = None,
+) -> EventData:
+    """`data` of an event: the object's kind, id and status, its money legs and the body."""
+    return EventData(
+        kind=kind,
+        id=object_id,
+        external_id=external_id,
+        status=status,
+        provider_status=provider_status,
+        fiat=fiat,
+        crypto=crypto,
+        payload=payload,
+    )
+
+
+def build_event(
+    source: str,
+    provider: str,
+    eid: str,
+    data: EventData,
+    happened: datetime,
+    providerevent: str,
+    integrity: Integrity = "signed",
+    event_type: str | None = None,
+    subject: str | None = None,
+) -> CloudEvent:
+    """The one CloudEvent builder: type `<kind>.<status>` and subject the object id, unless given.
+
+    The subject is also the partition key (per-object order).
+    """
+    subject = data.id if subject is None else subject
+    return CloudEvent(
+        id=eid,
+        source=f"/webhooks/{source}",
+        type=f"{data.kind}.{data.status}" if event_type is None else event_type,
+        subject=subject,
+        time=rfc3339(happened),
+        provider=provider,
+        providerevent=providerevent,
+        integrity=integrity,
+        partitionkey=subject,
+        data=data,
+    )
+
+
 def event_id(source: str, *natural_key: object) -> str:
     """Deterministic event id: the same provider state change always yields the same id."""
     parts = [source]

@@ -14,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import Any, Literal
 
 from gateway import metrics
@@ -23,7 +22,7 @@ from gateway.errors import SignatureError, Unavailable, UnknownSource
 from gateway.event import CloudEvent, reject_duplicate_keys, to_builtins
 from gateway.handoff import HandOff, Sender
 from gateway.journal import Journal
-from gateway.providers import Verifier, registry
+from gateway.providers import Provider, Verifier, registry
 from gateway.spool import Spool, SpooledRecord
 from gateway.state import ClaimResult, Store, store_for
 from routing import Routed
@@ -48,19 +47,20 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class _Ingress:
-    """A source ready to take requests: its settings, provider module and verifier."""
+    """A source ready to take requests: its settings, provider and verifier."""
 
     source: Source
-    module: ModuleType
+    provider: Provider
     verifier: Verifier
     # The key a verified request claims against replays (providers whose signature leaves
     # part of the request unsigned), or None.
     replay_key: Callable[[Mapping[str, str]], tuple[str, float] | None] | None = None
 
 
-def _ingress(source: Source, module: ModuleType) -> _Ingress:
-    verifier = module.build_verifier(source.settings)
-    return _Ingress(source, module, verifier, getattr(verifier, "replay_key", None))
+def _ingress(source: Source, provider: Provider) -> _Ingress:
+    provider = provider.for_source(source.settings)
+    verifier = provider.build_verifier(source.settings)
+    return _Ingress(source, provider, verifier, getattr(verifier, "replay_key", None))
 
 
 class Pipeline:
@@ -103,55 +103,80 @@ class Pipeline:
 
     def media_types(self, name: str) -> frozenset[str]:
         """Content types the source's provider sends."""
-        media: frozenset[str] = self._sources[name].module.MEDIA_TYPES
-        return media
+        return self._sources[name].provider.media_types
+
+    def provider(self, name: str) -> Provider:
+        """The provider value serving a configured source (its answer bodies, media types)."""
+        return self._ingress(name).provider
 
     def event(self, name: str, raw: bytes, headers: Mapping[str, str], now: float) -> CloudEvent:
         """Verify, decode and normalize one request (no side effects)."""
         ingress = self._ingress(name)
         content = ingress.verifier.verify(raw, headers, now)
-        if content is not raw:  # pay3: the unsigned envelope must not be ambiguous either
+        provider = ingress.provider
+        if not provider.signs_envelope:  # the unsigned envelope must not be ambiguous either
             reject_duplicate_keys(raw)
-        decoded = ingress.module.decode(content)  # refuses duplicate keys too
+        decoded = provider.decode(content)  # refuses duplicate keys too
         received = datetime.fromtimestamp(now, tz=UTC)
-        event: CloudEvent = ingress.module.normalize(decoded, name, received)
-        return event
+        return provider.normalize(decoded, name, received, headers)
 
     async def accept(
         self, name: str, raw: bytes, headers: Mapping[str, str], now: float
     ) -> Outcome:
         """Process one request end to end; raises a `GatewayError` for anything but a 2xx."""
         event = self.event(name, raw, headers, now)  # verify, decode, normalize
-        await self._refuse_replay(name, headers)  # only now: a refused request never burns it
 
-        async def dedupe_route_hand_off() -> Outcome:
+        async def route_and_hand_off() -> Outcome:
+            routed = self.route(event)
+            for route in routed.routes:
+                metrics.ROUTE_MATCHES.labels(route).inc()
+            if not routed.deliveries:
+                return Outcome("unrouted", event)
+            records = self.handoff.records(event, routed.deliveries, now)
+            acks = await self.handoff(event, records, now)  # None: spooled
+            targets = tuple(d.destination for d in routed.deliveries)
+            placed = self._placed(targets, records, acks)
+            return Outcome("accepted", event, routed.routes, targets, acks is None, placed)
+
+        async def dedupe_route_hand_off() -> Outcome:  # copies in this process share one run
             key = f"{self._prefix}dedupe:{event.id}"
-            if await self._claim(key) == "seen":
-                return Outcome("duplicate", event)
-            try:
-                routed = self.route(event)
-                for route in routed.routes:
-                    metrics.ROUTE_MATCHES.labels(route).inc()
-                if not routed.deliveries:
-                    outcome = Outcome("unrouted", event)
-                else:
-                    records = self.handoff.records(event, routed.deliveries, now)
-                    acks = await self.handoff(event, records, now)  # None: spooled
-                    targets = tuple(d.destination for d in routed.deliveries)
-                    placed = self._placed(targets, records, acks)
-                    outcome = Outcome(
-                        "accepted", event, routed.routes, targets, acks is None, placed
-                    )
-            except BaseException:
-                # Not durable: forget the claim so the provider's retry (or a waiting copy)
-                # hands the event off. Shielded: a cancelled request still frees its claim.
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self.store.release(key))
-                raise
-            await self.store.confirm(key, self._window)  # only a durable event is seen (§9)
-            return outcome
+            return await self._once_in_process(
+                event.id, lambda: self._until_durable(key, self._window, event, route_and_hand_off)
+            )
 
-        return await self._once_in_process(event.id, dedupe_route_hand_off)
+        ingress = self._sources[name]
+        replay = None if ingress.replay_key is None else ingress.replay_key(headers)
+        if replay is None:
+            return await dedupe_route_hand_off()
+        nonce, ttl = replay
+        key = f"{self._prefix}nonce:{name}:{nonce}"
+        if ingress.provider.replay == "refuse":  # claimed only now: a refused one never burns it
+            if not await self.store.once(key, ttl):
+                raise SignatureError("the request was already received (its nonce is used)")
+            return await dedupe_route_hand_off()
+        # A signed body: the same signed bytes again are a duplicate, whatever unsigned
+        # headers (an id) changed; remembered like an event id, only once durable.
+        return await self._until_durable(key, ttl, event, dedupe_route_hand_off)
+
+    async def _until_durable(
+        self, key: str, ttl: float, event: CloudEvent, run: Callable[[], Awaitable[Outcome]]
+    ) -> Outcome:
+        """Two-phase dedupe around `run`: claim `key`, run, confirm it for `ttl` (or release).
+
+        Only a durable event is remembered as seen (SPEC §9); when `run` fails the claim is
+        forgotten so the provider's retry (or a waiting copy) hands the event off. Shielded:
+        a cancelled request still frees its claim.
+        """
+        if await self._claim(key) == "seen":
+            return Outcome("duplicate", event)
+        try:
+            outcome = await run()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.release(key))
+            raise
+        await self.store.confirm(key, ttl)
+        return outcome
 
     def _placed(
         self, targets: tuple[str, ...], records: list[SpooledRecord], acks: list[Any] | None
@@ -164,15 +189,6 @@ class Pipeline:
             for d, r, a in zip(targets, records, acks, strict=True)
             if hasattr(a, "offset")  # a RecordMetadata (test senders may return None)
         )
-
-    async def _refuse_replay(self, name: str, headers: Mapping[str, str]) -> None:
-        """Claim the request's nonce, for providers whose signature leaves part unsigned."""
-        replay_key = self._sources[name].replay_key
-        replay = None if replay_key is None else replay_key(headers)
-        if replay is not None:
-            key, ttl = replay
-            if not await self.store.once(f"{self._prefix}nonce:{name}:{key}", ttl):
-                raise SignatureError("the request was already received (its nonce is used)")
 
     async def _once_in_process(
         self, event_id: str, run: Callable[[], Awaitable[Outcome]]

@@ -1,31 +1,51 @@
 """The console's JSON API under `/api` (in the OpenAPI document), and what the pages share.
 
-Every handler reads the local store; the one state-changing call, replay, goes through
-`gateway.destinations.replay.replay` (the `gateway replay` path) and is journaled and logged
-with who did it.
+Every handler reads the local store. The state-changing calls go through the CLI's own
+paths and are journaled and logged with who did it: replay through
+`gateway.destinations.replay.replay` (`gateway replay`), pause and resume through
+`gateway.destinations.admin.set_paused` (`gateway destinations pause|resume`), whose state the
+destinations listing reads back from the control topic.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 import structlog
+from aiokafka.errors import KafkaError
 from litestar import Request, get, post
-from litestar.exceptions import ClientException, NotFoundException, PermissionDeniedException
+from litestar.exceptions import (
+    ClientException,
+    NotFoundException,
+    PermissionDeniedException,
+    ServiceUnavailableException,
+)
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from gateway.config import Config, ConsoleUser
 from gateway.console.store import STATUSES, EventFilter, LetterFilter, Store, public
 from gateway.destinations import replay as replay_path
+from gateway.destinations.admin import set_paused
+from gateway.destinations.control import Pause, paused_destinations, read_control
 from gateway.journal import Journal
 from gateway.types import Duration
 
 log = structlog.get_logger("gateway.console")
+
+# How long a listing waits for the control topic before showing `paused: null` (unknown), and
+# how long a pause/resume waits for the broker's acknowledgement before answering 503.
+CONTROL_READ_TIMEOUT = 5.0
+CONTROL_WRITE_TIMEOUT = 15.0
+# A journaled console pause names who paused when it was journaled this soon after the
+# control record's time (a later `gateway destinations pause` from the CLI names nobody).
+PAUSED_BY_WINDOW = 60.0
+PAUSES_TTL = 1.0
 
 
 @dataclass
@@ -35,6 +55,10 @@ class Console:
     config: Config
     store: Store
     journal: Journal | None
+    # The control topic's pause records as last read (monotonic time, None if unreadable):
+    # listings within PAUSES_TTL share one read, so polling pages open no Kafka client each.
+    pauses: tuple[float, dict[str, Pause] | None] | None = None
+    pauses_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def console_of(request: Request[Any, Any, Any]) -> Console:
@@ -183,17 +207,63 @@ async def run_replay(request: Request[Any, Any, Any], ask: ReplayRequest) -> dic
     return {"replayed": replayed, "selection": chosen}
 
 
-def destinations_view(console: Console, now: float) -> list[dict[str, Any]]:
-    """Every configured destination with what the journal says about it."""
+async def control_pauses(console: Console, fresh: bool = False) -> dict[str, Pause] | None:
+    """Every destination's pause record on the control topic; None if it cannot be read.
+
+    One read at a time per console process, shared by the listings of the next PAUSES_TTL
+    seconds (an unreadable topic too: an outage does not queue a wait per page view).
+    """
+    async with console.pauses_lock:
+        cached = console.pauses
+        if not fresh and cached is not None and time.monotonic() - cached[0] < PAUSES_TTL:
+            return cached[1]
+        pauses: dict[str, Pause] | None
+        try:
+            state = await asyncio.wait_for(
+                read_control(console.config.kafka, b"pause/"), CONTROL_READ_TIMEOUT
+            )
+            pauses = paused_destinations(state)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("console_control_read_failed", error=type(exc).__name__)
+            pauses = None
+        console.pauses = (time.monotonic(), pauses)
+        return pauses
+
+
+def _paused_by(console: Console, name: str, pause: Pause) -> str | None:
+    """Who paused: the console pause of `name` journaled just after the control record."""
+    for action in console.store.actions(200, names=("pause", "resume")):
+        if action["detail"].get("destination") != name or action["detail"].get("changed") is False:
+            continue
+        after = action["at"] - pause.at
+        if after > PAUSED_BY_WINDOW:
+            continue  # newer than this record (a pause journaled by a failing replica?)
+        if action["action"] == "pause" and after >= 0:
+            user: str | None = action["user"]
+            return user
+        return None  # the record was written elsewhere (the CLI) after the console's last
+    return None
+
+
+async def destinations_view(console: Console, now: float) -> list[dict[str, Any]]:
+    """Every configured destination with what the journal and the control topic say."""
+    pauses = await control_pauses(console)
     out = []
     for name, dest in sorted(console.config.destinations.items()):
         if dest.webhook is not None:
+            pause = None if pauses is None else pauses.get(name)
+            paused = pause is not None and pause.paused
             out.append(
                 {
                     "name": name,
                     "kind": "webhook",
                     "url": dest.webhook.url,
-                    "paused": None,  # no pause mechanism in this version (issue 10)
+                    # null only when the control topic could not be read (state unknown)
+                    "paused": None if pauses is None else paused,
+                    "paused_since": pause.at if pause is not None and paused else None,
+                    "paused_by": (
+                        _paused_by(console, name, pause) if pause is not None and paused else None
+                    ),
                     **console.store.destination_stats(name, now),
                 }
             )
@@ -207,6 +277,44 @@ def destinations_view(console: Console, now: float) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+async def change_pause(request: Request[Any, Any, Any], name: str, paused: bool) -> dict[str, Any]:
+    """Pause or resume a webhook destination fleet-wide (`gateway destinations pause|resume`)."""
+    console = console_of(request)
+    user = user_of(request)
+    action = "pause" if paused else "resume"
+    if user.role != "operator":
+        raise PermissionDeniedException(f"{action} needs the `operator` role")
+    if name not in console.config.webhook_destinations():
+        if name in console.config.destinations:
+            raise ClientException(
+                f"{name!r} is a Kafka destination: only webhook destinations pause"
+            )
+        raise NotFoundException(f"no webhook destination named {name[:80]!r}")
+    pauses = await control_pauses(console, fresh=True)
+    current = None if pauses is None else pauses.get(name)
+    if pauses is not None and (current is not None and current.paused) == paused:
+        # Already so: nothing written, so a second Pause keeps the first one's `paused_since`.
+        if console.journal is not None:
+            console.journal.action(user.name, action, destination=name, changed=False)
+        log.info("console_action", user=user.name, action=action, destination=name, changed=False)
+        return {"name": name, "paused": paused, "changed": False}
+    try:
+        await asyncio.wait_for(set_paused(console.config, name, paused), CONTROL_WRITE_TIMEOUT)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        console.pauses = None  # it may have landed after all: the next listing reads it
+        log.warning("console_action_failed", user=user.name, action=action, destination=name,
+                    error=type(exc).__name__)  # fmt: skip
+        raise ServiceUnavailableException(
+            f"the control topic did not acknowledge the {action} of {name!r} "
+            f"({type(exc).__name__}): check `gateway destinations list` and try again"
+        ) from None
+    console.pauses = None  # the next listing reads the new state back
+    if console.journal is not None:
+        console.journal.action(user.name, action, destination=name, changed=True)
+    log.info("console_action", user=user.name, action=action, destination=name, changed=True)
+    return {"name": name, "paused": paused, "changed": True}
 
 
 def sources_view(console: Console, now: float) -> list[dict[str, Any]]:
@@ -283,10 +391,30 @@ async def api_replay(
     return await run_replay(request, data)
 
 
-@get("/api/destinations", summary="Destinations: success rate, latency, lag, circuit")
+@get("/api/destinations", summary="Destinations: paused, success rate, latency, lag, circuit")
 async def api_destinations(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """`paused` is null: this gateway version has no pause mechanism."""
-    return {"items": destinations_view(console_of(request), time.time())}
+    """`paused` (with `paused_since`, `paused_by`) from the control topic; null if unreadable."""
+    return {"items": await destinations_view(console_of(request), time.time())}
+
+
+@post(
+    "/api/destinations/{name:str}/pause",
+    summary="Pause a webhook destination, fleet-wide (operator)",
+    status_code=200,
+)
+async def api_pause(request: Request[Any, Any, Any], name: FromPath[str]) -> dict[str, Any]:
+    """Every worker stops sending to it within about a second; its events wait, none expire."""
+    return await change_pause(request, name, True)
+
+
+@post(
+    "/api/destinations/{name:str}/resume",
+    summary="Resume a paused webhook destination, fleet-wide (operator)",
+    status_code=200,
+)
+async def api_resume(request: Request[Any, Any, Any], name: FromPath[str]) -> dict[str, Any]:
+    """Every worker delivers what waited, in order where the destination is ordered."""
+    return await change_pause(request, name, False)
 
 
 @get("/api/sources", summary="Sources: accepted/rejected counts over 1 h and 24 h")
@@ -312,6 +440,8 @@ ROUTES = [
     api_dead_letters,
     api_replay,
     api_destinations,
+    api_pause,
+    api_resume,
     api_sources,
     api_actions,
 ]

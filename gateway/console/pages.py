@@ -18,6 +18,7 @@ from litestar.response import Redirect, Template
 
 from gateway.console.api import (
     ReplayRequest,
+    change_pause,
     console_of,
     destinations_view,
     event_filter,
@@ -177,10 +178,32 @@ async def replay_form(
 
 
 @get("/destinations", include_in_schema=False)
-async def destinations_page(request: Request[Any, Any, Any]) -> Template:
-    """Each destination's health as the journal shows it."""
-    items = destinations_view(console_of(request), time.time())
-    return Template("destinations.html", context=_context(request, items=items))
+async def destinations_page(
+    request: Request[Any, Any, Any],
+    done: FromQuery[str | None] = None,
+    name: FromQuery[str | None] = None,
+) -> Template:
+    """Each destination's health (the journal) and pause state (the control topic)."""
+    items = await destinations_view(console_of(request), time.time())
+    known = {d["name"] for d in items}
+    changed = (done, name) if done in ("paused", "resumed") and name in known else None
+    return Template("destinations.html", context=_context(request, items=items, done=changed))
+
+
+@post("/destinations/{name:str}/pause", include_in_schema=False, status_code=303)
+async def pause_form(request: Request[Any, Any, Any], name: FromPath[str]) -> Redirect:
+    """The Destinations view's Pause button (CSRF-checked by the app's auth hook)."""
+    await change_pause(request, name, True)
+    return Redirect(f"/destinations?{urlencode({'done': 'paused', 'name': name})}", status_code=303)
+
+
+@post("/destinations/{name:str}/resume", include_in_schema=False, status_code=303)
+async def resume_form(request: Request[Any, Any, Any], name: FromPath[str]) -> Redirect:
+    """The Destinations view's Resume button (CSRF-checked by the app's auth hook)."""
+    await change_pause(request, name, False)
+    return Redirect(
+        f"/destinations?{urlencode({'done': 'resumed', 'name': name})}", status_code=303
+    )
 
 
 @get("/sources", include_in_schema=False)
@@ -205,4 +228,4 @@ def error_page(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
 
 
 ROUTES = [home, events_page, event_page, dead_letters_page, replay_form, destinations_page,
-          sources_page]  # fmt: skip
+          pause_form, resume_form, sources_page]  # fmt: skip

@@ -545,9 +545,16 @@ class Store:
         ]
         return out
 
-    def actions(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The latest operator actions."""
-        rows = self._db.execute("SELECT * FROM actions ORDER BY id DESC LIMIT ?", (limit,))
+    def actions(self, limit: int = 50, names: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """The latest operator actions (only those named `names`, if given)."""
+        if names:
+            rows = self._db.execute(
+                "SELECT * FROM actions WHERE action IN (SELECT value FROM json_each(?))"
+                " ORDER BY id DESC LIMIT ?",
+                (json.dumps(names), limit),
+            )
+        else:
+            rows = self._db.execute("SELECT * FROM actions ORDER BY id DESC LIMIT ?", (limit,))
         return [{**dict(r), "detail": json.loads(r["detail"] or "{}")} for r in rows]
 
 

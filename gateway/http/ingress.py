@@ -37,6 +37,7 @@ from gateway.errors import (
 from gateway.http.problems import Reply, accepted, internal_error, problem, status_of
 from gateway.observability import WebhookLine, webhook_line
 from gateway.pipeline import Pipeline
+from gateway.providers import Provider
 
 log = structlog.get_logger("gateway.ingress")
 
@@ -151,6 +152,7 @@ class Ingress:
         started = time.perf_counter()
         pipeline = self.pipeline
         provider: str | None = None
+        answers: Provider | None = None  # the provider's own answer bodies, if any
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = headers.get("x-request-id")
         try:
@@ -158,6 +160,7 @@ class Ingress:
                 raise MethodNotAllowed(f"{scope['method']} is not allowed here: use POST")
             configured = pipeline.source(source)
             provider = configured.provider
+            answers = pipeline.provider(source)
             if configured.allow_ips:
                 client = scope.get("client")
                 address = client_address(
@@ -198,7 +201,7 @@ class Ingress:
                 pipeline.journal.rejected(
                     source, provider, status_of(exc), exc, request_id, started
                 )
-            return problem(exc, provider)
+            return problem(exc, answers)
         event = outcome.event
         tracing.annotate(
             source=source, provider=provider, event_id=event.id, outcome=outcome.status
@@ -222,7 +225,7 @@ class Ingress:
         )
         if pipeline.journal is not None:  # fire and forget: never awaited
             pipeline.journal.answered(source, configured.provider, outcome, request_id, started)
-        return accepted(event.id, outcome.status, configured.provider)
+        return accepted(event.id, outcome.status, pipeline.provider(source))
 
 
 @post(

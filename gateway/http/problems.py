@@ -1,4 +1,4 @@
-"""The one place that maps errors to HTTP: RFC 9457 problem details (VelaFi: its own body).
+"""The one place that maps errors to HTTP: RFC 9457 problem details (or a provider's own body).
 
 Every answer is built here as a `Reply` (status, media type, headers, body). The ingress
 sends it straight over ASGI; Litestar's own handlers turn it into a `Response`.
@@ -27,6 +27,7 @@ from gateway.errors import (
     Unproducible,
     UnsupportedMediaType,
 )
+from gateway.providers import Provider
 
 log = structlog.get_logger("gateway.http")
 
@@ -49,8 +50,6 @@ _PROBLEMS: dict[type[GatewayError], tuple[int, str, str]] = {
 }
 
 _ENCODER = msgspec.json.Encoder()
-VELAFI_SUCCESS = b'{"callbackStatus":"SUCCESS"}'
-VELAFI_FAIL = b'{"callbackStatus":"FAIL"}'
 _JSON = "application/json"
 
 
@@ -98,26 +97,26 @@ def _problem_json(status: int, title: str, slug: str, detail: str, **extra: Any)
     return _ENCODER.encode({**body, **extra})
 
 
-def problem(exc: GatewayError, provider: str | None = None) -> Reply:
-    """The answer to a domain error: problem+json, or VelaFi's `callbackStatus` body."""
+def problem(exc: GatewayError, provider: Provider | None = None) -> Reply:
+    """The answer to a domain error: problem+json, or the provider's own error body."""
     status, title, slug = _spec(exc)
     headers: tuple[tuple[str, str], ...] = ()
     if isinstance(exc, Unavailable):
         headers = (("retry-after", str(exc.retry_after)),)
     elif isinstance(exc, MethodNotAllowed):
         headers = (("allow", "POST"),)
-    if provider == "velafi":
-        return Reply(status, VELAFI_FAIL, _JSON, headers)
+    if provider is not None and provider.error_body is not None:
+        return Reply(status, provider.error_body, _JSON, headers)
     extra = {"path": exc.path} if isinstance(exc, PayloadError) else {}
     return Reply(
         status, _problem_json(status, title, slug, str(exc), **extra), PROBLEM_JSON, headers
     )
 
 
-def accepted(event_id: str, status: str, provider: str) -> Reply:
+def accepted(event_id: str, status: str, provider: Provider) -> Reply:
     """The 200 for accepted, duplicate and unrouted events."""
-    if provider == "velafi":
-        return Reply(200, VELAFI_SUCCESS)
+    if provider.success_body is not None:
+        return Reply(200, provider.success_body)
     return Reply(200, _ENCODER.encode({"id": event_id, "status": status}))
 
 

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -75,43 +75,30 @@ def rsa_sha256_sign(pem: str, message: bytes) -> bytes:
     return load_rsa_private_key(pem).sign(message, padding.PKCS1v15(), hashes.SHA256())
 
 
-def macs_equal(expected: bytes, received: bytes) -> bool:
-    """Constant-time MAC comparison."""
-    return hmac.compare_digest(expected, received)
+def hmac_hex(key: str, body: bytes) -> str:
+    """Lowercase hex HMAC-SHA256 of `body` keyed with the secret's UTF-8 bytes (for `sign`)."""
+    return hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def b64_lenient(text: str) -> bytes:
+    """Base64 in the standard or URL-safe alphabet, whitespace and padding optional.
+
+    Raises `binascii.Error` (a `ValueError`) on anything that is not base64.
+    """
+    compact = re.sub(r"\s+", "", text).replace("-", "+").replace("_", "/").rstrip("=")
+    return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
 
 
 def b64decode_lenient(text: str) -> bytes:
-    """Base64 in the standard or URL-safe alphabet, whitespace and missing padding tolerated.
-
-    Raises `SignatureError` on anything that is not base64.
-    """
-    compact = re.sub(r"\s+", "", text).replace("-", "+").replace("_", "/")
-    compact += "=" * (-len(compact) % 4)
+    """`b64_lenient` of a received signature: `SignatureError` on anything not base64."""
     try:
-        return base64.b64decode(compact, validate=True)
-    except (binascii.Error, ValueError) as exc:
+        return b64_lenient(text)
+    except ValueError as exc:
         raise SignatureError("signature is not valid base64") from exc
 
 
-def decode_struct(decoder: msgspec.json.Decoder[T], content: bytes) -> T:
-    """Decode with a typed decoder, turning msgspec's errors into `PayloadError` with the path."""
-    try:
-        return decoder.decode(content)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _AT_PATH.search(message)
-        path = match.group(1) if match else "$"
-        raise PayloadError(message, path=path) from exc
-    except msgspec.DecodeError as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from exc
-    except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, inside strings
-        raise PayloadError("body is not valid UTF-8") from exc
-    except RecursionError as exc:  # msgspec's answer to absurdly nested arrays/objects
-        raise PayloadError("body is nested too deeply") from exc
-
-
 def convert_struct(value: Any, type_: type[T]) -> T:
-    """`msgspec.convert` with the same error translation as `decode_struct`."""
+    """`msgspec.convert` of decoded JSON; `PayloadError` names the path (`$.order.id`)."""
     try:
         return msgspec.convert(value, type_)
     except msgspec.ValidationError as exc:
@@ -206,11 +193,23 @@ def json_candidates(raw: bytes, styles: tuple[Literal["js", "php"], ...]) -> Ite
             yield restyled
 
 
-def hmac_sha256_match(keys: Iterable[bytes], messages: Iterable[bytes], received: bytes) -> bool:
-    """Whether any key's HMAC-SHA256 of any message equals `received` (constant time each)."""
-    keys = list(keys)
+def mac_match(
+    keys: Sequence[bytes] | Iterable[bytes],
+    messages: Iterable[bytes],
+    received: Sequence[bytes] | Iterable[bytes],
+    digest: Any = hashlib.sha256,
+) -> bool:
+    """Whether any key's HMAC of any message equals any received MAC (constant time each).
+
+    The MAC is computed once per key and message; the candidate messages are consumed
+    lazily (cheapest first), so the usual raw-body match never builds the others.
+    """
+    keys = keys if isinstance(keys, list | tuple) else list(keys)
+    received = received if isinstance(received, list | tuple) else list(received)
     for message in messages:
         for key in keys:
-            if hmac.compare_digest(hmac.new(key, message, hashlib.sha256).digest(), received):
-                return True
+            mac = hmac.new(key, message, digest).digest()
+            for candidate in received:
+                if hmac.compare_digest(mac, candidate):
+                    return True
     return False

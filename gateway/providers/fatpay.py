@@ -16,16 +16,16 @@ import msgspec
 from gateway.errors import SignatureError
 from gateway.event import (
     CloudEvent,
-    EventData,
     Money,
     amount,
+    build_event,
     decimal_str,
     decode_object,
+    event_data,
     event_id,
     from_epoch,
-    rfc3339,
 )
-from gateway.providers import _common
+from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
 from gateway.types import Duration, Secrets
 
 NAME = "fatpay"
@@ -182,7 +182,9 @@ def decode(content: bytes) -> Webhook:
     return Webhook(order=order, payload=body)
 
 
-def normalize(decoded: Webhook, source: str, received: datetime) -> CloudEvent:
+def normalize(
+    decoded: Webhook, source: str, received: datetime, headers: Headers = NO_HEADERS
+) -> CloudEvent:
     """The CloudEvent for a FaTPay order (integrity `headers-only`: the body is unsigned)."""
     order = decoded.order
     raw_status = str(order.order_status)
@@ -196,26 +198,9 @@ def normalize(decoded: Webhook, source: str, received: datetime) -> CloudEvent:
     crypto_currency = order.crypto_currency or order.crypto_currency_code
     if crypto_currency is not None or order.crypto_currency_amount is not None:
         crypto = Money(crypto_currency, decimal_str(order.crypto_currency_amount))
-    return CloudEvent(
-        id=event_id(source, order.order_id, raw_status),
-        source=f"/webhooks/{source}",
-        type=f"order.{status}",
-        subject=order.order_id,
-        time=rfc3339(happened),
-        provider=NAME,
-        providerevent=f"order:{raw_status}",
-        integrity="headers-only",
-        partitionkey=order.order_id,
-        data=EventData(
-            kind="order",
-            id=order.order_id,
-            status=status,
-            provider_status=raw_status,
-            fiat=fiat,
-            crypto=crypto,
-            payload=decoded.payload,
-        ),
-    )
+    data = event_data("order", order.order_id, status, raw_status, decoded.payload, fiat, crypto)
+    eid = event_id(source, order.order_id, raw_status)
+    return build_event(source, NAME, eid, data, happened, f"order:{raw_status}", "headers-only")
 
 
 def sign(
@@ -225,7 +210,7 @@ def sign(
     *,
     url: str | None = None,
     partner_id: str | None = None,
-) -> tuple[dict[str, str], bytes]:
+) -> Signed:
     """The headers and body FaTPay would send to `url` (the body is not signed)."""
     if not url or not partner_id:
         raise ValueError("signing a fatpay request needs the webhook `url` and the `partner_id`")
@@ -237,3 +222,6 @@ def sign(
     signature = _common.rsa_sha256_sign(key, signing_message(url, headers))
     headers[_SIGNATURE] = base64.b64encode(signature).decode("ascii")
     return {"content-type": "application/json", **headers}, body
+
+
+PROVIDER = builtin(NAME, Settings, build_verifier, decode, normalize, sign)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -13,8 +12,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway.errors import PayloadError, SignatureError
-from gateway.event import CloudEvent, EventData, decode_payload, event_id, rfc3339
+from gateway.errors import SignatureError
+from gateway.event import CloudEvent, build_event, decode_object, event_data, event_id
+from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
 from gateway.providers._common import convert_struct
 from gateway.types import Secrets
 
@@ -48,10 +48,6 @@ class _Envelope(msgspec.Struct):
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 
 
-def _b64url(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment.rstrip("=") + "=" * (-len(segment.rstrip("=")) % 4))
-
-
 def _b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -65,10 +61,9 @@ def _secret_bytes(index: int, value: str, *, b64: bool) -> bytes:
         raise ValueError(f"`secret` #{index} looks like an asymmetric key, not a shared secret")
     if not b64:
         return value.encode("utf-8")
-    compact = re.sub(r"\s+", "", value).replace("-", "+").replace("_", "/")
     try:
-        key = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
-    except (binascii.Error, ValueError) as exc:
+        key = _common.b64_lenient(value)
+    except ValueError as exc:
         raise ValueError(f"`secret` #{index} is not valid base64 (`secret_base64` is set)") from exc
     if not key:
         raise ValueError(f"`secret` #{index} decodes to an empty key")
@@ -97,9 +92,9 @@ class Pay3Verifier:
         # ValueError covers binascii, msgspec and unicode errors; RecursionError comes from
         # an absurdly nested header.
         try:
-            header = msgspec.json.decode(_b64url(header_b64))
-            signature = _b64url(signature_b64)
-            content = _b64url(payload_b64)
+            header = msgspec.json.decode(_common.b64_lenient(header_b64))
+            signature = _common.b64_lenient(signature_b64)
+            content = _common.b64_lenient(payload_b64)
         except (ValueError, RecursionError) as exc:
             raise SignatureError("JWS is malformed") from exc
         if not isinstance(header, dict):
@@ -112,9 +107,8 @@ class Pay3Verifier:
             raise SignatureError("JWS uses unsupported critical extensions")
         digest = _DIGESTS[alg]
         signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
-        for key in self._keys:
-            if hmac.compare_digest(hmac.new(key, signing_input, digest).digest(), signature):
-                return content
+        if _common.mac_match(self._keys, (signing_input,), (signature,), digest):
+            return content
         raise SignatureError("JWS signature does not match")
 
 
@@ -166,9 +160,7 @@ class Pay3Claims(msgspec.Struct, frozen=True, kw_only=True):
 
 def decode(content: bytes) -> Pay3Claims:
     """Decode the claims JSON; `PayloadError` names the path of a wrong shape."""
-    payload = decode_payload(content)
-    if not isinstance(payload, dict):
-        raise PayloadError("Expected claims to be a JSON object", path="$")
+    payload = decode_object(content)
     if isinstance(payload.get("data"), dict):
         nested = convert_struct(payload, _Nested)
         return Pay3Claims(
@@ -191,41 +183,25 @@ _STATUS = {
 }
 
 
-def normalize(decoded: Pay3Claims, source: str, received: datetime) -> CloudEvent:
+def normalize(
+    decoded: Pay3Claims, source: str, received: datetime, headers: Headers = NO_HEADERS
+) -> CloudEvent:
     """The CloudEvent of one pay3 notification; `orderStatus` alone decides the status."""
     order = decoded.order
     status = _STATUS.get(order.orderStatus.upper(), "unknown")
-    return CloudEvent(
-        # pay3 retries up to 10 times and sends no timestamp: the state change is its key.
-        id=event_id(source, order.orderId, order.orderType, order.orderStatus, order.paymentStatus),
-        source=f"/webhooks/{source}",
-        type=f"order.{status}",
-        subject=order.orderId,
-        time=rfc3339(received),
-        provider=NAME,
-        providerevent=decoded.type or f"order.{order.orderStatus}",
-        integrity="signed",
-        partitionkey=order.orderId,
-        data=EventData(
-            kind="order",
-            id=order.orderId,
-            status=status,
-            provider_status=order.orderStatus,
-            payload=decoded.payload,
-        ),
-    )
+    data = event_data("order", order.orderId, status, order.orderStatus, decoded.payload)
+    # pay3 retries up to 10 times and sends no timestamp: the state change is its key.
+    key = (order.orderId, order.orderType, order.orderStatus, order.paymentStatus)
+    event = decoded.type or f"order.{order.orderStatus}"
+    return build_event(source, NAME, event_id(source, *key), data, received, event)
 
 
-def sign(
-    key: str,
-    body: bytes,
-    now: float,
-    *,
-    url: str | None = None,
-    partner_id: str | None = None,
-) -> tuple[dict[str, str], bytes]:
+def sign(key: str, body: bytes, now: float, **_: str | None) -> Signed:
     """What pay3 would send for the claims JSON `body`: an HS384 JWS in a JSON envelope."""
     signing_input = f"{_SIGN_HEADER}.{_b64url_encode(body)}"
     mac = hmac.new(key.encode("utf-8"), signing_input.encode("ascii"), hashlib.sha384).digest()
     envelope = msgspec.json.encode({"payload": f"{signing_input}.{_b64url_encode(mac)}"})
     return {"content-type": "application/json"}, envelope
+
+
+PROVIDER = builtin(NAME, Settings, build_verifier, decode, normalize, sign, signs_envelope=False)

@@ -15,20 +15,22 @@ from gateway.errors import PayloadError, SignatureError
 from gateway.event import (
     STATUSES,
     CloudEvent,
-    EventData,
     Money,
     amount,
+    build_event,
     decimal_str,
     decode_object,
     encode,
+    event_data,
     event_id,
     from_epoch,
-    rfc3339,
 )
-from gateway.providers import _common
+from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
 from gateway.types import Secrets
 
 NAME = "velafi"
+# VelaFi reads its own answer body (SPEC §2): on 200, and on every error whatever the status.
+ANSWERS = (b'{"callbackStatus":"SUCCESS"}', b'{"callbackStatus":"FAIL"}')
 MEDIA_TYPES = frozenset({"application/json"})
 
 ORDER_WEBHOOK = "ORDER_WEBHOOK"
@@ -154,7 +156,9 @@ def _money(currency: str | None, amount: Decimal | None) -> Money | None:
     return Money(currency, decimal_str(amount))
 
 
-def normalize(decoded: Webhook, source: str, received: datetime) -> CloudEvent:
+def normalize(
+    decoded: Webhook, source: str, received: datetime, headers: Headers = NO_HEADERS
+) -> CloudEvent:
     """The CloudEvent for a VelaFi webhook of any event type."""
     body = decoded.body
     happened = from_epoch(body.update_time, millis=True)
@@ -180,36 +184,14 @@ def normalize(decoded: Webhook, source: str, received: datetime) -> CloudEvent:
         status = raw.lower() if raw is not None and raw.lower() in STATUSES else "unknown"
         eid = event_id(source, event_type, hashlib.sha256(encode(decoded.payload)).hexdigest())
         object_id = eid if body.order_id is None else str(body.order_id)
-    return CloudEvent(
-        id=eid,
-        source=f"/webhooks/{source}",
-        type=f"{kind}.{status}",
-        subject=object_id,
-        time=rfc3339(happened),
-        provider=NAME,
-        providerevent=event_type,
-        integrity="signed",
-        partitionkey=object_id,
-        data=EventData(
-            kind=kind,
-            id=object_id,
-            status=status,
-            provider_status=raw,
-            fiat=fiat,
-            crypto=crypto,
-            payload=decoded.payload,
-        ),
-    )
+    data = event_data(kind, object_id, status, raw, decoded.payload, fiat, crypto)
+    return build_event(source, NAME, eid, data, happened, event_type)
 
 
-def sign(
-    key: str,
-    body: bytes,
-    now: float,
-    *,
-    url: str | None = None,
-    partner_id: str | None = None,
-) -> tuple[dict[str, str], bytes]:
+def sign(key: str, body: bytes, now: float, **_: str | None) -> Signed:
     """The headers and body VelaFi would send: lowercase hex RSA signature of the body."""
     signature = _common.rsa_sha256_sign(key, body)
     return {"content-type": "application/json", "signature": signature.hex()}, body
+
+
+PROVIDER = builtin(NAME, Settings, build_verifier, decode, normalize, sign, ANSWERS)

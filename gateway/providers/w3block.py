@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -16,17 +12,17 @@ import msgspec
 from gateway.errors import SignatureError
 from gateway.event import (
     CloudEvent,
-    EventData,
     Money,
     amount,
+    build_event,
     decimal_str,
-    decode_payload,
+    decode_object,
+    event_data,
     event_id,
     from_epoch,
-    rfc3339,
 )
-from gateway.providers import _common
-from gateway.providers._common import decode_struct
+from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
+from gateway.providers._common import convert_struct
 from gateway.types import Secrets
 
 NAME = "w3block"
@@ -57,7 +53,7 @@ def _signature(headers: Mapping[str, str]) -> bytes:
         return bytes.fromhex(value)
     if _BASE64.fullmatch(value):
         # 43 alphabet characters always decode to exactly 32 bytes: nothing left to fail.
-        return base64.b64decode(value.rstrip("=").replace("-", "+").replace("_", "/") + "=")
+        return _common.b64_lenient(value)
     raise SignatureError(f"`{HEADER}` is neither hex nor base64 HMAC-SHA256")
 
 
@@ -74,7 +70,7 @@ class W3BlockVerifier:
         received = _signature(headers)
         # After the raw body: a sender that signs `JSON.stringify(body)` but sends it
         # pretty-printed (or through a proxy that re-serializes it).
-        if _common.hmac_sha256_match(self._keys, _common.json_candidates(raw, ("js",)), received):
+        if _common.mac_match(self._keys, _common.json_candidates(raw, ("js",)), (received,)):
             return raw
         raise SignatureError("signature does not match")
 
@@ -100,9 +96,6 @@ class _Body(msgspec.Struct, frozen=True):
     timestamp: int | str | None = None
 
 
-_DECODER = msgspec.json.Decoder(_Body, float_hook=Decimal)
-
-
 class W3BlockEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A decoded W3Block notification and the whole body."""
 
@@ -114,8 +107,8 @@ class W3BlockEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 def decode(content: bytes) -> W3BlockEvent:
     """Decode `{"data": Order, "event": "order.<status>", "timestamp": <epoch ms>}`."""
-    body = decode_struct(_DECODER, content)
-    payload = decode_payload(content)  # also rejects duplicate keys and bad UTF-8
+    payload = decode_object(content)  # also rejects duplicate keys and bad UTF-8
+    body = convert_struct(payload, _Body)
     amount(body.data.currencyAmount, "$.data.currencyAmount")
     return W3BlockEvent(
         event=body.event, order=body.data, timestamp=body.timestamp, payload=payload
@@ -137,7 +130,9 @@ _STATUS = {
 }
 
 
-def normalize(decoded: W3BlockEvent, source: str, received: datetime) -> CloudEvent:
+def normalize(
+    decoded: W3BlockEvent, source: str, received: datetime, headers: Headers = NO_HEADERS
+) -> CloudEvent:
     """The CloudEvent of one W3Block notification; `event` (`order.<status>`) decides."""
     order = decoded.order
     kind, sep, action = decoded.event.strip().lower().partition(".")
@@ -146,38 +141,19 @@ def normalize(decoded: W3BlockEvent, source: str, received: datetime) -> CloudEv
     status = _STATUS.get(action, "unknown")
     amount = decimal_str(order.currencyAmount)
     moment = from_epoch(decoded.timestamp, millis=True) or received
-    return CloudEvent(
-        # `updatedAt` moves with every state change of the order and stays put across
-        # W3Block's retries of one notification.
-        id=event_id(source, order.id, decoded.event, order.status, order.updatedAt),
-        source=f"/webhooks/{source}",
-        type=f"{kind}.{status}",
-        subject=order.id,
-        time=rfc3339(moment),
-        provider=NAME,
-        providerevent=decoded.event,
-        integrity="signed",
-        partitionkey=order.id,
-        data=EventData(
-            kind=kind,
-            id=order.id,
-            status=status,
-            provider_status=order.status,
-            # W3Block names the currency by its id (a UUID), not by an ISO code.
-            fiat=None if amount is None else Money(order.currencyId, amount),
-            payload=decoded.payload,
-        ),
-    )
+    # W3Block names the currency by its id (a UUID), not by an ISO code.
+    fiat = None if amount is None else Money(order.currencyId, amount)
+    data = event_data(kind, order.id, status, order.status, decoded.payload, fiat)
+    # `updatedAt` moves with every state change of the order and stays put across
+    # W3Block's retries of one notification.
+    eid = event_id(source, order.id, decoded.event, order.status, order.updatedAt)
+    return build_event(source, NAME, eid, data, moment, decoded.event)
 
 
-def sign(
-    key: str,
-    body: bytes,
-    now: float,
-    *,
-    url: str | None = None,
-    partner_id: str | None = None,
-) -> tuple[dict[str, str], bytes]:
+def sign(key: str, body: bytes, now: float, **_: str | None) -> Signed:
     """What W3Block would send: the body and its lowercase hex HMAC-SHA256."""
-    mac = hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    mac = _common.hmac_hex(key, body)
     return {"content-type": "application/json", HEADER: mac}, body
+
+
+PROVIDER = builtin(NAME, Settings, build_verifier, decode, normalize, sign)

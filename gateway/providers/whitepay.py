@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 import msgspec
@@ -15,17 +12,17 @@ import msgspec
 from gateway.errors import PayloadError, SignatureError
 from gateway.event import (
     CloudEvent,
-    EventData,
     Money,
     amount,
+    build_event,
     decimal_str,
-    decode_payload,
+    decode_object,
+    event_data,
     event_id,
     from_iso,
-    rfc3339,
 )
-from gateway.providers import _common
-from gateway.providers._common import decode_struct
+from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
+from gateway.providers._common import convert_struct
 from gateway.types import Secrets
 
 NAME = "whitepay"
@@ -58,7 +55,7 @@ class WhitepayVerifier:
             raise SignatureError("`Signature` is not a hex HMAC-SHA256")
         received = bytes.fromhex(header)
         # Raw body first (most senders sign what they send); the re-encodings only after.
-        if _common.hmac_sha256_match(self._keys, _common.json_candidates(raw, _STYLES), received):
+        if _common.mac_match(self._keys, _common.json_candidates(raw, _STYLES), (received,)):
             return raw
         raise SignatureError("signature does not match")
 
@@ -128,9 +125,6 @@ class _Body(msgspec.Struct, frozen=True):
     transaction: WhitepayTransaction | None = None
 
 
-_DECODER = msgspec.json.Decoder(_Body, float_hook=Decimal)
-
-
 class WhitepayEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A decoded Whitepay notification: the event's object and the whole body."""
 
@@ -141,8 +135,8 @@ class WhitepayEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 def decode(content: bytes) -> WhitepayEvent:
     """Decode `{"order"|"transaction": {...}, "event_type": "..."}`."""
-    body = decode_struct(_DECODER, content)
-    payload = decode_payload(content)  # also rejects duplicate keys and bad UTF-8
+    payload = decode_object(content)  # also rejects duplicate keys and bad UTF-8
+    body = convert_struct(payload, _Body)
     kind = body.event_type.partition("::")[0].lower()
     first, second = (
         (body.order, body.transaction) if kind == "order" else (body.transaction, body.order)
@@ -197,7 +191,9 @@ def _money(currency: str | None, value: Any) -> Money | None:
     return None if amount is None else Money(currency, amount)
 
 
-def normalize(decoded: WhitepayEvent, source: str, received: datetime) -> CloudEvent:
+def normalize(
+    decoded: WhitepayEvent, source: str, received: datetime, headers: Headers = NO_HEADERS
+) -> CloudEvent:
     """The CloudEvent of one Whitepay notification; the event name decides the status."""
     obj = decoded.object
     kind, sep, action = decoded.event_type.partition("::")
@@ -220,47 +216,21 @@ def normalize(decoded: WhitepayEvent, source: str, received: datetime) -> CloudE
             fiat = fiat or leg
         else:
             crypto = crypto or leg
-    return CloudEvent(
-        # A second partial payment changes the received total: a new state change.
-        id=event_id(
-            source,
-            kind,
-            obj.id,
-            _ACTION_CANONICAL.get(action, action),
-            obj.status,
-            received_total,
-        ),
-        source=f"/webhooks/{source}",
-        type=f"{kind}.{status}",
-        subject=obj.id,
-        # Whitepay writes `YYYY-MM-DD HH:MM:SS` without a zone, meaning UTC; an unreadable time
-        # only costs precision (the receive time is used), never the event.
-        time=rfc3339(from_iso(obj.completed_at) or received),
-        provider=NAME,
-        providerevent=decoded.event_type,
-        integrity="signed",
-        partitionkey=obj.id,
-        data=EventData(
-            kind=kind,
-            id=obj.id,
-            external_id=obj.external_order_id,
-            status=status,
-            provider_status=obj.status,
-            fiat=fiat,
-            crypto=crypto,
-            payload=decoded.payload,
-        ),
-    )
+    payload, external = decoded.payload, obj.external_order_id
+    data = event_data(kind, obj.id, status, obj.status, payload, fiat, crypto, external)
+    # A second partial payment changes the received total: a new state change.
+    canonical = _ACTION_CANONICAL.get(action, action)
+    eid = event_id(source, kind, obj.id, canonical, obj.status, received_total)
+    # Whitepay writes `YYYY-MM-DD HH:MM:SS` without a zone, meaning UTC; an unreadable time
+    # only costs precision (the receive time is used), never the event.
+    happened = from_iso(obj.completed_at) or received
+    return build_event(source, NAME, eid, data, happened, decoded.event_type)
 
 
-def sign(
-    key: str,
-    body: bytes,
-    now: float,
-    *,
-    url: str | None = None,
-    partner_id: str | None = None,
-) -> tuple[dict[str, str], bytes]:
+def sign(key: str, body: bytes, now: float, **_: str | None) -> Signed:
     """What Whitepay would send: the body and its lowercase hex HMAC-SHA256."""
-    mac = hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    mac = _common.hmac_hex(key, body)
     return {"content-type": "application/json", "signature": mac}, body
+
+
+PROVIDER = builtin(NAME, Settings, build_verifier, decode, normalize, sign)

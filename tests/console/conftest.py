@@ -57,6 +57,7 @@ def config_text(bootstrap: str, receiver_url: str, *, journal: bool = True) -> s
           delivery_topic: deliveries-{suffix}
           dead_letter_topic: dead-letters-{suffix}
           consumer_group: workers-{suffix}
+          control_topic: control-{suffix}
           {journal_line}
         sources:
           whitepay: {{provider: whitepay, secret: {WHITEPAY_SECRET}}}

@@ -231,11 +231,12 @@ async def test_what_happened_to_order_x(stack: Stack) -> None:
     for secret in forbidden:
         assert secret not in text, secret
 
-    # Destinations: the ledger's failures show; pause is not offered (no mechanism).
+    # Destinations: the ledger's failures show; it is not paused (the control topic says so).
     destinations = {d["name"]: d for d in (await stack.api("/api/destinations"))["items"]}
     assert destinations["ledger"]["1h"]["success_rate"] == 0.0
     assert destinations["ledger"]["dead_letters_waiting"] >= 1
-    assert destinations["ledger"]["paused"] is None
+    assert destinations["ledger"]["paused"] is False
+    assert destinations["ledger"]["paused_since"] is None
     assert destinations["orders"]["records"]["1h"] >= 2
 
     # A viewer cannot replay; the operator can, and the receiver then gets it.
@@ -278,3 +279,85 @@ async def _search(stack: Stack, subject: str) -> list[dict[str, object]]:
     found = await stack.api("/api/events", q=subject, status="accepted")
     items: list[dict[str, object]] = found["items"]
     return items
+
+
+async def test_destinations_page_pause_buttons_for_operators_only(stack: Stack) -> None:
+    """Viewer: the state, no buttons, 403 on the form; operator: Pause needs the CSRF field."""
+    client = stack.console
+    for token, role in ((VIEWER_TOKEN, "viewer"), (OPERATOR_TOKEN, "operator")):
+        login = await client.post(
+            "/login", data={"token": token, "next": "/destinations"}, follow_redirects=False
+        )
+        page = await client.get("/destinations")
+        assert login.status_code == 303 and page.status_code == 200, page.text[:300]
+        assert '<span class="badge active">active</span>' in page.text, role
+        has_button = 'action="/destinations/ledger/pause"' in page.text
+        assert has_button == (role == "operator"), role
+        assert 'action="/destinations/orders/pause"' not in page.text  # Kafka: nothing to pause
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        if role == "viewer":
+            refused = await client.post("/destinations/ledger/pause", data={"csrf": csrf[1]})
+            assert refused.status_code == 403, refused.text
+        else:
+            forged = await client.post("/destinations/ledger/pause", data={"csrf": "nope"})
+            assert forged.status_code == 403 and "CSRF" in forged.text
+            done = await client.post(
+                "/destinations/ledger/pause", data={"csrf": csrf[1]}, follow_redirects=False
+            )
+            assert done.status_code == 303, done.text
+            page = await client.get(done.headers["location"])
+            assert "ledger paused fleet-wide" in page.text
+            assert '<span class="badge paused">paused</span>' in page.text
+            assert 'action="/destinations/ledger/resume"' in page.text
+            back = await client.post("/destinations/ledger/resume", data={"csrf": csrf[1]})
+            assert back.status_code == 200 and "ledger resumed fleet-wide" in back.text
+            assert '<span class="badge active">active</span>' in back.text
+        client.cookies.clear()
+
+
+async def test_pause_and_resume_bad_names_are_clear_4xx(stack: Stack) -> None:
+    """Unknown, overlong, odd or Kafka names: 404/400, never 500; GET is 405; no change."""
+    auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    for name, status in (
+        ("nope", 404),
+        ("z" * 5000, 404),
+        ("%00", 404),
+        ("..%2Fledger", 404),
+        ("LEDGER", 404),
+        ("orders", 400),
+    ):
+        for verb in ("pause", "resume"):
+            response = await stack.console.post(f"/api/destinations/{name}/{verb}", headers=auth)
+            assert response.status_code == status, (name, verb, response.text[:300])
+            assert "Traceback" not in response.text and len(response.text) < 1000
+    assert (
+        await stack.console.get("/api/destinations/ledger/pause", headers=auth)
+    ).status_code == 405
+    listing = await stack.api("/api/destinations")
+    assert [d["paused"] for d in listing["items"] if d["kind"] == "webhook"] == [False]
+
+
+async def test_a_second_pause_changes_nothing_and_keeps_since(stack: Stack) -> None:
+    """Resume of an active one and a repeated pause: `changed: false`, `paused_since` kept."""
+    auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+    async def call(verb: str) -> dict[str, object]:
+        answer = await stack.console.post(f"/api/destinations/ledger/{verb}", headers=auth)
+        assert answer.status_code == 200, answer.text
+        result: dict[str, object] = answer.json()
+        return result
+
+    async def ledger() -> dict[str, object]:
+        items = (await stack.api("/api/destinations"))["items"]
+        found: dict[str, object] = next(d for d in items if d["name"] == "ledger")
+        return found
+
+    assert await call("resume") == {"name": "ledger", "paused": False, "changed": False}
+    assert await call("pause") == {"name": "ledger", "paused": True, "changed": True}
+    since = (await ledger())["paused_since"]
+    assert isinstance(since, float)
+    assert await call("pause") == {"name": "ledger", "paused": True, "changed": False}
+    assert (await ledger())["paused_since"] == since
+    assert await call("resume") == {"name": "ledger", "paused": False, "changed": True}
+    assert (await ledger())["paused"] is False

@@ -52,7 +52,7 @@ async def processes(
 async def test_on_call_finds_order_replays_it_and_sees_it_delivered(
     processes: tuple[Served, ConsoleProcess], receiver: Receiver, tmp_path: Path
 ) -> None:
-    """Log in, search the subject, open it, see the failed attempts, replay, see delivered."""
+    """Log in, search, open, see the failed attempts, replay, see delivered; pause, resume."""
     from playwright.async_api import async_playwright, expect
 
     gateway, console = processes
@@ -118,5 +118,20 @@ async def test_on_call_finds_order_replays_it_and_sees_it_delivered(
             await page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
             print(f"screenshot: {shot}")
+
+            # Pause the destination fleet-wide from the Destinations view, then resume it.
+            page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+            await page.click("nav >> text=Destinations")
+            state = page.locator("td.pause[data-destination=ledger]")
+            await expect(state.locator(".badge")).to_have_text("active")
+            await state.locator("button", has_text="Pause").click()
+            await expect(page.locator("p.ok")).to_contain_text("ledger paused fleet-wide")
+            await expect(state.locator(".badge")).to_have_text("paused")
+            await expect(state).to_contain_text("since")
+            await page.screenshot(path=str(tmp_path / "console-paused.png"), full_page=True)
+            await state.locator("button", has_text="Resume").click()
+            await expect(page.locator("p.ok")).to_contain_text("ledger resumed fleet-wide")
+            await expect(state.locator(".badge")).to_have_text("active")
+            await expect(state.locator("button", has_text="Pause")).to_be_visible()
         finally:
             await browser.close()

@@ -50,7 +50,11 @@ async def _round(client: httpx.AsyncClient, gateway: Served, count: int) -> list
 async def test_broker_outage_answers_the_same_with_the_journal_on(
     proxied_broker: tuple[Broker, Proxy], receiver: Receiver, tmp_path: Path
 ) -> None:
-    """Up: 200s; down: 503s within the hand-off deadline; back: 200s, journal on or off alike."""
+    """Up: 200s; down: 503s within the hand-off deadline; back: 200s, journal on or off alike.
+
+    Down, the console answers its destinations listing with `paused: null` (unknown) and a
+    pause with a 503, each within its bounded wait.
+    """
     broker, proxy = proxied_broker
     on_path, off_path = tmp_path / "journal-on.yaml", tmp_path / "journal-off.yaml"
     on_path.write_text(config_text(broker.bootstrap, receiver.url, journal=True))
@@ -78,6 +82,23 @@ async def test_broker_outage_answers_the_same_with_the_journal_on(
                     started = time.monotonic()
                     answers[phase][name] = await _round(client, gateway, 5)
                     took[f"{phase}/{name}"] = round(time.monotonic() - started, 2)
+                if phase == "down":  # the console: pause state unknown, a pause a clear 503
+                    auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+                    started = time.monotonic()
+                    listing = await client.get(
+                        f"{console.url}/api/destinations", headers=auth, timeout=60
+                    )
+                    took["down/listing"] = round(time.monotonic() - started, 2)
+                    assert listing.status_code == 200, listing.text
+                    ledger = [d for d in listing.json()["items"] if d["name"] == "ledger"]
+                    assert ledger[0]["paused"] is None, ledger
+                    started = time.monotonic()
+                    refused = await client.post(
+                        f"{console.url}/api/destinations/ledger/pause", headers=auth, timeout=60
+                    )
+                    took["down/pause"] = round(time.monotonic() - started, 2)
+                    assert refused.status_code == 503, refused.text
+                    assert "Traceback" not in refused.text and OPERATOR_TOKEN not in refused.text
             metrics = (await client.get(f"{on.url}/metrics")).text
             # After the outage the journal flows again: the console sees the new events.
             auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -100,6 +121,8 @@ async def test_broker_outage_answers_the_same_with_the_journal_on(
             assert answers[phase]["on"] == answers[phase]["off"] == [expected] * 5, answers
         # Down: both answer within the 3 s hand-off deadline (plus a busy machine's margin).
         assert took["down/on"] < 3 + 5 and took["down/off"] < 3 + 5, took
+        # Bounded waits (5 s read, 15 s write), plus a busy machine's margin: never a stall.
+        assert took["down/listing"] < 5 + 10 and took["down/pause"] < 15 + 10, took
     finally:
         console.stop()
         on.stop()
