@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/ingest_bench.py           # 3 runs of 10 s + memory (~6 min)
     .venv/bin/python benchmarks/ingest_bench.py --quick   # one short run, small memory phase
     .venv/bin/python benchmarks/ingest_bench.py --state-only [--quick]
+    .venv/bin/python benchmarks/ingest_bench.py --fast-paths [--quick] [--runs N]
+        # what each fast path (gateway/fastpaths.py) buys: per round the baseline, the
+        # gateway, then the gateway with each fast path alone switched off (GATEWAY_SLOW)
         # only the state store comparison: Whitepay with state.backend memory vs redis
         # (gateway/resp.py, redis-py with and without hiredis), same run (~3.5 min; ~45 s)
 
@@ -65,6 +68,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.broker import Broker, free_port, tansu_binary  # noqa: E402
+from gateway.fastpaths import NAMES as FAST_PATHS  # noqa: E402
 
 BENCH = ROOT / "benchmarks"
 CORPUS = BENCH / ".corpus"
@@ -508,8 +512,14 @@ class Setup:
     asgi_server: str = "uvicorn"
     redis_client: str = "resp"  # "resp" (gateway/resp.py) | "redis-py" | "redis-py-pure"
 
-    def gateway(self, port: int, log: Path) -> contextlib.AbstractContextManager[Any]:
-        """`gateway serve` with one worker process, pinned to the server core."""
+    def gateway(
+        self, port: int, log: Path, slow: str = ""
+    ) -> contextlib.AbstractContextManager[Any]:
+        """`gateway serve` with one worker process, pinned to the server core.
+
+        `slow`: the fast paths to switch off (GATEWAY_SLOW, gateway/fastpaths.py).
+        """
+        os.environ["GATEWAY_SLOW"] = slow  # inherited by the server process
         if self.redis_client != "resp":
             # One worker: uvicorn serves in this very process, so the patches hold.
             serve = ["serve", "--config", str(self.config), "--host", "127.0.0.1"]
@@ -576,6 +586,55 @@ def run_once(setup: Setup, index: int) -> dict[str, Any]:
         if "kinsn_per_request" in row and "kinsn_per_request" in base:
             row["insn_ratio"] = round(base["kinsn_per_request"] / row["kinsn_per_request"], 3)
     return result
+
+
+def fast_path_round(setup: Setup, index: int) -> dict[str, Any]:
+    """One round: baseline, the gateway, then the gateway with each fast path off (Whitepay)."""
+    plan, corpora = setup.plan, setup.corpora
+    result: dict[str, Any] = {}
+    port = free_port()
+    with setup.baseline(port, setup.workdir / "baseline.log") as process:
+        wrk(port, corpora["whitepay-warm"], plan.warmup)
+        result["baseline"] = measured(process.pid, port, corpora["whitepay-run"], plan.duration)
+    for slow in ("", *sorted(FAST_PATHS)):
+        port = free_port()
+        log = setup.workdir / f"gateway-fast{index}-{slow or 'all'}.log"
+        with setup.gateway(port, log, slow=slow) as process:
+            wrk(port, corpora["whitepay-warm"], plan.warmup)
+            result[f"no {slow}" if slow else "gateway"] = measured(
+                process.pid, port, corpora["whitepay-run"], plan.duration
+            )
+    base, gateway = result["baseline"], result["gateway"]
+    for name, row in result.items():
+        if name == "baseline":
+            continue
+        row["ratio"] = round(row["rps"] / base["rps"], 3)
+        row["cpu_ratio"] = round(base["cpu_us_per_request"] / row["cpu_us_per_request"], 3)
+        # What switching this fast path off costs: its CPU (instructions) per request
+        # over the gateway's with every fast path on, same round.
+        row["cpu_cost"] = round(row["cpu_us_per_request"] / gateway["cpu_us_per_request"], 3)
+        if "kinsn_per_request" in row and "kinsn_per_request" in base:
+            row["insn_ratio"] = round(base["kinsn_per_request"] / row["kinsn_per_request"], 3)
+            row["insn_cost"] = round(row["kinsn_per_request"] / gateway["kinsn_per_request"], 3)
+    return result
+
+
+def print_fast_path_table(rounds: list[dict[str, Any]]) -> None:
+    """Medians over the rounds: each variant's figures and its cost against the gateway."""
+    columns = ("rps", "cpu_us_per_request", "kinsn_per_request", "ratio", "cpu_ratio",
+               "insn_ratio", "cpu_cost", "insn_cost")  # fmt: skip
+    print(f"\nfast paths (Whitepay HMAC, median of {len(rounds)} round(s)):")
+    print(f"{'variant':<16}" + "".join(f"{c:>20}" for c in columns))
+    for name in rounds[0]:
+        cells = []
+        for column in columns:
+            values = [r[name][column] for r in rounds if column in r[name]]
+            cells.append(f"{statistics.median(values):>20.3f}" if values else f"{'-':>20}")
+        print(f"{name:<16}" + "".join(cells))
+    print(
+        "ratio/cpu_ratio/insn_ratio: baseline over variant (>= 0.5 is the floor); "
+        "cpu_cost/insn_cost: variant over the gateway with every fast path on"
+    )
 
 
 def memory(setup: Setup) -> dict[str, Any]:
@@ -849,6 +908,12 @@ def main() -> int:
         action="store_true",
         help="only the state store comparison (memory vs redis), written to ingest-state.json",
     )
+    parser.add_argument(
+        "--fast-paths",
+        action="store_true",
+        help="only the fast path comparison (each one switched off alone), "
+        "written to ingest-fast-paths.json",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
         "--server",
@@ -880,14 +945,14 @@ def main() -> int:
         "whitepay-warm": corpus_file("whitepay", "warm", plan.warm_corpus),
         "whitepay-run": corpus_file("whitepay", "run", plan.corpus),
     }
-    if not args.state_only:
+    if not args.state_only and not args.fast_paths:
         corpora["velafi-warm"] = corpus_file("velafi", "warm", plan.warm_corpus)
         corpora["velafi-run"] = corpus_file("velafi", "run", plan.corpus)
-    if not args.no_memory and not args.state_only:
+    if not args.no_memory and not args.state_only and not args.fast_paths:
         # Headroom: wrk's in-flight requests when it is stopped must not wrap around.
         count = plan.memory_events + plan.memory_events // 10
         corpora["whitepay-memory"] = corpus_file("whitepay", "memory", count)
-    if not args.state_only:
+    if not args.state_only and not args.fast_paths:
         check_corpus_verifies(public_pem)
     if load_core is not None:
         os.sched_setaffinity(0, {load_core})  # inherited by tansu and wrk
@@ -901,6 +966,24 @@ def main() -> int:
                 plan, write_config(workdir, broker.bootstrap, public_pem), workdir,
                 server_core, corpora, args.server,
             )  # fmt: skip
+            if args.fast_paths:
+                fast_rounds = []
+                for index in range(plan.runs):
+                    print(f"fast path round {index + 1}/{plan.runs}", flush=True)
+                    fast_rounds.append(fast_path_round(setup, index))
+                    print("  " + json.dumps({k: v["rps"] for k, v in fast_rounds[-1].items()}),
+                          flush=True)  # fmt: skip
+                print_fast_path_table(fast_rounds)
+                output = args.output.with_name("ingest-fast-paths.json")
+                output.parent.mkdir(parents=True, exist_ok=True)
+                output.write_text(json.dumps({
+                    "benchmark": "ingest-fast-paths", "quick": args.quick, "plan": plan.__dict__,
+                    "pinning": {"server_core": server_core, "load_core": load_core},
+                    "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
+                    "rounds": fast_rounds,
+                }, indent=2) + "\n")  # fmt: skip
+                print(f"wrote {output}")
+                return 0
             state_rounds: list[dict[str, Any]] = []
             if not args.no_state or args.state_only:
                 redis = RedisProcess(workdir)

@@ -24,12 +24,12 @@ from litestar.types import (
 from gateway import __version__, metrics, tracing
 from gateway.config import Config
 from gateway.destinations.kafka import Producer
+from gateway.fastpaths import fast
 from gateway.http.health import healthz, metrics_page, readyz
 from gateway.http.ingress import Ingress, source_of, webhooks_route
 from gateway.http.openapi import OpenAPIDocument
 from gateway.http.problems import http_exception_handler, internal_error_handler
 from gateway.journal import Journal
-from gateway.observability import REDACTOR, config_secret_values
 from gateway.pipeline import Pipeline
 from gateway.spool import Drainer, Enqueue, Header, Spool
 
@@ -39,7 +39,6 @@ def create_app(
 ) -> Litestar:
     """The gateway's ASGI app; the producer connects in the lifespan (or is given, started)."""
     producer = producer or Producer(config)
-    REDACTOR.add(config_secret_values(config))
     spool = (
         Spool(config.spool.path, config.spool.max_bytes, reserve=config.max_request_size())
         if config.spool
@@ -67,7 +66,7 @@ def create_app(
                 config.spool.drain_interval,
                 config.spool.drain_batch,
             )
-            pipeline.on_spooled = drainer.wake
+            pipeline.handoff.on_spooled = drainer.wake
             drainer.start()
         if run_workers and config.webhook_destinations():
             from gateway.destinations.worker import DeliveryWorkers
@@ -115,7 +114,6 @@ def create_worker_app(config: Config) -> Litestar:
     """`gateway worker --port P`: delivery workers with /healthz, /readyz and /metrics."""
     from gateway.destinations.worker import DeliveryWorkers
 
-    REDACTOR.add(config_secret_values(config))
     producer = Producer(config)
     workers = DeliveryWorkers(config, producer=producer)
 
@@ -154,13 +152,17 @@ _ERRORS: dict[str, Any] = {
 }
 
 
+_BYPASS = fast("ingress")
+
+
 class GatewayApp(Litestar):
     """Litestar, with `/webhooks/{source}` answered by the ingress before the router.
 
     The ingress is the one hot route; handing it the request directly skips Litestar's
-    routing, middleware and connection objects, about 90 µs per webhook on the benchmark
-    machine. Every other path goes through Litestar as usual (including the ingress under
-    a root path, through `webhooks_route`).
+    routing, middleware and connection objects. Every other path goes through Litestar as
+    usual (including the ingress under a root path, through `webhooks_route`). Fast path
+    `ingress` (gateway/fastpaths.py; off, every request takes `webhooks_route`), justified
+    by benchmarks/ingest_bench.py --fast-paths.
     """
 
     def __init__(self, ingress: Ingress, **options: Any) -> None:
@@ -174,7 +176,7 @@ class GatewayApp(Litestar):
         send: Send | LifeSpanSend,
     ) -> None:
         """Dispatch one ASGI connection."""
-        if scope["type"] == ScopeType.HTTP:
+        if _BYPASS and scope["type"] == ScopeType.HTTP:
             http = cast("HTTPScope", scope)
             source = source_of(http["path"])
             if source is not None:

@@ -23,10 +23,15 @@ from gateway.event import CloudEvent
 def app_factory() -> Any:
     """uvicorn factory (`--workers N` needs an import string): config from GATEWAY_CONFIG."""
     from gateway.app import create_app
-    from gateway.observability import configure_logging
+    from gateway.observability import config_secret_values, configure_logging
 
     config = _load(os.environ.get("GATEWAY_CONFIG"))
-    configure_logging(config.server.log_level, config.server.log_format, final=True)
+    configure_logging(
+        config.server.log_level,
+        config.server.log_format,
+        final=True,
+        secrets=config_secret_values(config),
+    )
     log_state(config, _count("GATEWAY_WORKERS"), _count("GATEWAY_REPLICAS"))
     app = create_app(config, run_workers=os.environ.get("GATEWAY_RUN_WORKERS", "1") != "0")
     tune_gc()
@@ -62,9 +67,15 @@ def tune_gc() -> None:
     Everything built so far (modules, config, app) lives as long as the process: freeze it
     out of every future scan. Each request allocates hundreds of short-lived containers, so
     the default young-generation threshold (700) ran a collection every few requests; 10,000
-    amortizes that. Together they cut GC time under load from ~9% of the CPU to ~2%.
+    amortizes that. Fast path `gc` (gateway/fastpaths.py; off, the interpreter's defaults),
+    justified by benchmarks/ingest_bench.py --fast-paths.
     """
     import gc
+
+    from gateway.fastpaths import fast
+
+    if not fast("gc"):
+        return
 
     gc.collect()
     gc.freeze()
@@ -106,13 +117,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run delivery workers only (scale them separately from the ingress)."""
     from gateway.destinations.worker import main as worker_main
-    from gateway.observability import configure_logging
+    from gateway.observability import config_secret_values, configure_logging
 
     config = _load(args.config)
     if args.port is None:
         from gateway import tracing
 
-        configure_logging(config.server.log_level, config.server.log_format)
+        configure_logging(
+            config.server.log_level, config.server.log_format, secrets=config_secret_values(config)
+        )
         tracing.setup(config.tracing)
         try:
             return worker_main(config)
@@ -140,10 +153,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def worker_app_factory() -> Any:
     """uvicorn factory for `gateway worker --port`: config from GATEWAY_CONFIG."""
     from gateway.app import create_worker_app
-    from gateway.observability import configure_logging
+    from gateway.observability import config_secret_values, configure_logging
 
     config = _load(os.environ.get("GATEWAY_CONFIG"))
-    configure_logging(config.server.log_level, config.server.log_format)
+    configure_logging(
+        config.server.log_level, config.server.log_format, secrets=config_secret_values(config)
+    )
     return create_worker_app(config)
 
 
@@ -216,11 +231,13 @@ def cmd_spool_drain(args: argparse.Namespace) -> int:
     """Forward a left-behind spool file to the broker by hand (exit 1 if anything is left)."""
     import asyncio
 
-    from gateway.observability import configure_logging
+    from gateway.observability import config_secret_values, configure_logging
     from gateway.spool import SpoolBusy, drain_file
 
     config = _load(args.config)
-    configure_logging(config.server.log_level, config.server.log_format)
+    configure_logging(
+        config.server.log_level, config.server.log_format, secrets=config_secret_values(config)
+    )
     try:
         result, left = asyncio.run(drain_file(config, args.path, args.timeout))
     except (FileNotFoundError, SpoolBusy) as exc:
@@ -406,7 +423,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_console(args: argparse.Namespace) -> int:
     """Serve the operator console (its own port; fed by the journal topic)."""
     from gateway.console.app import serve as console_serve
-    from gateway.observability import configure_logging
+    from gateway.observability import config_secret_values, configure_logging
 
     config = _load(args.config)
     if config.console is None or config.kafka.journal_topic is None:
@@ -419,7 +436,12 @@ def cmd_console(args: argparse.Namespace) -> int:
     if not config.console.users:
         print(f"{config.path}: `console.users` is empty: nobody could log in", file=sys.stderr)
         return 1
-    configure_logging(config.server.log_level, config.server.log_format, final=True)
+    configure_logging(
+        config.server.log_level,
+        config.server.log_format,
+        final=True,
+        secrets=config_secret_values(config),
+    )
     return console_serve(config, args.listen)
 
 

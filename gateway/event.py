@@ -12,6 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from gateway.errors import PayloadError
+from gateway.fastpaths import fast
 
 Integrity = Literal["signed", "headers-only"]
 
@@ -293,6 +294,7 @@ _PAIRS = json.JSONDecoder(
 )
 _PAYLOAD = msgspec.json.Decoder(float_hook=Decimal)
 _COMPACT = msgspec.json.Encoder()
+_FAST_DUPKEYS = fast("dupkeys")
 
 
 def decode_payload(raw: bytes) -> Any:
@@ -303,7 +305,8 @@ def decode_payload(raw: bytes) -> Any:
     a body could read differently to the signature check, to us and to consumers.
 
     msgspec keeps the last of a repeated key, so duplicates are found by counting colons,
-    at C speed: outside strings a colon only ever separates a key from its value, and
+    at C speed (fast path `dupkeys`, gateway/fastpaths.py; off, the pairs check always runs;
+    justified by benchmarks/ingest_bench.py --fast-paths): outside strings a colon only ever separates a key from its value, and
     inside strings the re-encoding of what was decoded writes every colon as it is. So
     `raw` and the compact re-encoding have the same number of colons unless a repeated
     key's pair was dropped (which takes at least its own colon with it), or unless `raw`
@@ -316,7 +319,11 @@ def decode_payload(raw: bytes) -> Any:
         raise PayloadError(f"body is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # msgspec's answer to absurdly nested arrays/objects
         raise PayloadError("body is nested too deeply") from exc
-    if raw.count(b":") != _COMPACT.encode(value).count(b":") or b"\\u003" in raw:
+    if (
+        not _FAST_DUPKEYS
+        or raw.count(b":") != _COMPACT.encode(value).count(b":")
+        or b"\\u003" in raw
+    ):
         try:
             _PAIRS.decode(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -347,17 +354,6 @@ def encode(value: Any) -> bytes:
 
 
 def to_builtins(event: CloudEvent) -> dict[str, Any]:
-    """The event as plain dicts/lists/strings, the form routing and `omit` work on.
-
-    The same value as `msgspec.to_builtins(event, builtin_types=(Decimal,))`, without
-    copying `data.payload`: that is already plain JSON values (dicts, lists, strings, ints,
-    Decimals), and nothing downstream mutates it (`omit` copies along what it removes).
-    """
-    out = msgspec.structs.asdict(event)
-    data = event.data
-    out["data"] = fields = msgspec.structs.asdict(data)
-    if data.fiat is not None:
-        fields["fiat"] = msgspec.structs.asdict(data.fiat)
-    if data.crypto is not None:
-        fields["crypto"] = msgspec.structs.asdict(data.crypto)
-    return out
+    """The event as plain dicts/lists/strings (Decimals kept), the form routing and `omit` use."""
+    view: dict[str, Any] = msgspec.to_builtins(event, builtin_types=(Decimal,))
+    return view

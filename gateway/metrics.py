@@ -29,13 +29,14 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from gateway import __version__
+from gateway.fastpaths import fast
 
 
 class _CachedLabels:
     """`labels(...)` as a dict lookup after the first call per label set.
 
-    prometheus-client validates, converts and locks on every `labels()` call (several
-    microseconds, a few times per request); label values here come from config and fixed
+    prometheus-client validates, converts and locks on every `labels()` call (a few times
+    per request); label values here come from config and fixed
     vocabularies, so the children are few and never removed.
     """
 
@@ -95,7 +96,7 @@ class _Family(Collector):
     """A labelled counter or histogram in plain Python numbers, for the request path.
 
     prometheus-client guards every `inc()` and `observe()` with a lock and several call
-    layers (5-10k instructions each, five per webhook). The gateway updates metrics only
+    layers, several times per webhook. The gateway updates metrics only
     from its event loop thread, so here a child is a float or a list of bucket counts,
     and this collector writes the same exposition as prometheus-client's own Counter and
     Histogram when `/metrics` is rendered (a test compares them line by line).
@@ -168,7 +169,7 @@ class _Family(Collector):
 
 def Counter(name: str, documentation: str, labelnames: Sequence[str] = ()) -> Any:
     """A counter: lock-free in a single process, prometheus-client's across processes."""
-    if _MULTIPROC:
+    if _MULTIPROC or not _FAST:
         return _PromCounter(name, documentation, labelnames)
     family = _Family(name, documentation, labelnames)
     REGISTRY.register(family)
@@ -179,7 +180,7 @@ def Histogram(
     name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]
 ) -> Any:
     """A histogram: lock-free in a single process, prometheus-client's across processes."""
-    if _MULTIPROC:
+    if _MULTIPROC or not _FAST:
         return _PromHistogram(name, documentation, labelnames, buckets=buckets)
     family = _Family(name, documentation, labelnames, buckets)
     REGISTRY.register(family)
@@ -188,6 +189,8 @@ def Histogram(
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _MULTIPROC = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+# Fast path `metrics` (gateway/fastpaths.py), justified by benchmarks/ingest_bench.py --fast-paths.
+_FAST = fast("metrics")
 
 WEBHOOKS = Counter(
     "gateway_webhooks_received",

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from gateway.fastpaths import fast
 from gateway.secrets import Secret
 
 # Keys whose values are never logged, at any depth (`clientSecret`, `x-fp-signature`, ...).
@@ -119,7 +120,7 @@ _LINE_ENCODER = msgspec.json.Encoder(enc_hook=_fallback)
 
 
 def _json_line(event: Any, **_: Any) -> str:
-    """One JSON log line: msgspec (several times faster than `json.dumps`) when ASCII.
+    """One JSON log line: msgspec (faster than `json.dumps`) when ASCII.
 
     A line with non-ASCII text goes through `json.dumps` instead, whose `\\u` escapes keep
     every line ASCII whatever the encoding of the stream it is written to.
@@ -162,6 +163,7 @@ class _Output:
 
 
 _LINE = msgspec.json.Encoder()
+_FAST_LINE = fast("logline")
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING}
 _ingress_log = structlog.get_logger("gateway.ingress")
 
@@ -169,16 +171,18 @@ _ingress_log = structlog.get_logger("gateway.ingress")
 def webhook_line(line: WebhookLine) -> None:
     """Log one webhook's line, as `log.<level>("webhook", **fields)` would.
 
-    This line is written for every request, and structlog's processor chain (bound logger,
-    timestamper, redactor walking every value, renderer) cost about a sixth of a webhook's
-    CPU. For JSON output the line is rendered here instead, to the same bytes: its keys are
-    fixed and none is secret, so redaction is one search of the rendered line for any
-    configured secret value (the rare line with a hit goes the structlog way, which masks
-    it). Console output (a terminal) always goes through structlog.
+    This line is written for every request, through structlog's processor chain (bound
+    logger, timestamper, redactor walking every value, renderer). For JSON output the line
+    is rendered here instead, to the same bytes: its keys are fixed and none is secret, so
+    redaction is one search of the rendered line for any configured secret value (the rare
+    line with a hit goes the structlog way, which masks it). Console output (a terminal)
+    always goes through structlog. Fast path `logline` (gateway/fastpaths.py;
+    tests/test_webhook_line.py compares the two), justified by benchmarks/ingest_bench.py
+    --fast-paths.
     """
     if _LEVELS[line.level] < _Output.threshold:
         return
-    if _Output.json:
+    if _Output.json and _FAST_LINE:
         line.timestamp = _timestamp()
         text = _LINE.encode(line).decode()
         pattern = REDACTOR.line_pattern
@@ -209,13 +213,21 @@ def _timestamp() -> str:
 
 
 def configure_logging(
-    level: str = "info", fmt: str = "auto", stream: Any = None, *, final: bool = False
+    level: str = "info",
+    fmt: str = "auto",
+    stream: Any = None,
+    *,
+    final: bool = False,
+    secrets: Iterable[str] = (),
 ) -> None:
     """Configure structlog (and stdlib logging) once per process.
 
     `final`: the configuration will not change again (a server process), so loggers may
-    cache it on first use instead of rebinding on every call.
+    cache it on first use instead of rebinding on every call. `secrets`: values masked in
+    every line from now on (a config's are `config_secret_values(config)`), added to those
+    of earlier calls.
     """
+    REDACTOR.add(secrets)
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"

@@ -10,41 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-import msgspec
-import structlog
-from aiokafka.errors import KafkaError
-
-from gateway import metrics, tracing
+from gateway import metrics
 from gateway.config import Config, Source
-from gateway.deadline import Deadline
-from gateway.destinations import kafka as kafka_records
-from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
-from gateway.errors import RecordTooLarge, SignatureError, Unavailable, UnknownSource, Unproducible
-from gateway.event import CloudEvent, encode, reject_duplicate_keys, to_builtins
+from gateway.errors import SignatureError, Unavailable, UnknownSource
+from gateway.event import CloudEvent, reject_duplicate_keys, to_builtins
+from gateway.handoff import HandOff, Sender
 from gateway.journal import Journal
 from gateway.providers import Provider, Verifier, registry
-from gateway.spool import Spool, SpooledRecord, SpoolFull
+from gateway.spool import Spool, SpooledRecord
 from gateway.state import ClaimResult, Store, store_for
-from gateway.transform import compile_all
 from routing import Routed
 
+__all__ = ["Outcome", "Pipeline", "Sender"]
+
 Status = Literal["accepted", "duplicate", "unrouted"]
-log = structlog.get_logger("gateway.pipeline")
-
-
-class Sender(Protocol):
-    """What the pipeline needs of the Kafka producer."""
-
-    async def send(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None
-    ) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,29 +74,21 @@ class Pipeline:
         store: Store | None = None,
     ) -> None:
         self.config = config
-        self._sender = sender
-        self._spool = spool
-        self.on_spooled: Callable[[], None] | None = None  # the drainer's wake-up
+        self.handoff = HandOff(config, sender, spool)
         self.journal: Journal | None = None  # what the ingress records for the console
         providers = registry()
         self._sources = {
             name: _ingress(s, providers[s.provider]) for name, s in config.sources.items()
         }
-        self._kafka = config.kafka_destinations()
         # Dedupe and replay protection live in the state store: this process's memory, or
         # the fleet's Redis (SPEC §9). Copies of one event inside this process share one
         # hand-off through `_in_flight` without asking the store.
         self.store = store if store is not None else store_for(config)
         self._prefix = config.state.key_prefix
         self._window = float(config.server.dedupe_window)
-        handoff = float(config.server.handoff_timeout)
         # A claim outlives its hand-off a little, so a copy that crashed mid-hand-off
         # frees the id soon after the hand-off could have finished.
-        self._claim_ttl = handoff * 1.25 + 1.0
-        self._max_record = config.max_request_size()
-        self._spooling = False  # this process's hand-offs go to the spool (logged on change)
-        self._spooling_since = 0.0
-        self._transforms = compile_all(config.destinations)
+        self._claim_ttl = float(config.server.handoff_timeout) * 1.25 + 1.0
         self._in_flight: dict[str, asyncio.Future[Outcome]] = {}
 
     def _ingress(self, name: str) -> _Ingress:
@@ -147,25 +124,53 @@ class Pipeline:
         self, name: str, raw: bytes, headers: Mapping[str, str], now: float
     ) -> Outcome:
         """Process one request end to end; raises a `GatewayError` for anything but a 2xx."""
-        event = self.event(name, raw, headers, now)
+        event = self.event(name, raw, headers, now)  # verify, decode, normalize
+
+        async def route_and_hand_off() -> Outcome:
+            routed = self.route(event)
+            for route in routed.routes:
+                metrics.ROUTE_MATCHES.labels(route).inc()
+            if not routed.deliveries:
+                return Outcome("unrouted", event)
+            records = self.handoff.records(event, routed.deliveries, now)
+            acks = await self.handoff(event, records, now)  # None: spooled
+            targets = tuple(d.destination for d in routed.deliveries)
+            placed = self._placed(targets, records, acks)
+            return Outcome("accepted", event, routed.routes, targets, acks is None, placed)
+
+        async def dedupe_route_hand_off() -> Outcome:  # copies in this process share one run
+            key = f"{self._prefix}dedupe:{event.id}"
+            return await self._once_in_process(
+                event.id, lambda: self._until_durable(key, self._window, event, route_and_hand_off)
+            )
+
         ingress = self._sources[name]
         replay = None if ingress.replay_key is None else ingress.replay_key(headers)
         if replay is None:
-            return await self._accept_event(event, now)
-        key, ttl = replay
-        key = f"{self._prefix}nonce:{name}:{key}"
-        if (
-            ingress.provider.replay == "refuse"
-        ):  # claimed only now: a refused request never burns it
+            return await dedupe_route_hand_off()
+        nonce, ttl = replay
+        key = f"{self._prefix}nonce:{name}:{nonce}"
+        if ingress.provider.replay == "refuse":  # claimed only now: a refused one never burns it
             if not await self.store.once(key, ttl):
                 raise SignatureError("the request was already received (its nonce is used)")
-            return await self._accept_event(event, now)
+            return await dedupe_route_hand_off()
         # A signed body: the same signed bytes again are a duplicate, whatever unsigned
         # headers (an id) changed; remembered like an event id, only once durable.
+        return await self._until_durable(key, ttl, event, dedupe_route_hand_off)
+
+    async def _until_durable(
+        self, key: str, ttl: float, event: CloudEvent, run: Callable[[], Awaitable[Outcome]]
+    ) -> Outcome:
+        """Two-phase dedupe around `run`: claim `key`, run, confirm it for `ttl` (or release).
+
+        Only a durable event is remembered as seen (SPEC §9); when `run` fails the claim is
+        forgotten so the provider's retry (or a waiting copy) hands the event off. Shielded:
+        a cancelled request still frees its claim.
+        """
         if await self._claim(key) == "seen":
             return Outcome("duplicate", event)
         try:
-            outcome = await self._accept_event(event, now)
+            outcome = await run()
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.store.release(key))
@@ -173,15 +178,30 @@ class Pipeline:
         await self.store.confirm(key, ttl)
         return outcome
 
-    async def _accept_event(self, event: CloudEvent, now: float) -> Outcome:
-        pending = self._in_flight.get(event.id)
-        if pending is not None:  # the same event is being handed off right now: share its fate
+    def _placed(
+        self, targets: tuple[str, ...], records: list[SpooledRecord], acks: list[Any] | None
+    ) -> tuple[dict[str, Any], ...]:
+        """Where each record went, for the journal (nothing when there is none, or spooled)."""
+        if self.journal is None or acks is None:
+            return ()
+        return tuple(
+            {"destination": d, "topic": r.topic, "partition": a.partition, "offset": a.offset}
+            for d, r, a in zip(targets, records, acks, strict=True)
+            if hasattr(a, "offset")  # a RecordMetadata (test senders may return None)
+        )
+
+    async def _once_in_process(
+        self, event_id: str, run: Callable[[], Awaitable[Outcome]]
+    ) -> Outcome:
+        """Run `run` for the first copy of an event; copies arriving meanwhile share its fate."""
+        pending = self._in_flight.get(event_id)
+        if pending is not None:
             first = await asyncio.shield(pending)
             return Outcome("duplicate", first.event, first.routes, first.destinations)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._in_flight[event.id] = future
+        self._in_flight[event_id] = future
         try:
-            outcome = await self._dedupe_and_hand_off(event, now)
+            outcome = await run()
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody else needs to
@@ -190,24 +210,7 @@ class Pipeline:
             future.set_result(outcome)
             return outcome
         finally:
-            del self._in_flight[event.id]
-
-    async def _dedupe_and_hand_off(self, event: CloudEvent, now: float) -> Outcome:
-        """Two-phase dedupe around the hand-off: claim, hand off, confirm (or release)."""
-        key = f"{self._prefix}dedupe:{event.id}"
-        if await self._claim(key) == "seen":
-            return Outcome("duplicate", event)
-        try:
-            outcome = await self._route_and_hand_off(event, now)
-        except BaseException:
-            # Not durable: forget the claim so the provider's retry (or a waiting copy)
-            # hands the event off. Shielded: a cancelled request still frees its claim.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.store.release(key))
-            raise
-        # Only a durable event is remembered as seen (SPEC §9).
-        await self.store.confirm(key, self._window)
-        return outcome
+            del self._in_flight[event_id]
 
     async def _claim(self, key: str) -> ClaimResult:
         """Claim the event's id; while another copy holds it, wait for that copy's outcome.
@@ -228,7 +231,8 @@ class Pipeline:
                 return result
             delay = min(delay * 2, 0.1)
         raise Unavailable(
-            "another copy of this event is still being handed off", retry_after=self._retry_after
+            "another copy of this event is still being handed off",
+            retry_after=self.handoff.retry_after,
         )
 
     def route(self, event: CloudEvent) -> Routed:
@@ -237,153 +241,6 @@ class Pipeline:
 
     def preview(self, event: CloudEvent, now: float) -> list[tuple[str, SpooledRecord]]:
         """The record each destination would get from the hand-off (`gateway explain`)."""
-        routed = self.route(event)
-        return [
-            (d.destination, self._record(d.destination, d.event, event, now))
-            for d in routed.deliveries
-        ]
-
-    async def _route_and_hand_off(self, event: CloudEvent, now: float) -> Outcome:
-        routed = self.route(event)
-        for name in routed.routes:
-            metrics.ROUTE_MATCHES.labels(name).inc()
-        if not routed.deliveries:
-            return Outcome("unrouted", event)
-        records = [self._record(d.destination, d.event, event, now) for d in routed.deliveries]
-        destinations = tuple(d.destination for d in routed.deliveries)
-        if self._spool is not None and self._spool.depth and self._queue_behind(records):
-            await self._spool_event(event, records, now)
-            return Outcome("accepted", event, routed.routes, destinations, spooled=True)
-        timeout = self.config.server.handoff_timeout
-        started = time.monotonic()
-        try:
-            async with Deadline(timeout):
-                if len(records) == 1:  # the usual case: no task and gathering future to build
-                    acks = [await self._produce(records[0])]
-                else:
-                    acks = await asyncio.gather(*(self._produce(r) for r in records))
-        except (TimeoutError, KafkaError) as exc:
-            if isinstance(exc, KafkaError) and (kind := kafka_records.permanent(exc)):
-                # No retry and no spool can change the broker's mind: a permanent 4xx now.
-                raise (RecordTooLarge if kind == "size" else Unproducible)(
-                    f"the broker refused a record of the event for good ({type(exc).__name__})"
-                ) from exc
-            if self._spool is None:
-                reason = (
-                    f"the broker did not acknowledge the event within {timeout:g}s"
-                    if isinstance(exc, TimeoutError)
-                    else f"the event could not be handed off ({type(exc).__name__}) after "
-                    f"{time.monotonic() - started:.1f}s"
-                )
-                raise Unavailable(reason, retry_after=self._retry_after) from exc
-            self._spooling_since = time.time()
-            if not self._spooling:
-                self._spooling = True
-                log.warning(
-                    "handoff_spooling",
-                    error=type(exc).__name__,
-                    note="the broker did not ack in time: events go to the local spool",
-                )
-            await self._spool_event(event, records, now)
-            return Outcome("accepted", event, routed.routes, destinations, spooled=True)
-        if self._spooling:
-            self._spooling = False
-            log.info("handoff_direct", note="the broker acks again: events go direct")
-        placed = (
-            tuple(
-                {"destination": d, "topic": r.topic, "partition": a.partition, "offset": a.offset}
-                for d, r, a in zip(destinations, records, acks, strict=True)
-                if hasattr(a, "offset")  # a RecordMetadata (test senders may return None)
-            )
-            if self.journal is not None
-            else ()
-        )
-        return Outcome("accepted", event, routed.routes, destinations, placed=placed)
-
-    def _queue_behind(self, records: list[SpooledRecord]) -> bool:
-        """Spool at once, while the spool holds events: is direct hand-off pointless or unsafe?
-
-        Pointless while the broker is away: this process's last hand-off failed and no
-        drainer has forwarded anything since (waiting `handoff_timeout` again would only
-        delay the answer). Unsafe when an older event with one of these keys is still
-        spooled: queueing behind it keeps per-key order. Otherwise the event goes direct,
-        so the spool's tail never holds back the events of other keys.
-        """
-        assert self._spool is not None
-        if self._spooling and self._spool.drained_at <= self._spooling_since:
-            return True
-        return self._spool.holds(records)
-
-    @property
-    def _retry_after(self) -> int:
-        return int(self.config.server.retry_after) or 1
-
-    async def _spool_event(
-        self, event: CloudEvent, records: list[SpooledRecord], now: float
-    ) -> None:
-        assert self._spool is not None
-        try:
-            await self._spool.append(event.id, records, now)
-        except (SpoolFull, OSError, sqlite3.Error) as exc:
-            raise Unavailable(
-                "the broker is unavailable and the local spool cannot take the event",
-                retry_after=self._retry_after,
-            ) from exc
-        if self.on_spooled is not None:
-            self.on_spooled()
-
-    async def _produce(self, record: SpooledRecord) -> Any:
-        started = time.perf_counter()
-        try:
-            ack = await self._sender.send(
-                record.topic, record.value, key=record.key, headers=record.headers
-            )
-        except BaseException as exc:
-            result = "timeout" if isinstance(exc, asyncio.CancelledError) else "error"
-            metrics.KAFKA_PRODUCE.labels(record.topic, result).inc()
-            raise
-        metrics.KAFKA_PRODUCE.labels(record.topic, "ok").inc()
-        metrics.KAFKA_PRODUCE_LATENCY.labels(record.topic).observe(time.perf_counter() - started)
-        return ack
-
-    def _record(
-        self, destination: str, routed_event: Mapping[str, Any], event: CloudEvent, now: float
-    ) -> SpooledRecord:
-        """The Kafka record one destination gets: a topic record, or a delivery task."""
-        trace = tracing.traceparent()
-        reshape = self._transforms.get(destination)  # after the route's omit (SPEC §11)
-        shaped = routed_event if reshape is None else reshape.apply(routed_event)
-        dest = self._kafka.get(destination)
-        if dest is not None:
-            # The key path reads the event before its transform: per-object order holds.
-            key, value, headers = kafka_records.record(shaped, dest, key_from=routed_event)
-            if trace is not None:
-                headers.append(("traceparent", trace.encode()))
-            return self._sized(SpooledRecord(dest.topic, key, value, headers), destination)
-        task = DeliveryTask(
-            destination=destination,
-            event_id=event.id,
-            enqueued_at=now,
-            body=msgspec.Raw(encode(shaped)),
-            traceparent=trace,
-        )
-        return self._sized(
-            SpooledRecord(
-                self.config.kafka.delivery_topic,
-                task_key(destination, event.partitionkey),
-                ENCODER.encode(task),
-                [],
-            ),
-            destination,
-        )
-
-    def _sized(self, record: SpooledRecord, destination: str) -> SpooledRecord:
-        """The record, or `RecordTooLarge` (413) if the broker could never take it."""
-        if len(record.value) + 4096 > self._max_record:  # cheap bound first: most are small
-            size = kafka_records.record_size(record.key, record.value, record.headers)
-            if size > self._max_record:
-                raise RecordTooLarge(
-                    f"the event's record for destination {destination!r} is {size} bytes, "
-                    f"over the broker's {self._max_record}-byte limit (kafka.max_request_size)"
-                )
-        return record
+        deliveries = self.route(event).deliveries
+        records = self.handoff.records(event, deliveries, now)
+        return [(d.destination, r) for d, r in zip(deliveries, records, strict=True)]

@@ -1,9 +1,8 @@
 """A small pipelined Redis client: one connection per process, replies matched in order.
 
-The `redis` state backend's default transport. redis-py's asyncio client spends about
-85 µs of CPU per command (connection pool, command parsing, response callbacks): with
-two commands per webhook it cost the gateway a third of its throughput in
-`benchmarks/ingest_bench.py --state-only`. This client packs each command with hiredis,
+The `redis` state backend's default transport, a fast path in place of redis-py's asyncio
+client (connection pool, command parsing, response callbacks on every command), justified
+by `benchmarks/ingest_bench.py --state-only`. This client packs each command with hiredis,
 writes it to one shared connection and parses replies with hiredis's C reader; replies
 come back in the order commands were written, so each waiter is simply the oldest one.
 `RedisStore` takes either client (`client="redis-py"` swaps the library back in; the

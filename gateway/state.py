@@ -32,7 +32,6 @@ import msgspec
 import structlog
 
 from gateway import metrics
-from gateway.deadline import Deadline
 from gateway.dedupe import SeenIds
 from gateway.errors import Unavailable
 from gateway.secrets import Secret
@@ -423,7 +422,7 @@ class Guarded:
     ) -> T | None:
         if self._down_until is None or self._clock() >= self._down_until:
             try:
-                async with Deadline(self._timeout):  # asyncio.timeout's contract, cheaper
+                async with asyncio.timeout(self._timeout):
                     result = await call(self.primary)
             except self._errors as exc:
                 self._mark_down(operation, exc)

@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from gateway.config import load_config
-from gateway.observability import REDACTOR, Redactor, configure_logging
+from gateway.observability import REDACTOR, Redactor, config_secret_values, configure_logging
 from gateway.secrets import Secret
 from tests.conftest import Keys, write_config
 from tests.ingress_helpers import REPRESENTATIVE, sample, signed
@@ -41,18 +41,19 @@ def test_redactor_masks_keys_values_and_secret_objects() -> None:
 async def test_suite_secrets_never_logged(tmp_path: Path, keys: Keys) -> None:
     """Every key and secret of the test suite stays out of the logs of valid, forged and broken requests."""
     stream = io.StringIO()
-    configure_logging("debug", "json", stream=stream)
-    try:
-        config = load_config(
-            write_config(
-                tmp_path,
-                keys,
-                server="handoff_timeout: 200ms\n  log_level: debug",
-                destinations="orders:\n  kafka: {topic: t}\nother:\n  kafka: {topic: o}\nhook:\n"
-                "  webhook: {url: 'http://127.0.0.1:9/x', secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}\n",
-                routes="- name: orders\n  match: {type: 'order.*'}\n  to: [orders, hook]\n",
-            )
+    config = load_config(
+        write_config(
+            tmp_path,
+            keys,
+            server="handoff_timeout: 200ms\n  log_level: debug",
+            destinations="orders:\n  kafka: {topic: t}\nother:\n  kafka: {topic: o}\nhook:\n"
+            "  webhook: {url: 'http://127.0.0.1:9/x', secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}\n",
+            routes="- name: orders\n  match: {type: 'order.*'}\n  to: [orders, hook]\n",
         )
+    )
+    # As `gateway serve` does: the config's secrets are masked from logging set-up on.
+    configure_logging("debug", "json", stream=stream, secrets=config_secret_values(config))
+    try:
         async with AsyncTestClient(app=create_app(config, run_workers=False)) as client:
             for provider, (name, _) in REPRESENTATIVE.items():
                 for old in (False, True):

@@ -29,7 +29,7 @@ NAME = "w3block"
 MEDIA_TYPES = frozenset({"application/json"})
 
 HEADER = "x-w3block-commerce-signature"
-# Dotted paths into `data.payload` that carry live secrets: logs must redact them and routes
+# Paths into `data.payload` with live secrets (logs mask them by key name, SECRET_KEY); routes
 # may `omit` them (`data.payload.` + path). The Stripe `publicKey` beside it is publishable.
 SECRET_PATHS: tuple[str, ...] = ("data.paymentInfo.clientSecret",)
 

@@ -1,0 +1,52 @@
+"""The fast paths: each replaces a library or stdlib piece, and each can be switched off.
+
+Every optimisation on the request path that stands in for a library or stdlib piece has a
+name here. `GATEWAY_SLOW=name,name` (read once, when this module is first imported) makes
+those fast paths use the reference they replace, with the same behaviour, so that
+`benchmarks/ingest_bench.py --fast-paths` can drop each one alone and measure what it buys
+(docs/livable.md has the latest figures). Each fast path's equivalence test sits beside the
+tests of its module.
+
+| name        | fast path (where)                                  | reference it replaces            |
+|-------------|----------------------------------------------------|----------------------------------|
+| ingress     | `GatewayApp.__call__` takes /webhooks/ (app.py)    | Litestar's router, `webhooks_route` |
+| logline     | `webhook_line` renders the JSON line (observability) | structlog's processor chain    |
+| metrics     | `_Family` counters/histograms (metrics.py)         | prometheus-client's              |
+| partitioner | `murmur2` (destinations/kafka.py)                  | aiokafka's `murmur2`             |
+| dupkeys     | colon count before the pairs check (event.py)      | the stdlib pairs check always    |
+| gc          | `tune_gc` (cli.py)                                 | the interpreter's GC defaults    |
+
+Not switched here: gateway/resp.py (the Redis client; `state.redis.client: redis-py` is
+its switch, measured by `ingest_bench.py --state-only`) and gateway/dedupe.py's flat table
+(it buys memory, not speed: the memory phase of `ingest_bench.py` measures it).
+Removed because they no longer paid (docs/livable.md has the figures): a hand-written
+`asyncio.timeout` (`Deadline`) and a hand-written `msgspec.to_builtins`.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["NAMES", "fast"]
+
+NAMES = frozenset({"ingress", "logline", "metrics", "partitioner", "dupkeys", "gc"})
+
+
+def _slow_names(value: str) -> frozenset[str]:
+    names = frozenset(n.strip() for n in value.split(",") if n.strip())
+    unknown = names - NAMES
+    if unknown:
+        raise ValueError(
+            f"GATEWAY_SLOW: unknown fast path {', '.join(sorted(unknown))}; "
+            f"expected some of: {', '.join(sorted(NAMES))}"
+        )
+    return names
+
+
+_SLOW = _slow_names(os.environ.get("GATEWAY_SLOW", ""))
+
+
+def fast(name: str) -> bool:
+    """Whether the named fast path is on (it is, unless GATEWAY_SLOW names it)."""
+    assert name in NAMES, name
+    return name not in _SLOW
