@@ -42,8 +42,17 @@ log = structlog.get_logger("gateway.replay")
 # Stop reading if the dead-letter topic yields nothing for this long before we reach the
 # end we saw (a broker that stopped answering fetches); what was re-driven so far stays done.
 _IDLE_LIMIT = 10.0
-# How long a run waits to be given its share of the dead-letter topic's partitions.
-_JOIN_LIMIT = 30.0
+# How long a run waits to be given its share of the dead-letter topic's partitions before
+# it leaves the group and joins again as a new member, and how many times it does. A member
+# can be left re-joining one generation forever when another member leaves mid-join (seen
+# with tansu); a fresh member id gets it out. Nothing is lost by it: every batch is acked
+# and committed under `lock` before partitions are given up.
+_JOIN_LIMIT = 12.0
+_JOIN_ATTEMPTS = 4
+
+
+class _NotAssigned(TimeoutError):
+    """This member was not given partitions within `_JOIN_LIMIT`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +171,28 @@ class _Run(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is unty
         return set(await read_control(self.config.kafka, f"replayed/{self.name}/".encode()))
 
     async def go(self) -> None:
-        cfg = self.config.kafka
         self.ledger = await self._load_ledger()
+        for attempt in range(1, _JOIN_ATTEMPTS + 1):
+            try:
+                await self._member()
+                break
+            except _NotAssigned:
+                if attempt == _JOIN_ATTEMPTS:
+                    raise TimeoutError(
+                        f"replay of {self.name!r} was never given partitions"
+                    ) from None
+                log.warning("replay_rejoin", destination=self.name, attempt=attempt)
+        log.info(
+            "replay_done",
+            destination=self.name,
+            dry_run=self.dry_run,
+            replayed=sum(1 for r in self.result.redriven if r.destination == self.name),
+        )
+
+    async def _member(self) -> None:
+        """One membership of the replay group: join, re-drive this run's share, leave."""
+        cfg = self.config.kafka
+        self.assigned.clear()
         consumer = AIOKafkaConsumer(
             **client_options(cfg),
             group_id=replay_group(self.config, self.name),
@@ -187,12 +216,6 @@ class _Run(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is unty
             await self._read(consumer)
         finally:
             await consumer.stop()
-        log.info(
-            "replay_done",
-            destination=self.name,
-            dry_run=self.dry_run,
-            replayed=sum(1 for r in self.result.redriven if r.destination == self.name),
-        )
 
     async def _read(self, consumer: AIOKafkaConsumer) -> None:
         deadline = time.monotonic() + _JOIN_LIMIT
@@ -203,9 +226,7 @@ class _Run(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is unty
                 try:
                     await asyncio.wait_for(self.assigned.wait(), deadline - time.monotonic())
                 except TimeoutError:
-                    raise TimeoutError(
-                        f"replay of {self.name!r} was never given partitions"
-                    ) from None
+                    raise _NotAssigned from None
                 deadline = time.monotonic() + _JOIN_LIMIT
             tps = sorted(consumer.assignment(), key=lambda tp: tp.partition)
             missing = [tp for tp in tps if tp not in ends]
