@@ -33,7 +33,7 @@ from gateway.console.auth import COOKIE, Auth, now
 from gateway.console.feed import Feed
 from gateway.console.store import Store
 from gateway.journal import Journal
-from gateway.observability import REDACTOR, config_secret_values
+from gateway.observability import config_secret_values
 
 log = structlog.get_logger("gateway.console")
 
@@ -215,9 +215,12 @@ def create_console_app(config: Config) -> Litestar:
     settings = config.console
     if settings is None or config.kafka.journal_topic is None:
         raise ValueError("the console needs a `console:` section and `kafka.journal_topic`")
-    REDACTOR.add(config_secret_values(config))
     store = Store(
-        settings.store, omit=settings.omit, retention=settings.retention, max_rows=settings.max_rows
+        settings.store,
+        omit=settings.omit,
+        retention=settings.retention,
+        max_rows=settings.max_rows,
+        secrets=config_secret_values(config),
     )
     journal = Journal(config)
     feed = Feed(config, store)

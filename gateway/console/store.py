@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.observability import REDACTOR, SECRET_KEY
+from gateway.observability import SECRET_KEY, Redactor
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -60,11 +60,11 @@ MAX_PAGE = 200
 _REMOVED = object()
 
 
-def clean(value: Any, omit: Sequence[Sequence[str]] = ()) -> Any:
-    """`value` without the `omit` paths and secret-like fields, secret values masked."""
+def clean(value: Any, omit: Sequence[Sequence[str]] = (), redactor: Redactor | None = None) -> Any:
+    """`value` without the `omit` paths and secret-like fields, `redactor`'s values masked."""
     for path in omit:
         _drop(value, path)
-    return _scrub(value)
+    return _scrub(value, redactor or _KEYS_ONLY)
 
 
 def _drop(value: Any, path: Sequence[str]) -> None:
@@ -76,22 +76,21 @@ def _drop(value: Any, path: Sequence[str]) -> None:
         value.pop(path[-1], None)
 
 
-def _scrub(value: Any) -> Any:
+def _scrub(value: Any, redactor: Redactor) -> Any:
     if isinstance(value, dict):
         return {
-            k: _scrub(v)
+            k: _scrub(v, redactor)
             for k, v in value.items()
             if not (isinstance(k, str) and SECRET_KEY.search(k))
         }
     if isinstance(value, list):
-        return [_scrub(v) for v in value]
+        return [_scrub(v, redactor) for v in value]
     if isinstance(value, str):
-        return REDACTOR.scrub(value)
+        return redactor.scrub(value)
     return value
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else REDACTOR.scrub(str(value))
+_KEYS_ONLY = Redactor()  # masks secret-like keys only: no configured values to look for
 
 
 @dataclass(frozen=True)
@@ -132,13 +131,19 @@ class Store:
         omit: Iterable[str] = (),
         retention: float = 7 * 86_400,
         max_rows: int = 500_000,
+        secrets: Iterable[str] = (),
     ) -> None:
+        # The config's secret values, masked wherever they appear in what is stored.
+        self._redactor = Redactor(secrets)
         self._db = sqlite3.connect(path or ":memory:", check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.executescript(_SCHEMA)
         self._omit = [tuple(p.split(".")) for p in omit]
         self._retention = retention
         self._max_rows = max_rows
+
+    def _text(self, value: Any) -> str | None:
+        return None if value is None else self._redactor.scrub(str(value))
 
     def close(self) -> None:
         """Close the database."""
@@ -190,23 +195,25 @@ class Store:
                 "request_id, duration_ms, event) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     at,
-                    _text(e.get("node")),
-                    _text(e.get("source")),
-                    _text(e.get("provider")),
+                    self._text(e.get("node")),
+                    self._text(e.get("source")),
+                    self._text(e.get("provider")),
                     str(e.get("outcome")),
                     e.get("status") if isinstance(e.get("status"), int) else None,
-                    _text(e.get("reason")),
-                    _text(e.get("detail")),
-                    _text(e.get("event_id")),
-                    _text(e.get("type")),
-                    _text(e.get("subject")),
-                    json.dumps(clean(e.get("routes") or [])),
+                    self._text(e.get("reason")),
+                    self._text(e.get("detail")),
+                    self._text(e.get("event_id")),
+                    self._text(e.get("type")),
+                    self._text(e.get("subject")),
+                    json.dumps(clean(e.get("routes") or [], (), self._redactor)),
                     "," + ",".join(str(d) for d in destinations) + "," if destinations else "",
-                    json.dumps(clean(e.get("records") or [])),
+                    json.dumps(clean(e.get("records") or [], (), self._redactor)),
                     1 if e.get("spooled") else 0,
-                    _text(e.get("request_id")),
+                    self._text(e.get("request_id")),
                     _number(e.get("duration_ms")),
-                    None if not isinstance(event, dict) else json.dumps(clean(event, self._omit)),
+                    None
+                    if not isinstance(event, dict)
+                    else json.dumps(clean(event, self._omit, self._redactor)),
                 ),
             )
             return 1
@@ -216,14 +223,14 @@ class Store:
                 "duration_ms, outcome, next_at, replayed) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     at,
-                    _text(e.get("node")),
-                    _text(e.get("destination")),
-                    _text(e.get("event_id")),
+                    self._text(e.get("node")),
+                    self._text(e.get("destination")),
+                    self._text(e.get("event_id")),
                     e.get("attempt") if isinstance(e.get("attempt"), int) else None,
                     e.get("status") if isinstance(e.get("status"), int) else None,
-                    _text(e.get("error")),
+                    self._text(e.get("error")),
                     _number(e.get("duration_ms")),
-                    _text(e.get("outcome")),
+                    self._text(e.get("outcome")),
                     _number(e.get("next_at")),
                     1 if e.get("replayed") else 0,
                 ),
@@ -237,10 +244,10 @@ class Store:
                 "INSERT INTO actions (at, node, user, action, detail) VALUES (?,?,?,?,?)",
                 (
                     at,
-                    _text(e.get("node")),
-                    _text(e.get("user")),
-                    _text(e.get("action")),
-                    json.dumps(clean(detail)),
+                    self._text(e.get("node")),
+                    self._text(e.get("user")),
+                    self._text(e.get("action")),
+                    json.dumps(clean(detail, (), self._redactor)),
                 ),
             )
             if e.get("action") == "replay":
@@ -258,14 +265,16 @@ class Store:
                 topic,
                 partition,
                 offset,
-                _text(e.get("event_id")),
-                _text(e.get("destination")),
+                self._text(e.get("event_id")),
+                self._text(e.get("destination")),
                 _number(e.get("enqueued_at")),
                 _number(e.get("failed_at")) or time.time(),
                 e.get("attempts") if isinstance(e.get("attempts"), int) else None,
                 e.get("last_status") if isinstance(e.get("last_status"), int) else None,
-                _text(e.get("last_error")),
-                json.dumps(clean(body, self._omit)) if isinstance(body, dict) else None,
+                self._text(e.get("last_error")),
+                json.dumps(clean(body, self._omit, self._redactor))
+                if isinstance(body, dict)
+                else None,
             ),
         )
         return 1

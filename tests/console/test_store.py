@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from gateway.console.store import EventFilter, LetterFilter, Store, clean
-from gateway.observability import REDACTOR
+from gateway.observability import Redactor
 
 
 def _request(at: float, event_id: str, **extra: object) -> bytes:
@@ -17,7 +17,7 @@ def _request(at: float, event_id: str, **extra: object) -> bytes:
 
 def test_clean_removes_omitted_paths_secret_fields_and_secret_values() -> None:
     """`console.omit` paths and secret-like keys go at any depth; configured secrets are masked."""
-    REDACTOR.add(["configured-secret-value-123"])
+    redactor = Redactor(["configured-secret-value-123"])  # the config's values, as Store gets
     event = {
         "data": {
             "payload": {
@@ -26,7 +26,7 @@ def test_clean_removes_omitted_paths_secret_fields_and_secret_values() -> None:
             }
         }
     }
-    cleaned = clean(event, [("data", "payload", "data", "paymentInfo")])
+    cleaned = clean(event, [("data", "payload", "data", "paymentInfo")], redactor)
     text = json.dumps(cleaned)
     assert "paymentInfo" not in text and "pi_x_secret_y" not in text
     assert "apiKey" not in text and "password" not in text
