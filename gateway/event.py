@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Literal
 
 import msgspec
@@ -162,7 +162,10 @@ def _number(value: object) -> Decimal | None:
     if isinstance(value, Decimal):
         number = value
     elif isinstance(value, str) and len(value) <= _MAX_NUMBER_CHARS and _DECIMAL.fullmatch(value):
-        number = Decimal(value)
+        try:
+            number = Decimal(value)
+        except InvalidOperation:  # an exponent beyond the context's (`"8e4366419178736190257"`)
+            return None
     else:
         return None
     if not number.is_finite() or not -1000 < number.adjusted() < 1000:
@@ -219,6 +222,12 @@ def from_iso(value: object) -> datetime | None:
 
 MAX_AMOUNT_INTEGER_DIGITS = 40
 MAX_AMOUNT_FRACTION_DIGITS = 40
+_PLAIN_AMOUNT = re.compile(
+    rf"[+-]?(?:[0-9]{{1,{MAX_AMOUNT_INTEGER_DIGITS}}}(?:\.[0-9]{{0,{MAX_AMOUNT_FRACTION_DIGITS}}})?"
+    rf"|\.[0-9]{{1,{MAX_AMOUNT_FRACTION_DIGITS}}})",
+    re.ASCII,
+)
+_AMOUNT_INT_BOUND = 10**MAX_AMOUNT_INTEGER_DIGITS
 
 
 def amount(value: object, path: str) -> str | None:
@@ -232,6 +241,13 @@ def amount(value: object, path: str) -> str | None:
     """
     if value is None or value == "":
         return None
+    # The usual amounts, decided without a Decimal: a plain decimal string within the digit
+    # bounds (a subset of what the general check below accepts), an int under 10**40.
+    if type(value) is str:
+        if _PLAIN_AMOUNT.fullmatch(value):
+            return value
+    elif type(value) is int and -_AMOUNT_INT_BOUND < value < _AMOUNT_INT_BOUND:
+        return str(value)
     number = _number(value)
     if number is not None:
         exponent = number.as_tuple().exponent
