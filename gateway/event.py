@@ -149,6 +149,7 @@ _MAX_EPOCH = 253_402_300_799
 # A decimal number as JSON or a provider spells it: ASCII digits only (not `\d`, which
 # takes any Unicode digit; not Decimal's own syntax, which takes `1_000`, ` 1 `, `NaN`).
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,18}", re.ASCII)
 _MAX_NUMBER_CHARS = 100  # longer strings are never parsed: `int("9" * 10**6)` alone is slow
 
 
@@ -181,6 +182,8 @@ def from_epoch(value: object, *, millis: bool = False) -> datetime | None:
     """
     if value is None or value == "":
         return None
+    if type(value) is str and _INT_TEXT.fullmatch(value):  # `"1735280582000"`: exact as int
+        value = int(value)
     if type(value) is int:  # the usual case: whole seconds or milliseconds, exact
         seconds = value // 1000 if millis else value
         if not _MIN_EPOCH <= seconds <= _MAX_EPOCH:

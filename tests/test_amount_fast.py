@@ -57,3 +57,38 @@ def test_an_exponent_beyond_decimals_context_is_refused_not_raised() -> None:
     # Decimal("8e436641917873619025700") raises InvalidOperation: once a 500.
     assert _amount("8e436641917873619025700") == _REFUSED
     assert event.from_epoch("8e436641917873619025700") is None
+
+
+TIMES: list[object] = [
+    "0", "-1", "+1", "0001661346805", "1661346805", "1735280582000", "-62135596800",
+    "-62135596801", "253402300799", "253402300800", "253402300799999", "253402300800000",
+    "-62135596800000", "-62135596800001", "9" * 18, "9" * 19, "1.5", "1e3", "\u0661",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", TIMES, ids=repr)
+@pytest.mark.parametrize("millis", [False, True])
+def test_digit_string_epochs_read_as_the_decimal_rule_reads_them(
+    value: str, millis: bool
+) -> None:
+    """The int fast path for digit strings agrees with the general (Decimal) reading."""
+    general = _epoch_general(value, millis)
+    assert event.from_epoch(value, millis=millis) == general
+
+
+def _epoch_general(value: str, millis: bool) -> object:
+    from datetime import timedelta
+    from decimal import ROUND_FLOOR, ROUND_HALF_EVEN
+
+    number = event._number(value)
+    if number is None:
+        return None
+    total = number / 1000 if millis else number
+    whole = int(total.to_integral_value(rounding=ROUND_FLOOR))
+    if not event._MIN_EPOCH <= whole <= event._MAX_EPOCH:
+        return None
+    micros = int(((total - whole) * 1_000_000).to_integral_value(rounding=ROUND_HALF_EVEN))
+    try:
+        return event._EPOCH + timedelta(seconds=whole, microseconds=micros)
+    except OverflowError:
+        return None
