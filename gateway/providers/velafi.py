@@ -119,9 +119,12 @@ class Webhook(msgspec.Struct, frozen=True):
 def decode(content: bytes) -> Webhook:
     """Decode by `eventType`; raise `PayloadError` naming the bad path."""
     payload = decode_object(content)
-    event_type = _common.convert_struct(payload, _Head).event_type
-    if not event_type.strip():
-        raise PayloadError("`eventType` is empty", path="$.eventType")
+    # The usual type is known without converting the head first.
+    event_type = payload.get("eventType")
+    if event_type != ORDER_WEBHOOK:
+        event_type = _common.convert_struct(payload, _Head).event_type
+        if not event_type.strip():
+            raise PayloadError("`eventType` is empty", path="$.eventType")
     body: OrderWebhook | OtherWebhook
     if event_type == ORDER_WEBHOOK:
         body = _common.convert_struct(payload, OrderWebhook)
