@@ -1,4 +1,4 @@
-"""In-process cost of the five built-ins: `Pipeline.event()` (verify, decode, normalize).
+"""In-process cost of the five built-ins: `Pipeline.event()`, and `decode`, `normalize` alone.
 
 Times `Pipeline.event()` on every sample body in tests/samples, per provider, for this
 tree and a baseline tree (e.g. `git archive main gateway routing | tar -x -C /tmp/base`),
@@ -20,7 +20,9 @@ import tempfile
 import textwrap
 import time
 import timeit
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "samples"
@@ -67,6 +69,7 @@ def _child(number: int) -> dict[str, float]:
     providers = registry()
     now = time.time()
     figures: dict[str, float] = {}
+    received = datetime.fromtimestamp(now, tz=UTC)
     for name in PROVIDERS:
         secret = private if name in ("fatpay", "velafi") else "s3cret"
         calls = []
@@ -82,8 +85,21 @@ def _child(number: int) -> dict[str, float]:
             for body, headers in calls:
                 pipeline.event(name, body, headers, now)
 
-        best = min(timeit.repeat(run, number=number, repeat=5))
-        figures[name] = best / number / len(calls) * 1e6
+        provider = providers[name]
+        contents = [pipeline._ingress(name).verifier.verify(b, h, now) for b, h in calls]
+        decoded = [provider.decode(c) for c in contents]
+
+        def decode(contents: list[bytes] = contents, provider: Any = provider) -> None:
+            for content in contents:
+                provider.decode(content)
+
+        def normalize(decoded: list[Any] = decoded, provider: Any = provider) -> None:
+            for value in decoded:
+                provider.normalize(value, "bench", received)
+
+        for part, fn in (("event", run), ("decode", decode), ("normalize", normalize)):
+            best = min(timeit.repeat(fn, number=number, repeat=5))
+            figures[f"{name} {part}"] = best / number / len(calls) * 1e6
     return figures
 
 
@@ -113,11 +129,14 @@ def main() -> None:
                 text=True,
             ).stdout
             runs[label].append(json.loads(out))
-    print(f"Pipeline.event() per call, median of {args.rounds} alternating rounds (us)")
-    print(f"{'provider':10}" + "".join(f"{label:>10}" for label in trees) + "     ratio")
-    for name in PROVIDERS:
+    print(
+        "us per call (best of 5 repeats in a round; median over "
+        f"{args.rounds} alternating rounds); event = Pipeline.event(): verify+decode+normalize"
+    )
+    print(f"{'provider part':20}" + "".join(f"{label:>10}" for label in trees) + "     ratio")
+    for name in runs["new"][0]:
         medians = {label: statistics.median(r[name] for r in runs[label]) for label in trees}
-        row = f"{name:10}" + "".join(f"{medians[label]:10.1f}" for label in trees)
+        row = f"{name:20}" + "".join(f"{medians[label]:10.2f}" for label in trees)
         if "baseline" in medians:
             row += f"{medians['new'] / medians['baseline']:10.3f}"
         print(row)
