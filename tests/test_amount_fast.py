@@ -68,9 +68,7 @@ TIMES: list[object] = [
 
 @pytest.mark.parametrize("value", TIMES, ids=repr)
 @pytest.mark.parametrize("millis", [False, True])
-def test_digit_string_epochs_read_as_the_decimal_rule_reads_them(
-    value: str, millis: bool
-) -> None:
+def test_digit_string_epochs_read_as_the_decimal_rule_reads_them(value: str, millis: bool) -> None:
     """The int fast path for digit strings agrees with the general (Decimal) reading."""
     general = _epoch_general(value, millis)
     assert event.from_epoch(value, millis=millis) == general
@@ -92,3 +90,13 @@ def _epoch_general(value: str, millis: bool) -> object:
         return event._EPOCH + timedelta(seconds=whole, microseconds=micros)
     except OverflowError:
         return None
+
+
+def test_a_signed_body_with_such_an_amount_is_a_payload_error() -> None:
+    """Once `decimal.InvalidOperation` out of `decode`: the ingress's bare 500."""
+    from gateway.providers import whitepay
+
+    body = b'{"event_type":"order::completed","order":{"id":"1","value":"8e436641917873619025700"}}'
+    with pytest.raises(PayloadError) as caught:
+        whitepay.decode(body)
+    assert caught.value.path == "$.order.value"

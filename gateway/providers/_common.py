@@ -66,15 +66,17 @@ def utf8_keys(secret: Secrets) -> list[bytes]:
 HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
-def money(currency: str | None, value: Any, *, priced: bool = False) -> Money | None:
-    """A money leg of an amount `amount()` has checked: None when neither is present.
-
-    `priced`: a leg only when there is an amount (a currency alone is no leg).
-    """
-    text = decimal_str(value)
-    if (text is None) if priced else (value is None and currency is None):
+def money(currency: str | None, value: Any) -> Money | None:
+    """A money leg of an amount `amount()` has checked; None when neither is present."""
+    if value is None and currency is None:
         return None
-    return Money(currency, text)
+    return Money(currency, decimal_str(value))
+
+
+def priced(currency: str | None, value: Any) -> Money | None:
+    """A money leg only when there is an amount (a currency alone is no leg)."""
+    text = decimal_str(value)
+    return None if text is None else Money(currency, text)
 
 
 def rsa_sha256_valid(keys: Iterable[RSAPublicKey], signature: bytes, message: bytes) -> bool:

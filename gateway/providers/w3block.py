@@ -126,7 +126,7 @@ def normalize(
     status = _STATUS.get(action, "unknown")
     moment = from_epoch(decoded.timestamp, millis=True) or received
     # W3Block names the currency by its id (a UUID), not by an ISO code.
-    fiat = _common.money(order.currencyId, order.currencyAmount, priced=True)
+    fiat = _common.priced(order.currencyId, order.currencyAmount)
     data = event_data(kind, order.id, status, order.status, decoded.payload, fiat)
     # `updatedAt` moves with every state change of the order and stays put across
     # W3Block's retries of one notification.

@@ -181,13 +181,13 @@ def normalize(
     if not sep or not kind:
         kind = "order" if isinstance(obj, WhitepayOrder) else "transaction"
     status = _ACTION_STATUS.get(action) or _BODY_STATUS.get((obj.status or "").upper(), "unknown")
-    legs = [_common.money(obj.currency, obj.value, priced=True)]
+    legs = [_common.priced(obj.currency, obj.value)]
     received_total = None
     if isinstance(obj, WhitepayOrder):
         received_total = decimal_str(obj.received_total)
         # An order priced in one currency class and paid in the other has both legs.
         if (obj.received_currency or "").upper() != (obj.currency or "").upper():
-            legs.append(_common.money(obj.received_currency, obj.received_total, priced=True))
+            legs.append(_common.priced(obj.received_currency, obj.received_total))
     fiat = crypto = None
     for leg in legs:
         if leg is None:
