@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -130,12 +129,13 @@ def main() -> None:
             ).stdout
             runs[label].append(json.loads(out))
     print(
-        "us per call (best of 5 repeats in a round; median over "
-        f"{args.rounds} alternating rounds); event = Pipeline.event(): verify+decode+normalize"
+        "us per call, the best of 5 repeats x "
+        f"{args.rounds} alternating rounds (the least disturbed by other load on the machine);"
+        " event = Pipeline.event(): verify+decode+normalize"
     )
     print(f"{'provider part':20}" + "".join(f"{label:>10}" for label in trees) + "     ratio")
     for name in runs["new"][0]:
-        medians = {label: statistics.median(r[name] for r in runs[label]) for label in trees}
+        medians = {label: min(r[name] for r in runs[label]) for label in trees}
         row = f"{name:20}" + "".join(f"{medians[label]:10.2f}" for label in trees)
         if "baseline" in medians:
             row += f"{medians['new'] / medians['baseline']:10.3f}"

@@ -184,8 +184,12 @@ def normalize(
     order = decoded.order
     raw_status = str(order.order_status)
     status = _STATUSES.get(raw_status, "unknown")
-    stamps = (from_epoch(t) for t in (order.finish_time, order.deliver_time, order.pay_time))
-    happened = next((t for t in stamps if t is not None), received)
+    happened = (
+        from_epoch(order.finish_time)
+        or from_epoch(order.deliver_time)
+        or from_epoch(order.pay_time)
+        or received
+    )
     fiat = _common.money(order.fiat_currency, order.currency_amount)
     crypto_currency = order.crypto_currency or order.crypto_currency_code
     crypto = _common.money(crypto_currency, order.crypto_currency_amount)
