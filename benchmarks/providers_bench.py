@@ -3,7 +3,7 @@
 Times `Pipeline.event()` on every sample body in tests/samples, per provider, for this
 tree and a baseline tree (e.g. `git archive main gateway routing | tar -x -C /tmp/base`),
 alternating the two in child processes so both see the same machine load. Prints the
-median microseconds per call of each and the ratio new/baseline.
+best microseconds per call of each (least disturbed by other load) and the ratio new/baseline.
 
     .venv/bin/python benchmarks/providers_bench.py --baseline /tmp/base [--rounds 5]
 """
