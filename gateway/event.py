@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Literal
 
 import msgspec
@@ -149,6 +149,7 @@ _MAX_EPOCH = 253_402_300_799
 # A decimal number as JSON or a provider spells it: ASCII digits only (not `\d`, which
 # takes any Unicode digit; not Decimal's own syntax, which takes `1_000`, ` 1 `, `NaN`).
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,18}", re.ASCII)
 _MAX_NUMBER_CHARS = 100  # longer strings are never parsed: `int("9" * 10**6)` alone is slow
 
 
@@ -162,7 +163,10 @@ def _number(value: object) -> Decimal | None:
     if isinstance(value, Decimal):
         number = value
     elif isinstance(value, str) and len(value) <= _MAX_NUMBER_CHARS and _DECIMAL.fullmatch(value):
-        number = Decimal(value)
+        try:
+            number = Decimal(value)
+        except InvalidOperation:  # an exponent beyond the context's (`"8e4366419178736190257"`)
+            return None
     else:
         return None
     if not number.is_finite() or not -1000 < number.adjusted() < 1000:
@@ -178,6 +182,8 @@ def from_epoch(value: object, *, millis: bool = False) -> datetime | None:
     """
     if value is None or value == "":
         return None
+    if type(value) is str and _INT_TEXT.fullmatch(value):  # `"1735280582000"`: exact as int
+        value = int(value)
     if type(value) is int:  # the usual case: whole seconds or milliseconds, exact
         seconds = value // 1000 if millis else value
         if not _MIN_EPOCH <= seconds <= _MAX_EPOCH:
@@ -219,6 +225,12 @@ def from_iso(value: object) -> datetime | None:
 
 MAX_AMOUNT_INTEGER_DIGITS = 40
 MAX_AMOUNT_FRACTION_DIGITS = 40
+_PLAIN_AMOUNT = re.compile(
+    rf"[+-]?(?:[0-9]{{1,{MAX_AMOUNT_INTEGER_DIGITS}}}(?:\.[0-9]{{0,{MAX_AMOUNT_FRACTION_DIGITS}}})?"
+    rf"|\.[0-9]{{1,{MAX_AMOUNT_FRACTION_DIGITS}}})",
+    re.ASCII,
+)
+_AMOUNT_INT_BOUND = 10**MAX_AMOUNT_INTEGER_DIGITS
 
 
 def amount(value: object, path: str) -> str | None:
@@ -232,6 +244,13 @@ def amount(value: object, path: str) -> str | None:
     """
     if value is None or value == "":
         return None
+    # The usual amounts, decided without a Decimal: a plain decimal string within the digit
+    # bounds (a subset of what the general check below accepts), an int under 10**40.
+    if type(value) is str:
+        if _PLAIN_AMOUNT.fullmatch(value):
+            return value
+    elif type(value) is int and -_AMOUNT_INT_BOUND < value < _AMOUNT_INT_BOUND:
+        return str(value)
     number = _number(value)
     if number is not None:
         exponent = number.as_tuple().exponent

@@ -4,8 +4,9 @@ Litestar lists the routes; this module describes them as they really answer, bec
 ingress is a plain ASGI endpoint (`gateway.http.ingress`) whose answers Litestar never
 sees: the configured source names, the request media types, every status of SPEC §2 (200
 with its three `status` values, 400, 401, 403, 404, 405 with `Allow`, 413, 415, 431, 503
-with `Retry-After`) as RFC 9457 problem details, and VelaFi's `callbackStatus` bodies when a
-VelaFi source is configured. The document is built once per process, from the config.
+with `Retry-After`) as RFC 9457 problem details, and the answer bodies of its own that a
+configured source's provider sends (`success_body` / `error_body`: VelaFi's
+`callbackStatus`). The document is built once per process, from the config.
 `tests/integration/test_openapi_contract.py` runs schemathesis with every check against a
 served gateway to keep it honest.
 """
@@ -13,6 +14,7 @@ served gateway to keep it honest.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import msgspec
@@ -21,7 +23,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 
 from gateway.config import Config
 from gateway.http.problems import _PROBLEMS, PROBLEM_JSON
-from gateway.providers import registry
+from gateway.providers import Provider, registry
 
 _REF = "#/components/schemas/"
 _JSON = "application/json"
@@ -56,13 +58,6 @@ SCHEMAS: dict[str, Any] = {
                 "no route matched and there are no `unmatched` destinations",
             },
         },
-    },
-    "VelaFiAnswer": {
-        "type": "object",
-        "description": "What VelaFi sources answer instead (VelaFi's own protocol)",
-        "required": ["callbackStatus"],
-        "additionalProperties": False,
-        "properties": {"callbackStatus": {"type": "string", "enum": ["SUCCESS", "FAIL"]}},
     },
     "Health": {
         "type": "object",
@@ -101,28 +96,89 @@ _RETRY_AFTER = {
 _HEADER_LIMIT = (431, "Request header fields too large")
 
 
-def _problem(description: str, velafi: bool, headers: dict[str, Any] | None = None) -> Any:
+def answer_schemas(providers: list[Provider]) -> dict[str, Any]:
+    """`<Name>Answer` components for the providers that answer with their own bodies.
+
+    Derived from the provider's `success_body` / `error_body`: two JSON objects with the same
+    keys and scalar values (VelaFi's `callbackStatus`) become an object whose properties
+    take the values of either; any other bodies are listed as they are.
+    """
+    schemas: dict[str, Any] = {}
+    for provider in providers:
+        bodies = [b for b in (provider.success_body, provider.error_body) if b is not None]
+        if not bodies:
+            continue
+        values = [msgspec.json.decode(body) for body in bodies]
+        schema: dict[str, Any] = {"enum": values}
+        keys = [sorted(v) if isinstance(v, dict) else None for v in values]
+        scalar = (str, int, float, bool)
+        if (
+            keys[0] is not None
+            and all(k == keys[0] for k in keys)
+            and all(isinstance(x, scalar) for v in values for x in v.values())
+        ):
+            schema = {
+                "type": "object",
+                "required": keys[0],
+                "additionalProperties": False,
+                "properties": {
+                    key: {
+                        "type": _JSON_TYPES[type(values[0][key])],
+                        "enum": list(dict.fromkeys(v[key] for v in values)),
+                    }
+                    for key in keys[0]
+                },
+            }
+        schema["description"] = f"What {provider.name} sources answer instead (its own protocol)"
+        schemas[_answer_name(provider)] = schema
+    return schemas
+
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def _answer_name(provider: Provider) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", provider.name)) + (
+        "Answer"
+    )
+
+
+def _problem(description: str, errors: list[str], headers: dict[str, Any] | None = None) -> Any:
+    """A problem-details response; `errors`: answer components some sources send instead."""
     content: dict[str, Any] = {PROBLEM_JSON: {"schema": {"$ref": _REF + "Problem"}}}
-    if velafi:
-        content[_JSON] = {"schema": {"$ref": _REF + "VelaFiAnswer"}}
+    if errors:
+        schema = [{"$ref": _REF + name} for name in errors]
+        content[_JSON] = {"schema": schema[0] if len(schema) == 1 else {"oneOf": schema}}
     response: dict[str, Any] = {"description": description, "content": content}
     if headers:
         response["headers"] = headers
     return response
 
 
-def _ingress(config: Config) -> dict[str, Any]:
+def _used(config: Config) -> list[Provider]:
+    """The providers of the configured sources, each once, in name order."""
     providers = registry()
+    return sorted({providers[s.provider] for s in config.sources.values()}, key=lambda p: p.name)
+
+
+def _ingress(config: Config) -> dict[str, Any]:
     sources = sorted(config.sources)
-    velafi = any(s.provider == "velafi" for s in config.sources.values())
-    media = sorted({m for s in config.sources.values() for m in providers[s.provider].MEDIA_TYPES})
+    used = _used(config)
+    media = sorted({m for p in used for m in p.media_types})
     ok: dict[str, Any] = {"$ref": _REF + "Accepted"}
-    if velafi:
-        ok = {"oneOf": [ok, {"$ref": _REF + "VelaFiAnswer"}]}
+    answers = [_REF + _answer_name(p) for p in used if p.success_body is not None]
+    if answers:
+        ok = {"oneOf": [ok, *({"$ref": ref} for ref in answers)]}
+    errors = [_answer_name(p) for p in used if p.error_body is not None]
+    own = ", ".join(
+        f"{p.name} sources answer `{p.success_body.decode()}`"
+        for p in used
+        if p.success_body is not None
+    )
     responses: dict[str, Any] = {
         "200": {
             "description": "The event is safe (accepted), was already accepted (duplicate), "
-            "or matched no route (unrouted). VelaFi sources answer `callbackStatus: SUCCESS`.",
+            "or matched no route (unrouted)." + (f" Instead, {own}." if own else ""),
             "content": {_JSON: {"schema": ok}},
         }
     }
@@ -135,7 +191,7 @@ def _ingress(config: Config) -> dict[str, Any]:
         # Known before any source: the HTTP layer (431), the method (405), the source (404).
         source_known = status not in (404, 405, 431)
         headers = _ALLOW if status == 405 else _RETRY_AFTER if status == 503 else None
-        responses[str(status)] = _problem(description, velafi and source_known, headers)
+        responses[str(status)] = _problem(description, errors if source_known else [], headers)
     return {
         "summary": "Receive a provider webhook",
         "description": "Verify the provider's signature over the raw body, decode, normalize "
@@ -163,8 +219,8 @@ def _ingress(config: Config) -> dict[str, Any]:
 def _get(summary: str, responses: dict[str, Any], operation_id: str) -> dict[str, Any]:
     responses = {
         **responses,
-        "405": _problem("Method not allowed", False, _ALLOW),
-        str(_HEADER_LIMIT[0]): _problem(_HEADER_LIMIT[1], False),
+        "405": _problem("Method not allowed", [], _ALLOW),
+        str(_HEADER_LIMIT[0]): _problem(_HEADER_LIMIT[1], []),
     }
     return {"get": {"summary": summary, "operationId": operation_id, "responses": responses}}
 
@@ -207,7 +263,9 @@ def document(config: Config, generated: dict[str, Any]) -> dict[str, Any]:
         "metrics",
     )
     components = doc.setdefault("components", {})
-    components.setdefault("schemas", {}).update(copy.deepcopy(SCHEMAS))
+    schemas = components.setdefault("schemas", {})
+    schemas.update(copy.deepcopy(SCHEMAS))
+    schemas.update(answer_schemas(_used(config)))
     return doc
 
 

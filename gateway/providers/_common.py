@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 from gateway.errors import PayloadError, SignatureError
+from gateway.event import Money, decimal_str
+from gateway.types import Secrets
 
 T = TypeVar("T")
 
@@ -46,6 +48,35 @@ def load_rsa_public_keys(values: Iterable[str]) -> list[RSAPublicKey]:
             raise ValueError(f"public key #{index} is not an RSA key")
         keys.append(key)
     return keys
+
+
+def rsa_keys(provider: str, public_key: Secrets) -> list[RSAPublicKey]:
+    """A source's `public_key` setting parsed once; `ValueError` names the setting, not the key."""
+    try:
+        return load_rsa_public_keys(public_key.reveal())
+    except ValueError as exc:
+        raise ValueError(f"{provider} setting `public_key`: {exc}") from exc
+
+
+def utf8_keys(secret: Secrets) -> list[bytes]:
+    """HMAC keys from a source's `secret` setting: the UTF-8 bytes of each value."""
+    return [value.encode("utf-8") for value in secret.reveal()]
+
+
+HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def money(currency: str | None, value: Any) -> Money | None:
+    """A money leg of an amount `amount()` has checked; None when neither is present."""
+    if value is None and currency is None:
+        return None
+    return Money(currency, decimal_str(value))
+
+
+def priced(currency: str | None, value: Any) -> Money | None:
+    """A money leg only when there is an amount (a currency alone is no leg)."""
+    text = decimal_str(value)
+    return None if text is None else Money(currency, text)
 
 
 def rsa_sha256_valid(keys: Iterable[RSAPublicKey], signature: bytes, message: bytes) -> bool:
@@ -191,6 +222,34 @@ def json_candidates(raw: bytes, styles: tuple[Literal["js", "php"], ...]) -> Ite
         if restyled not in seen:
             seen.append(restyled)
             yield restyled
+
+
+class BodyMacVerifier:
+    """HMAC-SHA256 of the body in one header: the raw body first, then its re-encodings.
+
+    `read` takes the MAC out of the headers (`SignatureError` if it is missing or
+    malformed); `styles` are the JSON re-encodings a sender may have signed instead of the
+    bytes it sent (`json_candidates`). Whitepay and W3Block are this with their own header.
+    """
+
+    __slots__ = ("_keys", "_read", "_styles")
+
+    def __init__(
+        self,
+        keys: list[bytes],
+        read: Callable[[Mapping[str, str]], bytes],
+        styles: tuple[Literal["js", "php"], ...],
+    ) -> None:
+        self._keys = keys
+        self._read = read
+        self._styles = styles
+
+    def verify(self, raw: bytes, headers: Mapping[str, str], now: float) -> bytes:
+        """Return the raw body if any configured secret signed one of its candidates."""
+        received = self._read(headers)
+        if mac_match(self._keys, json_candidates(raw, self._styles), (received,)):
+            return raw
+        raise SignatureError("signature does not match")
 
 
 def mac_match(

@@ -16,20 +16,18 @@ import msgspec
 from gateway.errors import SignatureError
 from gateway.event import (
     CloudEvent,
-    Money,
     amount,
     build_event,
-    decimal_str,
     decode_object,
     event_data,
     event_id,
     from_epoch,
 )
-from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
+from gateway.providers import JSON, NO_HEADERS, Headers, Signed, _common, builtin
 from gateway.types import Duration, Secrets
 
 NAME = "fatpay"
-MEDIA_TYPES = frozenset({"application/json"})
+MEDIA_TYPES = JSON
 
 _SIGNATURE = "x-fp-signature"
 _PARTNER = "x-fp-partner-id"
@@ -91,10 +89,7 @@ class FatPayVerifier:
     """
 
     def __init__(self, settings: Settings) -> None:
-        try:
-            self._keys = _common.load_rsa_public_keys(settings.public_key.reveal())
-        except ValueError as exc:
-            raise ValueError(f"fatpay setting `public_key`: {exc}") from exc
+        self._keys = _common.rsa_keys(NAME, settings.public_key)
         if not settings.partner_id.strip():
             raise ValueError("fatpay setting `partner_id` must not be empty")
         if settings.tolerance <= 0:
@@ -189,15 +184,15 @@ def normalize(
     order = decoded.order
     raw_status = str(order.order_status)
     status = _STATUSES.get(raw_status, "unknown")
-    stamps = (from_epoch(t) for t in (order.finish_time, order.deliver_time, order.pay_time))
-    happened = next((t for t in stamps if t is not None), received)
-    fiat = None
-    if order.fiat_currency is not None or order.currency_amount is not None:
-        fiat = Money(order.fiat_currency, decimal_str(order.currency_amount))
-    crypto = None
+    happened = (
+        from_epoch(order.finish_time)
+        or from_epoch(order.deliver_time)
+        or from_epoch(order.pay_time)
+        or received
+    )
+    fiat = _common.money(order.fiat_currency, order.currency_amount)
     crypto_currency = order.crypto_currency or order.crypto_currency_code
-    if crypto_currency is not None or order.crypto_currency_amount is not None:
-        crypto = Money(crypto_currency, decimal_str(order.crypto_currency_amount))
+    crypto = _common.money(crypto_currency, order.crypto_currency_amount)
     data = event_data("order", order.order_id, status, raw_status, decoded.payload, fiat, crypto)
     eid = event_id(source, order.order_id, raw_status)
     return build_event(source, NAME, eid, data, happened, f"order:{raw_status}", "headers-only")

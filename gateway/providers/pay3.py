@@ -14,12 +14,12 @@ import msgspec
 
 from gateway.errors import SignatureError
 from gateway.event import CloudEvent, build_event, decode_object, event_data, event_id
-from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
+from gateway.providers import JSON, NO_HEADERS, Headers, Signed, _common, builtin
 from gateway.providers._common import convert_struct
 from gateway.types import Secrets
 
 NAME = "pay3"
-MEDIA_TYPES = frozenset({"application/json"})
+MEDIA_TYPES = JSON
 
 Algorithm = Literal["HS256", "HS384", "HS512"]
 _DIGESTS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}

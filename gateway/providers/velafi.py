@@ -15,23 +15,21 @@ from gateway.errors import PayloadError, SignatureError
 from gateway.event import (
     STATUSES,
     CloudEvent,
-    Money,
     amount,
     build_event,
-    decimal_str,
     decode_object,
     encode,
     event_data,
     event_id,
     from_epoch,
 )
-from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
+from gateway.providers import JSON, NO_HEADERS, Headers, Signed, _common, builtin
 from gateway.types import Secrets
 
 NAME = "velafi"
 # VelaFi reads its own answer body (SPEC §2): on 200, and on every error whatever the status.
 ANSWERS = (b'{"callbackStatus":"SUCCESS"}', b'{"callbackStatus":"FAIL"}')
-MEDIA_TYPES = frozenset({"application/json"})
+MEDIA_TYPES = JSON
 
 ORDER_WEBHOOK = "ORDER_WEBHOOK"
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -60,10 +58,7 @@ class VelaFiVerifier:
     """Checks the hex RSA signature VelaFi puts over the raw body."""
 
     def __init__(self, settings: Settings) -> None:
-        try:
-            self._keys = _common.load_rsa_public_keys(settings.public_key.reveal())
-        except ValueError as exc:
-            raise ValueError(f"velafi setting `public_key`: {exc}") from exc
+        self._keys = _common.rsa_keys(NAME, settings.public_key)
 
     def verify(self, raw: bytes, headers: Mapping[str, str], now: float) -> bytes:
         """Raise `SignatureError` unless some configured key signed `raw`; return `raw`."""
@@ -124,9 +119,12 @@ class Webhook(msgspec.Struct, frozen=True):
 def decode(content: bytes) -> Webhook:
     """Decode by `eventType`; raise `PayloadError` naming the bad path."""
     payload = decode_object(content)
-    event_type = _common.convert_struct(payload, _Head).event_type
-    if not event_type.strip():
-        raise PayloadError("`eventType` is empty", path="$.eventType")
+    # The usual type is known without converting the head first.
+    event_type = payload.get("eventType")
+    if event_type != ORDER_WEBHOOK:
+        event_type = _common.convert_struct(payload, _Head).event_type
+        if not event_type.strip():
+            raise PayloadError("`eventType` is empty", path="$.eventType")
     body: OrderWebhook | OtherWebhook
     if event_type == ORDER_WEBHOOK:
         body = _common.convert_struct(payload, OrderWebhook)
@@ -150,12 +148,6 @@ def _first(*values: Any) -> Any:
     return None
 
 
-def _money(currency: str | None, amount: Decimal | None) -> Money | None:
-    if currency is None and amount is None:
-        return None
-    return Money(currency, decimal_str(amount))
-
-
 def normalize(
     decoded: Webhook, source: str, received: datetime, headers: Headers = NO_HEADERS
 ) -> CloudEvent:
@@ -171,8 +163,8 @@ def normalize(
         status = _ORDER_STATUSES.get(raw or "", "unknown")
         object_id = str(body.order_id)
         eid = event_id(source, event_type, object_id, raw)
-        fiat = _money(body.fiat, _first(body.fiat_amount, body.order_amount))
-        crypto = _money(body.crypto, _first(body.crypto_amount, body.quantity))
+        fiat = _common.money(body.fiat, _first(body.fiat_amount, body.order_amount))
+        crypto = _common.money(body.crypto, _first(body.crypto_amount, body.quantity))
     else:
         event_type = body.event_type
         kind = event_type.lower().removesuffix("_webhook")

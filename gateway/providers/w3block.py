@@ -5,35 +5,32 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from gateway.errors import SignatureError
 from gateway.event import (
     CloudEvent,
-    Money,
     amount,
     build_event,
-    decimal_str,
     decode_object,
     event_data,
     event_id,
     from_epoch,
 )
-from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
+from gateway.providers import JSON, NO_HEADERS, Headers, Signed, _common, builtin
 from gateway.providers._common import convert_struct
 from gateway.types import Secrets
 
 NAME = "w3block"
-MEDIA_TYPES = frozenset({"application/json"})
+MEDIA_TYPES = JSON
 
 HEADER = "x-w3block-commerce-signature"
 # Paths into `data.payload` with live secrets (logs mask them by key name, SECRET_KEY); routes
 # may `omit` them (`data.payload.` + path). The Stripe `publicKey` beside it is publishable.
 SECRET_PATHS: tuple[str, ...] = ("data.paymentInfo.clientSecret",)
 
-_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{43}={0,1}")
 
 
@@ -49,7 +46,7 @@ def _signature(headers: Mapping[str, str]) -> bytes:
         raise SignatureError(f"missing `{HEADER}` header")
     value = value.strip()
     # The encoding is undocumented: lowercase hex first, base64 (either alphabet) otherwise.
-    if _HEX_SHA256.fullmatch(value):
+    if _common.HEX_SHA256.fullmatch(value):
         return bytes.fromhex(value)
     if _BASE64.fullmatch(value):
         # 43 alphabet characters always decode to exactly 32 bytes: nothing left to fail.
@@ -57,27 +54,15 @@ def _signature(headers: Mapping[str, str]) -> bytes:
     raise SignatureError(f"`{HEADER}` is neither hex nor base64 HMAC-SHA256")
 
 
-class W3BlockVerifier:
-    """Checks the signature header against the raw body, then its JS-style compaction."""
-
-    __slots__ = ("_keys",)
-
-    def __init__(self, keys: list[bytes]) -> None:
-        self._keys = keys
-
-    def verify(self, raw: bytes, headers: Mapping[str, str], now: float) -> bytes:
-        """Return the raw body if any configured `signatureKey` signed it."""
-        received = _signature(headers)
-        # After the raw body: a sender that signs `JSON.stringify(body)` but sends it
-        # pretty-printed (or through a proxy that re-serializes it).
-        if _common.mac_match(self._keys, _common.json_candidates(raw, ("js",)), (received,)):
-            return raw
-        raise SignatureError("signature does not match")
+# After the raw body: a sender that signs `JSON.stringify(body)` but sends it pretty-printed
+# (or through a proxy that re-serializes it).
+_STYLES: tuple[Literal["js", "php"], ...] = ("js",)
+W3BlockVerifier = _common.BodyMacVerifier
 
 
 def build_verifier(settings: Settings) -> W3BlockVerifier:
     """HMAC keys are the UTF-8 bytes of the webhook configuration's `signatureKey`(s)."""
-    return W3BlockVerifier([value.encode("utf-8") for value in settings.secret.reveal()])
+    return W3BlockVerifier(_common.utf8_keys(settings.secret), _signature, _STYLES)
 
 
 class W3BlockOrder(msgspec.Struct, frozen=True):
@@ -139,10 +124,9 @@ def normalize(
     if not sep or not kind:  # no `<kind>.<status>` name: fall back to the order's own status
         kind, action = "order", (order.status or "").lower()
     status = _STATUS.get(action, "unknown")
-    amount = decimal_str(order.currencyAmount)
     moment = from_epoch(decoded.timestamp, millis=True) or received
     # W3Block names the currency by its id (a UUID), not by an ISO code.
-    fiat = None if amount is None else Money(order.currencyId, amount)
+    fiat = _common.priced(order.currencyId, order.currencyAmount)
     data = event_data(kind, order.id, status, order.status, decoded.payload, fiat)
     # `updatedAt` moves with every state change of the order and stays put across
     # W3Block's retries of one notification.

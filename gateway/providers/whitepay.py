@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -12,7 +11,6 @@ import msgspec
 from gateway.errors import PayloadError, SignatureError
 from gateway.event import (
     CloudEvent,
-    Money,
     amount,
     build_event,
     decimal_str,
@@ -21,14 +19,12 @@ from gateway.event import (
     event_id,
     from_iso,
 )
-from gateway.providers import NO_HEADERS, Headers, Signed, _common, builtin
+from gateway.providers import JSON, NO_HEADERS, Headers, Signed, _common, builtin
 from gateway.providers._common import convert_struct
 from gateway.types import Secrets
 
 NAME = "whitepay"
-MEDIA_TYPES = frozenset({"application/json"})
-
-_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+MEDIA_TYPES = JSON
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -37,36 +33,25 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     secret: Secrets
 
 
-class WhitepayVerifier:
-    """Checks `signature` against the raw body, its compaction, then PHP and JS re-encodings."""
-
-    __slots__ = ("_keys",)
-
-    def __init__(self, keys: list[bytes]) -> None:
-        self._keys = keys
-
-    def verify(self, raw: bytes, headers: Mapping[str, str], now: float) -> bytes:
-        """Return the raw body if any configured secret signed one of its candidates."""
-        header = headers.get("signature")
-        if header is None:
-            raise SignatureError("missing `Signature` header")
-        header = header.strip()
-        if not _HEX_SHA256.fullmatch(header):
-            raise SignatureError("`Signature` is not a hex HMAC-SHA256")
-        received = bytes.fromhex(header)
-        # Raw body first (most senders sign what they send); the re-encodings only after.
-        if _common.mac_match(self._keys, _common.json_candidates(raw, _STYLES), (received,)):
-            return raw
-        raise SignatureError("signature does not match")
+def _signature(headers: Mapping[str, str]) -> bytes:
+    header = headers.get("signature")
+    if header is None:
+        raise SignatureError("missing `Signature` header")
+    header = header.strip()
+    if not _common.HEX_SHA256.fullmatch(header):
+        raise SignatureError("`Signature` is not a hex HMAC-SHA256")
+    return bytes.fromhex(header)
 
 
-# What Whitepay integrations sign besides the raw body: PHP `json_encode`, JS `JSON.stringify`.
+# Raw body first (most senders sign what they send); then what Whitepay integrations sign
+# besides: PHP `json_encode`, JS `JSON.stringify`.
 _STYLES: tuple[Literal["js", "php"], ...] = ("php", "js")
+WhitepayVerifier = _common.BodyMacVerifier
 
 
 def build_verifier(settings: Settings) -> WhitepayVerifier:
     """HMAC keys are the UTF-8 bytes of the Webhook Signature Token(s)."""
-    return WhitepayVerifier([value.encode("utf-8") for value in settings.secret.reveal()])
+    return WhitepayVerifier(_common.utf8_keys(settings.secret), _signature, _STYLES)
 
 
 class WhitepayOrder(msgspec.Struct, frozen=True):
@@ -186,11 +171,6 @@ _FIAT = frozenset(
 )
 
 
-def _money(currency: str | None, value: Any) -> Money | None:
-    amount = decimal_str(value)
-    return None if amount is None else Money(currency, amount)
-
-
 def normalize(
     decoded: WhitepayEvent, source: str, received: datetime, headers: Headers = NO_HEADERS
 ) -> CloudEvent:
@@ -201,13 +181,13 @@ def normalize(
     if not sep or not kind:
         kind = "order" if isinstance(obj, WhitepayOrder) else "transaction"
     status = _ACTION_STATUS.get(action) or _BODY_STATUS.get((obj.status or "").upper(), "unknown")
-    legs = [_money(obj.currency, obj.value)]
+    legs = [_common.priced(obj.currency, obj.value)]
     received_total = None
     if isinstance(obj, WhitepayOrder):
         received_total = decimal_str(obj.received_total)
         # An order priced in one currency class and paid in the other has both legs.
         if (obj.received_currency or "").upper() != (obj.currency or "").upper():
-            legs.append(_money(obj.received_currency, obj.received_total))
+            legs.append(_common.priced(obj.received_currency, obj.received_total))
     fiat = crypto = None
     for leg in legs:
         if leg is None:
