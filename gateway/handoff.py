@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 
 from gateway import metrics, tracing
 from gateway.config import Config
+from gateway.deadline import deadline
 from gateway.destinations import kafka as kafka_records
 from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
 from gateway.errors import RecordTooLarge, Unavailable, Unproducible
@@ -77,7 +78,7 @@ class HandOff:
             return None
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self._timeout):
+            async with deadline(self._timeout):
                 if len(records) == 1:  # the usual case: no task and gathering future to build
                     acks = [await self._produce(records[0])]
                 else:

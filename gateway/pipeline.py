@@ -20,16 +20,18 @@ from gateway import metrics
 from gateway.config import Config, Source
 from gateway.errors import SignatureError, Unavailable, UnknownSource
 from gateway.event import CloudEvent, reject_duplicate_keys, to_builtins
+from gateway.fastpaths import fast
 from gateway.handoff import HandOff, Sender
 from gateway.journal import Journal
 from gateway.providers import Provider, Verifier, registry
 from gateway.spool import Spool, SpooledRecord
-from gateway.state import ClaimResult, Store, store_for
+from gateway.state import ClaimResult, MemoryStore, Store, store_for
 from routing import Routed
 
 __all__ = ["Outcome", "Pipeline", "Sender"]
 
 Status = Literal["accepted", "duplicate", "unrouted"]
+_FAST_MEMSTORE = fast("memstore")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,13 @@ class Pipeline:
         # the fleet's Redis (SPEC §9). Copies of one event inside this process share one
         # hand-off through `_in_flight` without asking the store.
         self.store = store if store is not None else store_for(config)
+        # Fast path `memstore` (gateway/fastpaths.py; off, every claim and confirm is
+        # awaited through `Store`): the memory store never waits, so its claim and confirm
+        # are called directly, without a coroutine each. Only for that exact class, so any
+        # other store (redis, guarded, a test's) goes through the interface. Equivalence:
+        # tests/test_pipeline_state.py runs its dedupe cases both ways. Benchmark:
+        # benchmarks/ingress_profile.py with and without GATEWAY_SLOW=memstore.
+        self._local = self.store if _FAST_MEMSTORE and type(self.store) is MemoryStore else None
         self._prefix = config.state.key_prefix
         self._window = float(config.server.dedupe_window)
         # A claim outlives its hand-off a little, so a copy that crashed mid-hand-off
@@ -167,7 +176,11 @@ class Pipeline:
         forgotten so the provider's retry (or a waiting copy) hands the event off. Shielded:
         a cancelled request still frees its claim.
         """
-        if await self._claim(key) == "seen":
+        local = self._local
+        claimed = "pending" if local is None else local.claim_now(key, self._claim_ttl)
+        if claimed == "pending":  # the interface, or another copy holds the key: wait
+            claimed = await self._claim(key)
+        if claimed == "seen":
             return Outcome("duplicate", event)
         try:
             outcome = await run()
@@ -175,7 +188,10 @@ class Pipeline:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.store.release(key))
             raise
-        await self.store.confirm(key, ttl)
+        if local is not None:
+            local.confirm_now(key, ttl)
+        else:
+            await self.store.confirm(key, ttl)
         return outcome
 
     def _placed(
