@@ -45,6 +45,8 @@ class Outcome:
     spooled: bool = False
     # Where each destination's record went ({destination, topic, partition, offset}): the journal's.
     placed: tuple[dict[str, Any], ...] = ()
+    # The event's JSON as one of its records already holds it (journal on only), or None.
+    encoded: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,8 @@ class Pipeline:
         event = self.event(name, raw, headers, now)  # verify, decode, normalize
 
         async def route_and_hand_off() -> Outcome:
-            routed = self.route(event)
+            view = to_builtins(event)
+            routed = self.config.router.route(view)
             for route in routed.routes:
                 metrics.ROUTE_MATCHES.labels(route).inc()
             if not routed.deliveries:
@@ -145,7 +148,12 @@ class Pipeline:
             acks = await self.handoff(event, records, now)  # None: spooled
             targets = tuple(d.destination for d in routed.deliveries)
             placed = self._placed(targets, records, acks)
-            return Outcome("accepted", event, routed.routes, targets, acks is None, placed)
+            encoded = (
+                None
+                if self.journal is None
+                else self.handoff.event_bytes(view, routed.deliveries, records)
+            )
+            return Outcome("accepted", event, routed.routes, targets, acks is None, placed, encoded)
 
         async def dedupe_route_hand_off() -> Outcome:  # copies in this process share one run
             key = f"{self._prefix}dedupe:{event.id}"
