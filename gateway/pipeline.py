@@ -92,7 +92,7 @@ class Pipeline:
         # awaited through `Store`): the memory store never waits, so its claim and confirm
         # are called directly, without a coroutine each. Only for that exact class, so any
         # other store (redis, guarded, a test's) goes through the interface. Equivalence:
-        # tests/test_pipeline_state.py runs its dedupe cases both ways. Benchmark:
+        # tests/test_memstore_fastpath.py runs its dedupe cases both ways. Benchmark:
         # benchmarks/ingress_profile.py with and without GATEWAY_SLOW=memstore.
         self._local = self.store if _FAST_MEMSTORE and type(self.store) is MemoryStore else None
         self._prefix = config.state.key_prefix
