@@ -24,7 +24,9 @@ def test_slow_names_are_parsed_and_unknown_ones_refused() -> None:
     """A comma list (blanks tolerated) names fast paths; a typo is an error naming the choices."""
     assert _slow_names(" logline, gc ,") == {"logline", "gc"}
     assert _slow_names("") == frozenset()
-    with pytest.raises(ValueError, match="unknown fast path nope; expected some of: amounts, deadline, dupkeys,"):
+    with pytest.raises(
+        ValueError, match="unknown fast path nope; expected some of: amounts, deadline, dupkeys,"
+    ):
         _slow_names("gc,nope")
 
 
