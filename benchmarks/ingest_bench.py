@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/ingest_bench.py           # 3 runs of 10 s + memory (~6 min)
     .venv/bin/python benchmarks/ingest_bench.py --quick   # one short run, small memory phase
     .venv/bin/python benchmarks/ingest_bench.py --state-only [--quick]
+    .venv/bin/python benchmarks/ingest_bench.py --tree /tmp/old [--quick] [--runs N]
+        # also serve another checkout of the gateway (e.g. `git worktree add /tmp/old REV`)
+        # in every run, after this tree, with PYTHONPATH pointing at it: old vs new, same run
     .venv/bin/python benchmarks/ingest_bench.py --fast-paths [--quick] [--runs N]
         # what each fast path (gateway/fastpaths.py) buys: per round the baseline, the
         # gateway, then the gateway with each fast path alone switched off (GATEWAY_SLOW)
@@ -511,15 +514,21 @@ class Setup:
     corpora: dict[str, Path]
     asgi_server: str = "uvicorn"
     redis_client: str = "resp"  # "resp" (gateway/resp.py) | "redis-py" | "redis-py-pure"
+    tree: Path | None = None  # another checkout served after this one in every run (--tree)
 
     def gateway(
-        self, port: int, log: Path, slow: str = ""
+        self, port: int, log: Path, slow: str = "", tree: Path | None = None
     ) -> contextlib.AbstractContextManager[Any]:
         """`gateway serve` with one worker process, pinned to the server core.
 
         `slow`: the fast paths to switch off (GATEWAY_SLOW, gateway/fastpaths.py).
+        `tree`: serve that checkout's `gateway` package instead (PYTHONPATH, same venv).
         """
         os.environ["GATEWAY_SLOW"] = slow  # inherited by the server process
+        if tree is not None:
+            os.environ["PYTHONPATH"] = str(tree)
+        else:
+            os.environ.pop("PYTHONPATH", None)
         if self.redis_client != "resp":
             # One worker: uvicorn serves in this very process, so the patches hold.
             serve = ["serve", "--config", str(self.config), "--host", "127.0.0.1"]
@@ -578,8 +587,24 @@ def run_once(setup: Setup, index: int) -> dict[str, Any]:
                 figures[outcome] = after.get(key, 0) - before.get(key, 0)
             result[provider] = figures
         result["gateway_rss_mb"] = round(rss_mb(process.pid), 1)
+    providers = ["whitepay", "velafi"]
+    if setup.tree is not None:
+        port = free_port()
+        log = setup.workdir / f"gateway-tree-run{index}.log"
+        with setup.gateway(port, log, tree=setup.tree) as process:
+            for provider in ("whitepay", "velafi"):
+                wrk(port, corpora[f"{provider}-warm"], plan.warmup)
+                before = outcomes(port)
+                figures = measured(process.pid, port, corpora[f"{provider}-run"], plan.duration)
+                after = outcomes(port)
+                for outcome in ("accepted", "duplicate"):
+                    key = (provider, outcome)
+                    figures[outcome] = after.get(key, 0) - before.get(key, 0)
+                result[f"tree_{provider}"] = figures
+                providers.append(f"tree_{provider}")
+        os.environ.pop("PYTHONPATH", None)
     base = result["baseline"]
-    for provider in ("whitepay", "velafi"):
+    for provider in providers:
         row = result[provider]
         row["ratio"] = round(row["rps"] / base["rps"], 3)
         row["cpu_ratio"] = round(base["cpu_us_per_request"] / row["cpu_us_per_request"], 3)
@@ -814,7 +839,9 @@ def print_state_table(summary: dict[str, Any], rounds: int) -> None:
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per target: the median of each figure over the runs (errors: the total)."""
     summary: dict[str, Any] = {}
-    for target in ("baseline", "whitepay", "velafi"):
+    targets = ["baseline", "whitepay", "velafi"]
+    targets += [t for t in ("tree_whitepay", "tree_velafi") if all(t in run for run in runs)]
+    for target in targets:
         rows = [run[target] for run in runs]
         entry = {
             key: round(statistics.median(row[key] for row in rows), 3)
@@ -869,8 +896,12 @@ def print_table(report: dict[str, Any]) -> None:
         "baseline": "bare Litestar",
         "whitepay": "gateway Whitepay HMAC",
         "velafi": "gateway VelaFi RSA",
+        "tree_whitepay": "--tree Whitepay HMAC",
+        "tree_velafi": "--tree VelaFi RSA",
     }
     for target, label in labels.items():
+        if target not in summary:
+            continue
         row = summary[target]
         ratio = f"{row['ratio']:.2f}" if "ratio" in row else "1.00"
         cpu_ratio = f"{row['cpu_ratio']:.2f}" if "cpu_ratio" in row else "1.00"
@@ -881,7 +912,7 @@ def print_table(report: dict[str, Any]) -> None:
             f"{row['errors']:>8}{ratio:>8}{row['cpu_us_per_request']:>12,.0f}{cpu_ratio:>11}"
             f"{kinsn:>13}{insn_ratio:>13}"
         )
-    duplicates = summary["whitepay"]["duplicates"] + summary["velafi"]["duplicates"]
+    duplicates = sum(row.get("duplicates", 0) for row in summary.values())
     if duplicates:
         print(f"warning: {duplicates} duplicate(s): a corpus wrapped around; enlarge it")
     if not mem:
@@ -913,6 +944,12 @@ def main() -> int:
         action="store_true",
         help="only the fast path comparison (each one switched off alone), "
         "written to ingest-fast-paths.json",
+    )
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        help="another checkout of the gateway (a `git worktree add PATH REV`) to serve after "
+        "this one in every run, with PYTHONPATH pointing at it (same venv): old vs new",
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
@@ -965,6 +1002,7 @@ def main() -> int:
             setup = Setup(
                 plan, write_config(workdir, broker.bootstrap, public_pem), workdir,
                 server_core, corpora, args.server,
+                tree=args.tree.resolve() if args.tree else None,
             )  # fmt: skip
             if args.fast_paths:
                 fast_rounds = []
@@ -1047,6 +1085,7 @@ def main() -> int:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
+        "tree": str(args.tree) if args.tree else None,
         "median": summary,
         "memory": mem,
         "runs": runs,

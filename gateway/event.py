@@ -225,12 +225,19 @@ def from_iso(value: object) -> datetime | None:
 
 MAX_AMOUNT_INTEGER_DIGITS = 40
 MAX_AMOUNT_FRACTION_DIGITS = 40
+# Fast path `amounts` (gateway/fastpaths.py; off, every amount takes the Decimal check
+# below): the common spellings, a plain decimal string with at most 40 digits before and 40
+# after the point and no exponent, or an int under 10**40, are ones the Decimal check always
+# accepts as they are, so they are answered without a Decimal. Anything else takes the check.
+# Equivalence: tests/test_event.py and tests/test_amount_fast.py (against the check alone);
+# benchmark: benchmarks/ingress_profile.py with GATEWAY_SLOW=amounts.
 _PLAIN_AMOUNT = re.compile(
     rf"[+-]?(?:[0-9]{{1,{MAX_AMOUNT_INTEGER_DIGITS}}}(?:\.[0-9]{{0,{MAX_AMOUNT_FRACTION_DIGITS}}})?"
     rf"|\.[0-9]{{1,{MAX_AMOUNT_FRACTION_DIGITS}}})",
     re.ASCII,
 )
 _AMOUNT_INT_BOUND = 10**MAX_AMOUNT_INTEGER_DIGITS
+_FAST_AMOUNTS = fast("amounts")
 
 
 def amount(value: object, path: str) -> str | None:
@@ -244,13 +251,12 @@ def amount(value: object, path: str) -> str | None:
     """
     if value is None or value == "":
         return None
-    # The usual amounts, decided without a Decimal: a plain decimal string within the digit
-    # bounds (a subset of what the general check below accepts), an int under 10**40.
-    if type(value) is str:
-        if _PLAIN_AMOUNT.fullmatch(value):
-            return value
-    elif type(value) is int and -_AMOUNT_INT_BOUND < value < _AMOUNT_INT_BOUND:
-        return str(value)
+    if _FAST_AMOUNTS:
+        if type(value) is str:
+            if _PLAIN_AMOUNT.fullmatch(value):
+                return value
+        elif type(value) is int and -_AMOUNT_INT_BOUND < value < _AMOUNT_INT_BOUND:
+            return str(value)
     number = _number(value)
     if number is not None:
         exponent = number.as_tuple().exponent

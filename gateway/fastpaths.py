@@ -15,12 +15,16 @@ tests of its module.
 | partitioner | `murmur2` (destinations/kafka.py)                  | aiokafka's `murmur2`             |
 | dupkeys     | colon count before the pairs check (event.py)      | the stdlib pairs check always    |
 | gc          | `tune_gc` (cli.py)                                 | the interpreter's GC defaults    |
+| amounts     | one regex for plain amounts (event.py `amount`)    | the Decimal check for every one  |
+| deadline    | `Deadline` bounds the hand-off (handoff.py)        | `asyncio.timeout`                |
+| memstore    | the memory store's claim/confirm called directly (pipeline.py) | awaiting `Store.claim`/`confirm` |
 
 Not switched here: gateway/resp.py (the Redis client; `state.redis.client: redis-py` is
 its switch, measured by `ingest_bench.py --state-only`) and gateway/dedupe.py's flat table
 (it buys memory, not speed: the memory phase of `ingest_bench.py` measures it).
-Removed because they no longer paid (docs/livable.md has the figures): a hand-written
-`asyncio.timeout` (`Deadline`) and a hand-written `msgspec.to_builtins`.
+Removed because they no longer paid (docs/performance.md has the figures): a hand-written
+`msgspec.to_builtins`. `Deadline` was removed too and came back, re-measured
+(docs/perf-notes.md).
 """
 
 from __future__ import annotations
@@ -29,7 +33,12 @@ import os
 
 __all__ = ["NAMES", "fast"]
 
-NAMES = frozenset({"ingress", "logline", "metrics", "partitioner", "dupkeys", "gc"})
+NAMES = frozenset(
+    {
+        "ingress", "logline", "metrics", "partitioner", "dupkeys", "gc",
+        "amounts", "deadline", "memstore",
+    }
+)  # fmt: skip
 
 
 def _slow_names(value: str) -> frozenset[str]:

@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 
 from gateway import metrics, tracing
 from gateway.config import Config
+from gateway.deadline import deadline
 from gateway.destinations import kafka as kafka_records
 from gateway.destinations.tasks import ENCODER, DeliveryTask, task_key
 from gateway.errors import RecordTooLarge, Unavailable, Unproducible
@@ -65,6 +66,26 @@ class HandOff:
         """The Kafka record of each delivery, or `RecordTooLarge` (413)."""
         return [self._record(d.destination, d.event, event, now) for d in deliveries]
 
+    def event_bytes(
+        self,
+        view: Mapping[str, Any],
+        deliveries: Iterable[Delivery],
+        records: list[SpooledRecord],
+    ) -> bytes | None:
+        """The JSON of the whole event `view`, when a record already holds exactly that.
+
+        A structured-mode topic record of a delivery that got the routing input itself (no
+        `omit`) and no transform is `encode(view)`: the journal reuses those bytes instead
+        of encoding the event again. None when no record is one.
+        """
+        for delivery, record in zip(deliveries, records, strict=True):
+            if delivery.event is not view or delivery.destination in self._transforms:
+                continue
+            dest = self._kafka.get(delivery.destination)
+            if dest is not None and dest.mode == "structured":
+                return record.value
+        return None
+
     async def __call__(
         self, event: CloudEvent, records: list[SpooledRecord], now: float
     ) -> list[Any] | None:
@@ -77,7 +98,7 @@ class HandOff:
             return None
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self._timeout):
+            async with deadline(self._timeout):
                 if len(records) == 1:  # the usual case: no task and gathering future to build
                     acks = [await self._produce(records[0])]
                 else:

@@ -152,7 +152,11 @@ class Journal:
                 "spooled": outcome.spooled,
                 "request_id": request_id,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "event": event if outcome.status == "accepted" else None,
+                "event": None
+                if outcome.status != "accepted"
+                else event
+                if outcome.encoded is None
+                else msgspec.Raw(outcome.encoded),  # a record's bytes of the same event
             }
         )
 

@@ -20,16 +20,18 @@ from gateway import metrics
 from gateway.config import Config, Source
 from gateway.errors import SignatureError, Unavailable, UnknownSource
 from gateway.event import CloudEvent, reject_duplicate_keys, to_builtins
+from gateway.fastpaths import fast
 from gateway.handoff import HandOff, Sender
 from gateway.journal import Journal
 from gateway.providers import Provider, Verifier, registry
 from gateway.spool import Spool, SpooledRecord
-from gateway.state import ClaimResult, Store, store_for
+from gateway.state import ClaimResult, MemoryStore, Store, store_for
 from routing import Routed
 
 __all__ = ["Outcome", "Pipeline", "Sender"]
 
 Status = Literal["accepted", "duplicate", "unrouted"]
+_FAST_MEMSTORE = fast("memstore")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,8 @@ class Outcome:
     spooled: bool = False
     # Where each destination's record went ({destination, topic, partition, offset}): the journal's.
     placed: tuple[dict[str, Any], ...] = ()
+    # The event's JSON as one of its records already holds it (journal on only), or None.
+    encoded: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,13 @@ class Pipeline:
         # the fleet's Redis (SPEC §9). Copies of one event inside this process share one
         # hand-off through `_in_flight` without asking the store.
         self.store = store if store is not None else store_for(config)
+        # Fast path `memstore` (gateway/fastpaths.py; off, every claim and confirm is
+        # awaited through `Store`): the memory store never waits, so its claim and confirm
+        # are called directly, without a coroutine each. Only for that exact class, so any
+        # other store (redis, guarded, a test's) goes through the interface. Equivalence:
+        # tests/test_memstore_fastpath.py runs its dedupe cases both ways. Benchmark:
+        # benchmarks/ingress_profile.py with and without GATEWAY_SLOW=memstore.
+        self._local = self.store if _FAST_MEMSTORE and type(self.store) is MemoryStore else None
         self._prefix = config.state.key_prefix
         self._window = float(config.server.dedupe_window)
         # A claim outlives its hand-off a little, so a copy that crashed mid-hand-off
@@ -127,7 +138,8 @@ class Pipeline:
         event = self.event(name, raw, headers, now)  # verify, decode, normalize
 
         async def route_and_hand_off() -> Outcome:
-            routed = self.route(event)
+            view = to_builtins(event)
+            routed = self.config.router.route(view)
             for route in routed.routes:
                 metrics.ROUTE_MATCHES.labels(route).inc()
             if not routed.deliveries:
@@ -136,7 +148,12 @@ class Pipeline:
             acks = await self.handoff(event, records, now)  # None: spooled
             targets = tuple(d.destination for d in routed.deliveries)
             placed = self._placed(targets, records, acks)
-            return Outcome("accepted", event, routed.routes, targets, acks is None, placed)
+            encoded = (
+                None
+                if self.journal is None
+                else self.handoff.event_bytes(view, routed.deliveries, records)
+            )
+            return Outcome("accepted", event, routed.routes, targets, acks is None, placed, encoded)
 
         async def dedupe_route_hand_off() -> Outcome:  # copies in this process share one run
             key = f"{self._prefix}dedupe:{event.id}"
@@ -167,7 +184,11 @@ class Pipeline:
         forgotten so the provider's retry (or a waiting copy) hands the event off. Shielded:
         a cancelled request still frees its claim.
         """
-        if await self._claim(key) == "seen":
+        local = self._local
+        claimed = "pending" if local is None else local.claim_now(key, self._claim_ttl)
+        if claimed == "pending":  # the interface, or another copy holds the key: wait
+            claimed = await self._claim(key)
+        if claimed == "seen":
             return Outcome("duplicate", event)
         try:
             outcome = await run()
@@ -175,7 +196,10 @@ class Pipeline:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.store.release(key))
             raise
-        await self.store.confirm(key, ttl)
+        if local is not None:
+            local.confirm_now(key, ttl)
+        else:
+            await self.store.confirm(key, ttl)
         return outcome
 
     def _placed(

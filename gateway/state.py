@@ -168,6 +168,17 @@ class MemoryStore:
 
     async def claim(self, key: str, ttl: float) -> ClaimResult:
         """See `Store.claim`."""
+        return self.claim_now(key, ttl)
+
+    async def confirm(self, key: str, ttl: float) -> None:
+        """See `Store.confirm`."""
+        self.confirm_now(key, ttl)
+
+    # The same two operations without a coroutine each: this store never waits, so the
+    # pipeline may call them directly (fast path `memstore`, gateway/fastpaths.py).
+
+    def claim_now(self, key: str, ttl: float) -> ClaimResult:
+        """`claim`, synchronously."""
         now = self._clock()
         if self._seen.seen(key, now):
             return "seen"
@@ -176,8 +187,8 @@ class MemoryStore:
         self._claims.add(key, now + ttl)
         return "claimed"
 
-    async def confirm(self, key: str, ttl: float) -> None:
-        """See `Store.confirm`."""
+    def confirm_now(self, key: str, ttl: float) -> None:
+        """`confirm`, synchronously."""
         now = self._clock()
         self._claims.discard(key)
         self._seen.remember(key, now + ttl - self._window)

@@ -177,3 +177,53 @@ def test_duplicate_keys_are_found_however_the_body_is_spelled(
             decode_payload(raw)
     else:
         assert decode_payload(raw) == _MSGSPEC.decode(raw)
+
+
+# --- fast path `amounts`: one regex for plain amounts, the Decimal check for the rest -------
+
+
+def _amount_both_ways(value: object) -> tuple[object, object]:
+    """`event.amount(value)` with the fast path and with the Decimal check alone."""
+    from gateway import event as event_module
+
+    def answer() -> object:
+        try:
+            return event_module.amount(value, "$.x")
+        except PayloadError as exc:
+            return ("PayloadError", str(exc))
+
+    saved = event_module._FAST_AMOUNTS
+    try:
+        event_module._FAST_AMOUNTS = True
+        fast = answer()
+        event_module._FAST_AMOUNTS = False
+        reference = answer()
+    finally:
+        event_module._FAST_AMOUNTS = saved
+    return fast, reference
+
+
+_AMOUNT_TEXT = st.one_of(
+    st.from_regex(r"\A[+-]?[0-9]{0,45}(\.[0-9]{0,45})?([eE][+-]?[0-9]{1,4})?\Z"),
+    st.from_regex(r"\A[+-]?0{0,60}[0-9]{0,3}(\.[0-9]{0,3}0{0,50})?\Z"),
+    st.text(alphabet="0123456789.+-eE _\u0663\n", max_size=50),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(_AMOUNT_TEXT, st.integers(), st.decimals(allow_nan=True), st.none()))
+def test_amount_fast_path_answers_like_the_decimal_check(value: object) -> None:
+    """Same value or the same PayloadError, for every string, number and edge of the bounds."""
+    fast, reference = _amount_both_ways(value)
+    assert fast == reference
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["9" * 40, "9" * 41, "0" * 60 + "1", "1." + "0" * 40, "1." + "0" * 41, "1.", "-0", "+5",
+     ".5", "1e3", "1_000", " 1", "1\n", "\u0663", ""],
+)  # fmt: skip
+def test_amount_fast_path_at_the_bounds(value: str) -> None:
+    """The 40-digit bounds, leading zeros and the spellings only the Decimal check reads."""
+    fast, reference = _amount_both_ways(value)
+    assert fast == reference

@@ -24,7 +24,9 @@ def test_slow_names_are_parsed_and_unknown_ones_refused() -> None:
     """A comma list (blanks tolerated) names fast paths; a typo is an error naming the choices."""
     assert _slow_names(" logline, gc ,") == {"logline", "gc"}
     assert _slow_names("") == frozenset()
-    with pytest.raises(ValueError, match="unknown fast path nope; expected some of: dupkeys,"):
+    with pytest.raises(
+        ValueError, match="unknown fast path nope; expected some of: amounts, deadline, dupkeys,"
+    ):
         _slow_names("gc,nope")
 
 
@@ -43,7 +45,7 @@ import prometheus_client
 from gateway import event, metrics, observability
 from gateway.cli import tune_gc
 from gateway.destinations import kafka
-from gateway import app
+from gateway import app, deadline, pipeline
 threshold = gc.get_threshold()
 tune_gc()
 print(json.dumps({
@@ -53,6 +55,9 @@ print(json.dumps({
     "dupkeys": event._FAST_DUPKEYS is False,
     "gc": gc.get_threshold() == threshold and gc.get_freeze_count() == 0,
     "ingress": app._BYPASS is False,
+    "amounts": event._FAST_AMOUNTS is False,
+    "deadline": deadline._FAST is False,
+    "memstore": pipeline._FAST_MEMSTORE is False,
 }))
 """
     done = subprocess.run(
@@ -69,9 +74,11 @@ print(json.dumps({
 
 
 def test_the_gateway_behaves_the_same_with_every_fast_path_off() -> None:
-    """The ingress, event and log-line tests pass unchanged on the reference implementations."""
+    """The ingress, event, log-line, deadline and memory-store tests pass unchanged on the
+    reference implementations."""
     tests = ["tests/test_ingress.py", "tests/test_event.py", "tests/test_webhook_line.py"]
     tests += ["tests/test_partitioner.py", "tests/test_log_secrets.py"]
+    tests += ["tests/test_deadline.py", "tests/test_memstore_fastpath.py"]
     done = subprocess.run(
         [
             *(sys.executable, "-m", "pytest", *tests, "-x", "-q", "-p", "no:cacheprovider"),
