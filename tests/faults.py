@@ -122,6 +122,22 @@ class Served:
         self.process.wait(10)
 
 
+def gateway_process(
+    command: str, config: Path, log: Path, port: int, env: dict[str, str], *args: str
+) -> subprocess.Popen[bytes]:
+    """`python -m gateway <command>` on 127.0.0.1:`port`, its output appended to `log`."""
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway", command, "--config", str(config)),
+            *("--host", "127.0.0.1", "--port", str(port), *args),
+        ],
+        cwd=ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+
+
 def serve(
     config: Path,
     log: Path,
@@ -135,26 +151,7 @@ def serve(
     base = {**os.environ, "PYTHONUNBUFFERED": "1"}
     base.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env = {**base, **(env or {})}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        cwd=ROOT,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    process = gateway_process("serve", config, log, port, env, "--workers", str(workers))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -221,26 +221,7 @@ def serve_workers(config: Path, log: Path, workers: int, **env_vars: str) -> Ser
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_vars}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        cwd=faults.ROOT,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    process = faults.gateway_process("serve", config, log, port, env, "--workers", str(workers))
     served = Served(process, port, log)
     try:
         wait_ready(served.url, 200, seconds=60)
