@@ -113,6 +113,21 @@ OMITS = st.sampled_from(
 )
 
 
+def _route(
+    draw: st.DrawFn, i: int, match: dict[str, Any], where: list[Any], most_to: int
+) -> dict[str, Any]:
+    """Route `r{i}` with `match` (and `where`, if any) to 1..`most_to` distinct destinations."""
+    if where:
+        match["where"] = where
+    return {
+        "name": f"r{i}",
+        "match": match,
+        "to": draw(
+            st.lists(st.sampled_from(DESTINATIONS), min_size=1, max_size=most_to, unique=True)
+        ),
+    }
+
+
 @st.composite
 def rule_sets(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[str]]:
     """A list of valid routes plus `unmatched` destinations."""
@@ -130,15 +145,7 @@ def rule_sets(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[str]]:
         where = draw(st.lists(CONDITIONS, max_size=3))
         if draw(st.booleans()):
             where.insert(0, draw(STATUS_EQ))
-        if where:
-            match["where"] = where
-        route: dict[str, Any] = {
-            "name": f"r{i}",
-            "match": match,
-            "to": draw(
-                st.lists(st.sampled_from(DESTINATIONS), min_size=1, max_size=3, unique=True)
-            ),
-        }
+        route = _route(draw, i, match, where, 3)
         # Removing two items of one list must use the original indices for both.
         omit = draw(st.one_of(st.lists(OMITS, max_size=2, unique=True), st.just(TWO_ITEMS)))
         if omit:
@@ -234,15 +241,7 @@ def indexed_rule_sets(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[str],
         if draw(st.integers(0, 9)) > 0:
             op, value = draw(KEYS)
             where.insert(draw(st.integers(0, len(where))), {"path": path, op: value})
-        if where:
-            match["where"] = where
-        route: dict[str, Any] = {
-            "name": f"r{i}",
-            "match": match,
-            "to": draw(
-                st.lists(st.sampled_from(DESTINATIONS), min_size=1, max_size=2, unique=True)
-            ),
-        }
+        route = _route(draw, i, match, where, 2)
         if draw(st.booleans()):
             route["omit"] = draw(st.lists(OMITS, min_size=1, max_size=2, unique=True))
         routes.append(route)
