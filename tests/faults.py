@@ -10,13 +10,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from gateway.broker import free_port
+from gateway.broker import Broker, free_port, tansu_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -174,3 +175,20 @@ def wait_ready(url: str, want: int = 200, seconds: float = 30) -> float:
                 return time.monotonic() - started
         time.sleep(0.2)
     raise AssertionError(f"/readyz never answered {want}")
+
+
+@contextlib.contextmanager
+def proxied_broker_in(directory: Path) -> Iterator[tuple[Broker, Proxy]]:
+    """A broker reachable only through a proxy the test can take down and bring back."""
+    port = free_port()
+    proxy = Proxy(port)
+    broker = Broker(
+        tansu_binary(), port, log_path=str(directory / "tansu.log"), advertise_port=proxy.port
+    )
+    broker.start()
+    proxy.up()
+    try:
+        yield broker, proxy
+    finally:
+        proxy.close()
+        broker.stop()
