@@ -28,7 +28,7 @@ from tests.conftest import Keys, write_config
 from tests.faults import Served, wait_ready
 from tests.ingress_helpers import sample, signed, with_field
 from tests.integration.test_kafka_ingress import consume
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, running_redis
 
 pytestmark = pytest.mark.integration
 
@@ -68,10 +68,7 @@ def state_section(redis: RedisServer, **options: str) -> str:
 @pytest.fixture(scope="module")
 def fleet_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """This module's redis-server (one test SIGKILLs it)."""
-    server = RedisServer(tmp_path_factory.mktemp("fleet-redis"))
-    server.start()
-    yield server
-    server.stop()
+    yield from running_redis(tmp_path_factory.mktemp("fleet-redis"))
 
 
 @pytest.fixture(scope="module")
