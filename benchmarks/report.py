@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,34 +116,35 @@ def rows() -> list[tuple[str, str, str, str]]:
                 f"<= {target['max_compiled_us']} us, >= {target['min_speedup']}x: "
                 f"{_ok(target.get('met'))}",
             )
-    transform = _load("transform")
-    if transform is None:
-        out.append(("transform", "not run", "", ""))
-    else:
-        out.append(
-            (
-                "transform",
-                "10-field projection, per event",
-                f"{transform['apply_us']:.1f} us applied ({transform['fast_path_us']:.1f} us "
-                f"closures vs {transform['jmespath_us']:.1f} us jmespath, "
-                f"{transform['speedup_vs_jmespath']:.1f}x)",
-                f"<= {transform['target_us']:g} us: "
-                f"{_ok(transform['apply_us'] <= transform['target_us'])}",
-            )
-        )
-    delivery = _load("delivery")
-    if delivery is None:
-        out.append(("delivery", "not run", "", ""))
-    else:
-        out.append(
-            (
-                "delivery",
-                "deliveries/s, one worker process",
-                f"{delivery['deliveries_per_second']:,.0f}",
-                f">= {delivery['target_per_second']:,.0f}: {_ok(delivery.get('meets_target'))}",
-            )
-        )
+    out.append(_one_row("transform", _transform_row))
+    out.append(_one_row("delivery", _delivery_row))
     return out
+
+
+def _one_row(
+    name: str, row: Callable[[dict[str, Any]], tuple[str, str, str]]
+) -> tuple[str, str, str, str]:
+    """The one row of benchmark `name` from its JSON, or `not run`."""
+    data = _load(name)
+    return (name, "not run", "", "") if data is None else (name, *row(data))
+
+
+def _transform_row(transform: dict[str, Any]) -> tuple[str, str, str]:
+    return (
+        "10-field projection, per event",
+        f"{transform['apply_us']:.1f} us applied ({transform['fast_path_us']:.1f} us "
+        f"closures vs {transform['jmespath_us']:.1f} us jmespath, "
+        f"{transform['speedup_vs_jmespath']:.1f}x)",
+        f"<= {transform['target_us']:g} us: {_ok(transform['apply_us'] <= transform['target_us'])}",
+    )
+
+
+def _delivery_row(delivery: dict[str, Any]) -> tuple[str, str, str]:
+    return (
+        "deliveries/s, one worker process",
+        f"{delivery['deliveries_per_second']:,.0f}",
+        f">= {delivery['target_per_second']:,.0f}: {_ok(delivery.get('meets_target'))}",
+    )
 
 
 def main() -> int:

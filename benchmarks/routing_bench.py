@@ -19,16 +19,13 @@ its memo of (source, provider, type) plans exactly as the first requests of a se
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import os
 import platform
 import random
-import re
 import statistics
 import sys
 import time
-from decimal import Decimal, InvalidOperation
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import routing  # noqa: E402
+from tests.routing.reference import ref_matches  # noqa: E402
 
 PROVIDERS = ("fatpay", "velafi", "pay3", "whitepay", "w3block")
 KINDS = ("order", "transaction", "withdrawal", "funding")
@@ -138,113 +136,7 @@ def make_events(m: int, rng: random.Random) -> list[dict[str, Any]]:
 
 
 # -- the baseline: interpret the raw rules for every event, route by route -----------------
-
-_MISSING = object()
-_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-
-
-def _resolve(event: Any, path: str) -> Any:
-    node = event
-    for part in path.split("."):
-        if isinstance(node, dict):
-            node = node.get(part, _MISSING)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return _MISSING
-    return node
-
-
-def _number(value: Any) -> Decimal | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | Decimal):
-        number = Decimal(value)
-    elif isinstance(value, str) and _DECIMAL.fullmatch(value):
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            return None
-    else:
-        return None
-    return number if number.is_finite() else None
-
-
-def _scalar_eq(want: Any, value: Any) -> bool:
-    if isinstance(want, bool) or want is None:
-        return value is want
-    if isinstance(want, str):
-        return isinstance(value, str) and value == want
-    number = _number(value)
-    return number is not None and number == Decimal(str(want))
-
-
-def _holds(cond: dict[str, Any], event: Any) -> bool:
-    if "any" in cond:
-        return any(_holds(c, event) for c in cond["any"])
-    if "all" in cond:
-        return all(_holds(c, event) for c in cond["all"])
-    if "not" in cond:
-        inner = cond["not"]
-        return not (
-            all(_holds(c, event) for c in inner)
-            if isinstance(inner, list)
-            else _holds(inner, event)
-        )
-    ((op, want),) = ((k, v) for k, v in cond.items() if k != "path")
-    value = _resolve(event, cond["path"])
-    if op == "exists":
-        return (value is not _MISSING) is want
-    if value is _MISSING:
-        return False
-    if op == "eq":
-        return _scalar_eq(want, value)
-    if op == "ne":
-        return not _scalar_eq(want, value)
-    if op == "in":
-        return any(_scalar_eq(w, value) for w in want)
-    if op == "not_in":
-        return not any(_scalar_eq(w, value) for w in want)
-    if not isinstance(value, str) and op in ("prefix", "suffix", "glob", "regex"):
-        return False
-    if op == "prefix":
-        return bool(value.startswith(want))
-    if op == "suffix":
-        return bool(value.endswith(want))
-    if op == "glob":
-        return fnmatch.fnmatchcase(value, want)
-    if op == "regex":
-        return re.search(want, value) is not None
-    number = _number(value)
-    if number is None:
-        return False
-    limit = Decimal(str(want))
-    return {
-        "gt": number > limit,
-        "gte": number >= limit,
-        "lt": number < limit,
-        "lte": number <= limit,
-    }[op]
-
-
-def _listed(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def naive_matches(route: dict[str, Any], event: dict[str, Any]) -> bool:
-    """Whether one raw route matches, evaluated directly from the YAML structure."""
-    match = route["match"]
-    if "source" in match and event.get("source", "").removeprefix("/webhooks/") not in _listed(
-        match["source"]
-    ):
-        return False
-    if "provider" in match and event.get("provider") not in _listed(match["provider"]):
-        return False
-    if "type" in match and not any(
-        fnmatch.fnmatchcase(event.get("type", ""), t) for t in _listed(match["type"])
-    ):
-        return False
-    return all(_holds(c, event) for c in match.get("where", ()))
+# Matching is the reference model of the property tests (tests/routing/reference.py).
 
 
 def _drop(node: Any, parts: list[str]) -> Any:
@@ -260,7 +152,7 @@ def _drop(node: Any, parts: list[str]) -> Any:
 
 def naive_route(routes: list[dict[str, Any]], unmatched: list[str], event: dict[str, Any]) -> Any:
     """The baseline router: every route in order, then per-destination copies with omits."""
-    matched = [r for r in routes if naive_matches(r, event)]
+    matched = [r for r in routes if ref_matches(r, event)]
     if not matched:
         return [], [(d, event) for d in unmatched]
     omits: dict[str, set[str]] = {}

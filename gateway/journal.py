@@ -47,6 +47,31 @@ from gateway.destinations.kafka import create_topics, producer_options
 log = structlog.get_logger("gateway.journal")
 
 _ENCODER = msgspec.json.Encoder(decimal_format="string")
+
+
+class Attempt(msgspec.Struct, frozen=True):
+    """One delivery attempt's outcome, as both the log line and the journal record it."""
+
+    destination: str
+    event_id: str
+    attempt: int
+    status: int | None
+    error: str
+    duration: float
+    outcome: str
+
+    def fields(self) -> dict[str, Any]:
+        """The fields the log line and the journal record share (not `error`: the log omits an empty one)."""
+        return {
+            "destination": self.destination,
+            "event_id": self.event_id,
+            "attempt": self.attempt,
+            "status": self.status,
+            "outcome": self.outcome,
+            "duration_ms": round(self.duration * 1000, 1),
+        }
+
+
 # The node that wrote a record: which pod and process, for the console's event detail.
 NODE = f"{socket.gethostname()}:{os.getpid()}"
 # Entries are packed into Kafka records of about this size (below the default batch size).
@@ -160,32 +185,14 @@ class Journal:
             }
         )
 
-    def attempt(
-        self,
-        destination: str,
-        event_id: str,
-        attempt: int,
-        status: int | None,
-        error: str,
-        duration: float,
-        outcome: str,
-        retry_in: float | None,
-        replayed: bool,
-    ) -> None:
+    def attempt(self, attempt: Attempt, retry_in: float | None, replayed: bool) -> None:
         """One delivery outcome (delivered, retry, dead_letter)."""
         now = time.time()
         self.record(
-            {
-                "kind": "attempt",
-                "at": now,
-                "node": NODE,
-                "destination": destination,
-                "event_id": event_id,
-                "attempt": attempt,
-                "status": status,
-                "error": error,
-                "duration_ms": round(duration * 1000, 1),
-                "outcome": outcome,
+            {"kind": "attempt", "at": now, "node": NODE}
+            | attempt.fields()
+            | {
+                "error": attempt.error,
                 "next_at": None if retry_in is None else now + retry_in,
                 "replayed": replayed,
             }

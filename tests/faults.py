@@ -10,13 +10,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from gateway.broker import free_port
+from gateway.broker import Broker, free_port, tansu_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,6 +123,22 @@ class Served:
         self.process.wait(10)
 
 
+def gateway_process(
+    command: str, config: Path, log: Path, port: int, env: dict[str, str], *args: str
+) -> subprocess.Popen[bytes]:
+    """`python -m gateway <command>` on 127.0.0.1:`port`, its output appended to `log`."""
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway", command, "--config", str(config)),
+            *("--host", "127.0.0.1", "--port", str(port), *args),
+        ],
+        cwd=ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+
+
 def serve(
     config: Path,
     log: Path,
@@ -135,26 +152,7 @@ def serve(
     base = {**os.environ, "PYTHONUNBUFFERED": "1"}
     base.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env = {**base, **(env or {})}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        cwd=ROOT,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    process = gateway_process("serve", config, log, port, env, "--workers", str(workers))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -177,3 +175,20 @@ def wait_ready(url: str, want: int = 200, seconds: float = 30) -> float:
                 return time.monotonic() - started
         time.sleep(0.2)
     raise AssertionError(f"/readyz never answered {want}")
+
+
+@contextlib.contextmanager
+def proxied_broker_in(directory: Path) -> Iterator[tuple[Broker, Proxy]]:
+    """A broker reachable only through a proxy the test can take down and bring back."""
+    port = free_port()
+    proxy = Proxy(port)
+    broker = Broker(
+        tansu_binary(), port, log_path=str(directory / "tansu.log"), advertise_port=proxy.port
+    )
+    broker.start()
+    proxy.up()
+    try:
+        yield broker, proxy
+    finally:
+        proxy.close()
+        broker.stop()

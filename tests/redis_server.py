@@ -97,22 +97,24 @@ class RedisServer:
         self.kill()
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A real redis-server for the whole session (tests use their own key prefixes)."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+def running_redis(directory: Path) -> Iterator[RedisServer]:
+    """A started redis-server in `directory`, for a fixture to yield; stopped afterwards."""
+    server = RedisServer(directory)
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server for the whole session (tests use their own key prefixes)."""
+    yield from running_redis(tmp_path_factory.mktemp("redis"))
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of this test's own, for tests that kill it."""
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+    yield from running_redis(tmp_path)
 
 
 @pytest.fixture

@@ -101,14 +101,11 @@ def test_schema_is_committed_and_validates_examples(capsys: pytest.CaptureFixtur
     assert list(validator.iter_errors(wrong))
 
 
-def test_explain_shows_event_and_each_route(tmp_path: Path, keys: Keys) -> None:
-    """`gateway explain` verifies and normalizes one request and says why each route matched or missed."""
-    path, env = example_config(tmp_path, keys)
-    body = tmp_path / "body.json"
-    body.write_bytes(sample("whitepay", "order-declined.json"))
-    headers, _ = registry()["whitepay"].sign(keys.whitepay, body.read_bytes(), 0)
-    flags = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
-    result = run(
+def explain_whitepay(
+    path: Path, body: Path, env: dict[str, str], *flags: str
+) -> subprocess.CompletedProcess[str]:
+    """`gateway explain --source whitepay` on `body` with the given `-H` flags."""
+    return run(
         "explain",
         "--config",
         str(path),
@@ -119,6 +116,16 @@ def test_explain_shows_event_and_each_route(tmp_path: Path, keys: Keys) -> None:
         *flags,
         env=env,
     )
+
+
+def test_explain_shows_event_and_each_route(tmp_path: Path, keys: Keys) -> None:
+    """`gateway explain` verifies and normalizes one request and says why each route matched or missed."""
+    path, env = example_config(tmp_path, keys)
+    body = tmp_path / "body.json"
+    body.write_bytes(sample("whitepay", "order-declined.json"))
+    headers, _ = registry()["whitepay"].sign(keys.whitepay, body.read_bytes(), 0)
+    flags = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+    result = explain_whitepay(path, body, env, *flags)
     assert result.returncode == 0, result.stderr
     assert '"type": "order.declined"' in result.stdout
     assert "all-orders" in result.stdout and "large-completed-orders-to-ledger" in result.stdout
@@ -130,18 +137,7 @@ def test_explain_rejects_bad_signature(tmp_path: Path, keys: Keys) -> None:
     path, env = example_config(tmp_path, keys)
     body = tmp_path / "body.json"
     body.write_bytes(sample("whitepay", "order-declined.json"))
-    result = run(
-        "explain",
-        "--config",
-        str(path),
-        "--source",
-        "whitepay",
-        "--body",
-        str(body),
-        "-H",
-        "signature: " + "0" * 64,
-        env=env,
-    )
+    result = explain_whitepay(path, body, env, "-H", "signature: " + "0" * 64)
     assert result.returncode == 1
     assert "HTTP 401" in result.stderr
 

@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from gateway.config import load_config
-from tests.conftest import Keys, make_keys, write_config
+from tests.conftest import Keys, write_config
 from tests.ingress_helpers import REPRESENTATIVE, sample, signed, with_field
 
 PROVIDERS = list(REPRESENTATIVE)
@@ -31,17 +31,11 @@ SIGNATURE_HEADERS = {
 
 
 @pytest.fixture(scope="module")
-def keys_module() -> Keys:
-    """Keys for this module (module-scoped so hypothesis can reuse one app)."""
-    return make_keys()
-
-
-@pytest.fixture(scope="module")
-def config_path(tmp_path_factory: pytest.TempPathFactory, keys_module: Keys) -> Path:
+def config_path(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Path:
     """A config whose broker is unreachable: an accepted request would surface as 503, not 200."""
     return write_config(
         tmp_path_factory.mktemp("hostile"),
-        keys_module,
+        keys,
         server="handoff_timeout: 200ms\n  max_body_bytes: 65536",
     )
 
@@ -120,11 +114,11 @@ async def test_fuzzed_requests_never_pass_or_crash(
 )
 @given(data=st.data())
 async def test_any_single_byte_change_of_a_signed_body_is_rejected(
-    client: AsyncTestClient, keys_module: Keys, provider: str, data: st.DataObject
+    client: AsyncTestClient, keys: Keys, provider: str, data: st.DataObject
 ) -> None:
     """Flip any byte of a correctly signed body: 401 or 400, never accepted."""
     name, _ = REPRESENTATIVE[provider]
-    headers, body = signed(provider, sample(provider, name), keys_module)
+    headers, body = signed(provider, sample(provider, name), keys)
     index = data.draw(st.integers(0, len(body) - 1))
     flip = data.draw(st.integers(1, 255))
     mutated = body[:index] + bytes([body[index] ^ flip]) + body[index + 1 :]
@@ -136,10 +130,10 @@ async def test_any_single_byte_change_of_a_signed_body_is_rejected(
 )
 @given(data=st.data())
 async def test_fatpay_any_signed_header_change_is_rejected(
-    client: AsyncTestClient, keys_module: Keys, data: st.DataObject
+    client: AsyncTestClient, keys: Keys, data: st.DataObject
 ) -> None:
     """FaTPay signs headers, not the body: changing any signed header value is a 401."""
-    headers, body = signed("fatpay", sample("fatpay", "order-finished.json"), keys_module)
+    headers, body = signed("fatpay", sample("fatpay", "order-finished.json"), keys)
     name = data.draw(
         st.sampled_from(["x-fp-partner-id", "x-fp-nonce", "x-fp-timestamp", "x-fp-signature"])
     )
@@ -180,15 +174,11 @@ def _jws(header: dict, claims: bytes, key: bytes, digest: str | None) -> str:  #
     ids=["alg-none", "hs256", "hs512", "rs256-confusion", "hs384-with-public-key", "crit"],
 )
 async def test_pay3_algorithm_attacks(
-    client: AsyncTestClient, keys_module: Keys, header: dict, digest: str | None, key_kind: str
+    client: AsyncTestClient, keys: Keys, header: dict, digest: str | None, key_kind: str
 ) -> None:  # type: ignore[type-arg]
     """pay3 tokens with alg none, other HS sizes, RS/HS confusion or crit are 401."""
     claims = sample("pay3", "claims-nested.json")
-    key = (
-        keys_module.pay3.encode()
-        if key_kind == "secret"
-        else keys_module.fatpay.public_pem.encode()
-    )
+    key = keys.pay3.encode() if key_kind == "secret" else keys.fatpay.public_pem.encode()
     body = json.dumps({"payload": _jws(header, claims, key, digest)}).encode()
     response = await client.post(
         "/webhooks/pay3", content=body, headers={"content-type": "application/json"}
@@ -199,10 +189,10 @@ async def test_pay3_algorithm_attacks(
 @pytest.mark.parametrize("signature", ["", "00", "ab" * 5000, "v1,abc", "=" * 64, "\u00e9" * 10])
 @pytest.mark.parametrize("provider", ["whitepay", "w3block", "velafi"])
 async def test_empty_and_huge_signatures(
-    client: AsyncTestClient, keys_module: Keys, provider: str, signature: str
+    client: AsyncTestClient, keys: Keys, provider: str, signature: str
 ) -> None:
     """Empty, tiny, huge and non-ASCII signature headers are 401 (never 5xx)."""
-    headers, body = signed(provider, sample(provider, REPRESENTATIVE[provider][0]), keys_module)
+    headers, body = signed(provider, sample(provider, REPRESENTATIVE[provider][0]), keys)
     headers = {k: v for k, v in headers.items() if k.lower() == "content-type"}
     headers[SIGNATURE_HEADERS[provider][0]] = signature
     try:
@@ -214,7 +204,7 @@ async def test_empty_and_huge_signatures(
 
 @pytest.mark.parametrize("provider", ["whitepay", "w3block", "velafi", "pay3", "fatpay"])
 async def test_duplicate_keys_with_valid_signature_are_400(
-    client: AsyncTestClient, keys_module: Keys, provider: str
+    client: AsyncTestClient, keys: Keys, provider: str
 ) -> None:
     """A correctly signed body with a duplicate key is refused (parser differential), with 400."""
     name, id_path = REPRESENTATIVE[provider]
@@ -229,7 +219,7 @@ async def test_duplicate_keys_with_valid_signature_are_400(
     duplicated = inner.replace("{", '{"' + key + '": "shadow-id", ', 1)
     body = json.dumps(raw).replace(inner, duplicated).encode()
     assert body.count(f'"{key}"'.encode()) >= 2
-    headers, payload = signed(provider, body, keys_module)
+    headers, payload = signed(provider, body, keys)
     response = await client.post(f"/webhooks/{provider}", content=payload, headers=headers)
     assert response.status_code == 400, response.text
 
@@ -267,24 +257,24 @@ async def test_duplicate_keys_with_valid_signature_are_400(
     ],
 )
 async def test_malformed_bodies_with_valid_signature_are_400(
-    client: AsyncTestClient, keys_module: Keys, provider: str, body: bytes
+    client: AsyncTestClient, keys: Keys, provider: str, body: bytes
 ) -> None:
     """Deeply nested JSON, invalid UTF-8 and overlong encodings, correctly signed: 400, never 5xx."""
-    headers, payload = signed(provider, body, keys_module)
+    headers, payload = signed(provider, body, keys)
     response = await client.post(f"/webhooks/{provider}", content=payload, headers=headers)
     assert response.status_code == 400, (response.status_code, response.text[:200])
 
 
 async def test_fatpay_timestamp_window_boundaries_and_nonce_replay(
-    client: AsyncTestClient, keys_module: Keys
+    client: AsyncTestClient, keys: Keys
 ) -> None:
     """FaTPay: just inside the 5-minute window passes; just outside fails; a replayed nonce fails."""
     body = sample("fatpay", "order-finished.json")
     now = time.time()
-    inside_past, _ = signed("fatpay", body, keys_module, now=now - 290)
-    inside_future, _ = signed("fatpay", body, keys_module, now=now + 290)
-    outside_past, _ = signed("fatpay", body, keys_module, now=now - 310)
-    outside_future, _ = signed("fatpay", body, keys_module, now=now + 310)
+    inside_past, _ = signed("fatpay", body, keys, now=now - 290)
+    inside_future, _ = signed("fatpay", body, keys, now=now + 290)
+    outside_past, _ = signed("fatpay", body, keys, now=now - 310)
+    outside_future, _ = signed("fatpay", body, keys, now=now + 310)
     for headers in (outside_past, outside_future):
         assert (
             await client.post("/webhooks/fatpay", content=body, headers=headers)
@@ -297,13 +287,13 @@ async def test_fatpay_timestamp_window_boundaries_and_nonce_replay(
     assert replay.status_code == 401
 
 
-async def test_fatpay_wrong_partner_id(client: AsyncTestClient, keys_module: Keys) -> None:
+async def test_fatpay_wrong_partner_id(client: AsyncTestClient, keys: Keys) -> None:
     """A validly signed FaTPay request for another partner id is 401."""
     from gateway.providers import fatpay
     from tests.conftest import FATPAY_URL
 
     headers, body = fatpay.sign(
-        keys_module.fatpay.private_pem,
+        keys.fatpay.private_pem,
         sample("fatpay", "order-finished.json"),
         time.time(),
         url=FATPAY_URL,
@@ -313,10 +303,10 @@ async def test_fatpay_wrong_partner_id(client: AsyncTestClient, keys_module: Key
 
 
 async def test_whitepay_body_with_other_order_is_not_accepted_with_old_signature(
-    client: AsyncTestClient, keys_module: Keys
+    client: AsyncTestClient, keys: Keys
 ) -> None:
     """A signature over one order does not authenticate another order's body."""
-    headers, _ = signed("whitepay", sample("whitepay", "order-declined.json"), keys_module)
+    headers, _ = signed("whitepay", sample("whitepay", "order-declined.json"), keys)
     other = with_field(sample("whitepay", "order-declined.json"), ["order", "value"], "999999")
     assert (
         await client.post("/webhooks/whitepay", content=other, headers=headers)

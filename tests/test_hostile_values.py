@@ -21,7 +21,7 @@ from gateway.errors import PayloadError
 from gateway.event import rfc3339
 from gateway.pipeline import Pipeline
 from gateway.providers import w3block
-from tests.conftest import Keys, make_keys, write_config
+from tests.conftest import Keys, write_config
 from tests.ingress_helpers import REPRESENTATIVE, sample, signed
 
 # Every field each provider reads, as a path into its representative sample.
@@ -173,17 +173,11 @@ def set_path(doc: Any, path: tuple[str, ...], value: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def keys_module() -> Keys:
-    """Keys for this module (module-scoped so hypothesis can reuse one app)."""
-    return make_keys()
-
-
-@pytest.fixture(scope="module")
-def config_path(tmp_path_factory: pytest.TempPathFactory, keys_module: Keys) -> Path:
+def config_path(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Path:
     """No routes and no `unmatched`: an accepted event answers 200 `unrouted`, no broker needed."""
     return write_config(
         tmp_path_factory.mktemp("values"),
-        keys_module,
+        keys,
         server="handoff_timeout: 200ms",
         routes="[]",
         unmatched="[]",
@@ -203,14 +197,14 @@ async def client(config_path: Path) -> AsyncIterator[AsyncTestClient]:
 )
 @given(data=st.data())
 async def test_any_signed_values_in_read_fields_answer_200_or_4xx(
-    client: AsyncTestClient, keys_module: Keys, provider: str, data: st.DataObject
+    client: AsyncTestClient, keys: Keys, provider: str, data: st.DataObject
 ) -> None:
     """Arbitrary (and extreme) JSON values, correctly signed, in the fields a provider reads."""
     doc = json.loads(sample(provider, REPRESENTATIVE[provider][0]))
     fields = data.draw(st.lists(st.sampled_from(FIELDS[provider]), min_size=1, max_size=4))
     for path in fields:
         set_path(doc, path, data.draw(hostile))
-    headers, body = signed(provider, dumps(doc), keys_module)
+    headers, body = signed(provider, dumps(doc), keys)
     response = await client.post(f"/webhooks/{provider}", content=body, headers=headers)
     assert response.status_code == 200 or 400 <= response.status_code < 500, (
         response.status_code,
@@ -281,18 +275,18 @@ def body_with(provider: str, path: tuple[str, ...], raw: str) -> bytes:
 async def test_unrepresentable_times_fall_back_to_the_receive_time(
     client: AsyncTestClient,
     config_path: Path,
-    keys_module: Keys,
+    keys: Keys,
     provider: str,
     path: tuple[str, ...],
     raw: str,
 ) -> None:
     """Huge digit strings, 1e999999999, NaN, years past 9999: accepted, `time` = receive time."""
-    headers, body = signed(provider, body_with(provider, path, raw), keys_module, now=NOW)
+    headers, body = signed(provider, body_with(provider, path, raw), keys, now=NOW)
     event = pipeline(config_path).event(provider, body, headers, NOW)
     assert event.time == RECEIVED
     response = await client.post(f"/webhooks/{provider}", content=body, headers=headers)
     if provider == "fatpay":  # the nonce was used by the in-process check above
-        headers, body = signed(provider, body_with(provider, path, raw), keys_module)
+        headers, body = signed(provider, body_with(provider, path, raw), keys)
         response = await client.post(f"/webhooks/{provider}", content=body, headers=headers)
     assert response.status_code == 200, response.text
 
@@ -301,18 +295,18 @@ async def test_unrepresentable_times_fall_back_to_the_receive_time(
 async def test_non_finite_or_absurd_amounts_are_400_naming_the_path(
     client: AsyncTestClient,
     config_path: Path,
-    keys_module: Keys,
+    keys: Keys,
     provider: str,
     path: tuple[str, ...],
     raw: str,
 ) -> None:
     """NaN, Infinity, 1e999999999, thousands of digits: 400 whose detail names the JSON path."""
-    headers, body = signed(provider, body_with(provider, path, raw), keys_module, now=NOW)
+    headers, body = signed(provider, body_with(provider, path, raw), keys, now=NOW)
     where = "$." + ".".join(path)
     with pytest.raises(PayloadError) as info:
         pipeline(config_path).event(provider, body, headers, NOW)
     assert info.value.path == where
-    headers, body = signed(provider, body_with(provider, path, raw), keys_module)
+    headers, body = signed(provider, body_with(provider, path, raw), keys)
     response = await client.post(f"/webhooks/{provider}", content=body, headers=headers)
     assert response.status_code == 400, response.text
     if provider != "velafi":  # VelaFi sources answer VelaFi's own `{"callbackStatus": "FAIL"}`
@@ -329,10 +323,10 @@ async def test_non_finite_or_absurd_amounts_are_400_naming_the_path(
     ],
 )
 async def test_pay3_extreme_values_are_never_5xx(
-    client: AsyncTestClient, keys_module: Keys, path: tuple[str, ...], raw: str
+    client: AsyncTestClient, keys: Keys, path: tuple[str, ...], raw: str
 ) -> None:
     """pay3 reads no times or amounts; extreme values where it reads any are 200 or 400."""
-    headers, body = signed("pay3", body_with("pay3", path, raw), keys_module)
+    headers, body = signed("pay3", body_with("pay3", path, raw), keys)
     response = await client.post("/webhooks/pay3", content=body, headers=headers)
     assert response.status_code in (200, 400), response.text
 

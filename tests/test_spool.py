@@ -30,6 +30,14 @@ def rec(n: int, topic: str = "t", key: str | None = None) -> SpooledRecord:
     return SpooledRecord(topic, (key or f"k{n}").encode(), f"v{n}".encode(), [("h", b"x")])
 
 
+async def filled_spool(tmp_path: Path, count: int) -> Spool:
+    """A spool at `tmp_path/s.db` holding events e0..e{count-1}, one record each, oldest first."""
+    spool = Spool(str(tmp_path / "s.db"), 1_000_000)
+    for n in range(count):
+        await spool.append(f"e{n}", [rec(n)], now=float(n))
+    return spool
+
+
 class FakeProducer:
     """Enqueue-then-ack like aiokafka: records append in call order, acks resolve later."""
 
@@ -191,9 +199,7 @@ async def test_drainer_batches_in_flight_keeps_order_and_stops_at_failure(tmp_pa
 
 async def test_producer_away_keeps_everything(tmp_path: Path) -> None:
     """The producer refuses at enqueue (broker away): nothing is deleted, the drain stops."""
-    spool = Spool(str(tmp_path / "s.db"), 1_000_000)
-    for n in range(3):
-        await spool.append(f"e{n}", [rec(n)], now=float(n))
+    spool = await filled_spool(tmp_path, 3)
     producer = FakeProducer()
     producer.down = True
     with pytest.raises(KafkaConnectionError):
@@ -203,9 +209,7 @@ async def test_producer_away_keeps_everything(tmp_path: Path) -> None:
 
 async def test_poison_record_is_dead_lettered_and_the_rest_flow(tmp_path: Path) -> None:
     """A record refused for good goes to the dead-letter topic with its error; later events go on."""
-    spool = Spool(str(tmp_path / "s.db"), 1_000_000)
-    for n in range(5):
-        await spool.append(f"e{n}", [rec(n)], now=float(n))
+    spool = await filled_spool(tmp_path, 5)
     producer = FakeProducer()
     producer.refuse[b"v1"] = MessageSizeTooLargeError("too big")  # refused by the producer
     producer.fail_ack[b"v3"] = MessageSizeTooLargeError("too big")  # refused by the broker
@@ -238,9 +242,7 @@ async def test_only_one_drainer_per_file(tmp_path: Path) -> None:
 async def test_stop_drains_within_grace_and_reports_what_is_left(tmp_path: Path) -> None:
     """On shutdown the drainer forwards what the broker takes; with the broker away it leaves the rest."""
     path = str(tmp_path / "s.db")
-    spool = Spool(path, 1_000_000)
-    for n in range(10):
-        await spool.append(f"e{n}", [rec(n)], now=float(n))
+    spool = await filled_spool(tmp_path, 10)
     producer = FakeProducer()
     producer.down = True
     left = Drainer(spool, producer.enqueue, "dlq")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -15,16 +16,23 @@ from gateway.observability import REDACTOR, WebhookLine, configure_logging, webh
 SECRET = 'hunter2-"quoted"\\-secret'  # JSON escapes both the quotes and the backslash
 
 
-@pytest.fixture
-def stream() -> Iterator[io.StringIO]:
-    """JSON logs into a buffer, with one configured secret; restored to stderr afterwards."""
+@contextlib.contextmanager
+def logging_into(level: str, fmt: str) -> Iterator[io.StringIO]:
+    """Logs at `level` in `fmt` into a buffer; restored to JSON on stderr afterwards."""
     out = io.StringIO()
-    REDACTOR.add([SECRET])
-    configure_logging("info", "json", stream=out)
+    configure_logging(level, fmt, stream=out)
     try:
         yield out
     finally:
         configure_logging("info", "json")
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    """JSON logs into a buffer, with one configured secret; restored to stderr afterwards."""
+    REDACTOR.add([SECRET])
+    with logging_into("info", "json") as out:
+        yield out
 
 
 _FIELDS: dict[str, object] = {
@@ -110,25 +118,17 @@ def test_non_ascii_values_are_escaped(stream: io.StringIO) -> None:
 
 def test_level_threshold_applies() -> None:
     """At `log_level: warning` accepted (info) lines are dropped and rejections still written."""
-    out = io.StringIO()
-    configure_logging("warning", "json", stream=out)
-    try:
+    with logging_into("warning", "json") as out:
         webhook_line(_accepted())
         webhook_line(_accepted(outcome="rejected", status=401, level="warning"))
-    finally:
-        configure_logging("info", "json")
     (line,) = out.getvalue().splitlines()
     assert json.loads(line)["level"] == "warning"
 
 
 def test_console_format_goes_through_structlog() -> None:
     """Console output (a terminal) is structlog's console renderer, not JSON."""
-    out = io.StringIO()
-    configure_logging("info", "console", stream=out)
-    try:
+    with logging_into("info", "console") as out:
         webhook_line(_accepted())
-    finally:
-        configure_logging("info", "json")
     text = out.getvalue()
     assert "webhook" in text and "all-orders" in text
     with pytest.raises(json.JSONDecodeError):

@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 
 from gateway.config import Config
 from gateway.console.store import Store
-from gateway.destinations.kafka import client_options, create_topics
+from gateway.destinations.kafka import cancel_follower, client_options, create_topics
 
 log = structlog.get_logger("gateway.console")
 
@@ -46,10 +46,7 @@ class Feed:
 
     async def stop(self) -> None:
         """Stop reading."""
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._runner
+        await cancel_follower(self._runner)
 
     async def _run(self) -> None:
         delay = 0.2

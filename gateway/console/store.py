@@ -145,6 +145,9 @@ class Store:
     def _text(self, value: Any) -> str | None:
         return None if value is None else self._redactor.scrub(str(value))
 
+    def _texts(self, record: dict[str, Any], *keys: str) -> tuple[str | None, ...]:
+        return tuple(self._text(record.get(key)) for key in keys)
+
     def close(self) -> None:
         """Close the database."""
         self._db.close()
@@ -195,16 +198,10 @@ class Store:
                 "request_id, duration_ms, event) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     at,
-                    self._text(e.get("node")),
-                    self._text(e.get("source")),
-                    self._text(e.get("provider")),
+                    *self._texts(e, "node", "source", "provider"),
                     str(e.get("outcome")),
-                    e.get("status") if isinstance(e.get("status"), int) else None,
-                    self._text(e.get("reason")),
-                    self._text(e.get("detail")),
-                    self._text(e.get("event_id")),
-                    self._text(e.get("type")),
-                    self._text(e.get("subject")),
+                    _int(e.get("status")),
+                    *self._texts(e, "reason", "detail", "event_id", "type", "subject"),
                     json.dumps(clean(e.get("routes") or [], (), self._redactor)),
                     "," + ",".join(str(d) for d in destinations) + "," if destinations else "",
                     json.dumps(clean(e.get("records") or [], (), self._redactor)),
@@ -223,11 +220,9 @@ class Store:
                 "duration_ms, outcome, next_at, replayed) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     at,
-                    self._text(e.get("node")),
-                    self._text(e.get("destination")),
-                    self._text(e.get("event_id")),
-                    e.get("attempt") if isinstance(e.get("attempt"), int) else None,
-                    e.get("status") if isinstance(e.get("status"), int) else None,
+                    *self._texts(e, "node", "destination", "event_id"),
+                    _int(e.get("attempt")),
+                    _int(e.get("status")),
                     self._text(e.get("error")),
                     _number(e.get("duration_ms")),
                     self._text(e.get("outcome")),
@@ -269,8 +264,8 @@ class Store:
                 self._text(e.get("destination")),
                 _number(e.get("enqueued_at")),
                 _number(e.get("failed_at")) or time.time(),
-                e.get("attempts") if isinstance(e.get("attempts"), int) else None,
-                e.get("last_status") if isinstance(e.get("last_status"), int) else None,
+                _int(e.get("attempts")),
+                _int(e.get("last_status")),
                 self._text(e.get("last_error")),
                 json.dumps(clean(body, self._omit, self._redactor))
                 if isinstance(body, dict)
@@ -347,12 +342,7 @@ class Store:
         if f.destination:
             where.append("destinations LIKE ? ESCAPE '\\'")
             args.append("%," + _like(f.destination) + ",%")
-        if f.since is not None:
-            where.append("at >= ?")
-            args.append(f.since)
-        if f.until is not None:
-            where.append("at <= ?")
-            args.append(f.until)
+        _between(where, args, "at", f.since, f.until)
         if f.q:
             where.append(
                 "(event_id = ? OR request_id = ? OR subject = ? OR subject LIKE ? ESCAPE '\\')"
@@ -443,12 +433,7 @@ class Store:
         if f.destination:
             where.append("destination = ?")
             args.append(f.destination)
-        if f.since is not None:
-            where.append("failed_at >= ?")
-            args.append(f.since)
-        if f.until is not None:
-            where.append("failed_at <= ?")
-            args.append(f.until)
+        _between(where, args, "failed_at", f.since, f.until)
         if f.q:
             where.append("event_id = ?")
             args.append(f.q)
@@ -622,6 +607,22 @@ def _json(value: bytes | None) -> Any:
         return json.loads(value or b"")
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def _between(
+    where: list[str], args: list[Any], column: str, since: float | None, until: float | None
+) -> None:
+    """Add `column >= since` and `column <= until` to a WHERE clause, each when given."""
+    if since is not None:
+        where.append(f"{column} >= ?")
+        args.append(since)
+    if until is not None:
+        where.append(f"{column} <= ?")
+        args.append(until)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 def _number(value: Any) -> float | None:

@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from gateway.config import Config, KafkaConfig
-from gateway.destinations.kafka import client_options
+from gateway.destinations.kafka import cancel_follower, client_options
 
 log = structlog.get_logger("gateway.control")
 
@@ -163,10 +163,7 @@ class ControlFollower:
 
     async def stop(self) -> None:
         """Stop following."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_follower(self._task)
 
     async def _follow(self) -> None:
         cfg = self._config.kafka

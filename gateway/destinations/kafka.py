@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import ssl
 import struct
@@ -74,6 +75,14 @@ def record(
     ]
     headers.append(("content-type", str(event.get("datacontenttype", "application/json")).encode()))
     return key, encode(event.get("data")), headers
+
+
+async def cancel_follower(task: asyncio.Task[None] | None) -> None:
+    """Stop a background task that follows a topic (cancel it and wait until it has ended)."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 def _ssl_context(cfg: KafkaConfig) -> ssl.SSLContext | None:

@@ -16,7 +16,7 @@ from gateway.destinations.kafka import Producer
 from gateway.destinations.lanes import Job, Lane
 from gateway.destinations.tasks import ENCODER, DeadLetter, DeliveryTask
 from gateway.destinations.webhook import AttemptResult
-from gateway.journal import Journal
+from gateway.journal import Attempt, Journal
 
 log = structlog.get_logger("gateway.delivery")
 
@@ -114,28 +114,10 @@ class Outcomes:
         **extra: Any,
     ) -> None:
         """The one log line per delivery outcome (never the body, a secret or a signature)."""
+        record = Attempt(destination, event_id, attempt, status, error, duration, outcome)
         if self._journal is not None:  # fire and forget: never awaited
-            self._journal.attempt(
-                destination,
-                event_id,
-                attempt,
-                status,
-                error,
-                duration,
-                outcome,
-                extra.get("retry_in"),
-                bool(extra.get("replayed")),
-            )
+            self._journal.attempt(record, extra.get("retry_in"), bool(extra.get("replayed")))
         if error:
             extra["error"] = error
         emit = self.log.info if outcome == "delivered" else self.log.warning
-        emit(
-            "delivery",
-            destination=destination,
-            event_id=event_id,
-            attempt=attempt,
-            status=status,
-            outcome=outcome,
-            duration_ms=round(duration * 1000, 1),
-            **extra,
-        )
+        emit("delivery", **record.fields(), **extra)

@@ -25,6 +25,7 @@ from gateway.app import create_app
 from gateway.broker import Broker, free_port
 from gateway.config import Config, load_config
 from gateway.console.app import create_console_app
+from tests.delivery_helpers import kafka_section
 from tests.destinations.receiver import Receiver, new_secret
 from tests.faults import ROOT
 from tests.ingress_helpers import sample, with_field
@@ -40,25 +41,11 @@ def config_text(bootstrap: str, receiver_url: str, *, journal: bool = True) -> s
     """A gateway config with a Kafka and a webhook destination, a journal and a console."""
     suffix = uuid.uuid4().hex[:10]
     journal_line = f"journal_topic: journal-{suffix}" if journal else ""
-    return textwrap.dedent(f"""\
-        server:
-          handoff_timeout: 3s
-          retry_after: 2s
-        kafka:
-          bootstrap_servers: {bootstrap}
-          enable_idempotence: false
-          compression: gzip
-          linger_ms: 1
-          create_topics: true
-          request_timeout: 5s
-          session_timeout: 3s
-          heartbeat_interval: 500ms
-          topic_partitions: 2
-          delivery_topic: deliveries-{suffix}
-          dead_letter_topic: dead-letters-{suffix}
-          consumer_group: workers-{suffix}
-          control_topic: control-{suffix}
-          {journal_line}
+    kafka = kafka_section(bootstrap, suffix, f"control_topic: control-{suffix}", journal_line)
+    return (
+        "server:\n  handoff_timeout: 3s\n  retry_after: 2s\n"
+        + kafka
+        + textwrap.dedent(f"""\
         sources:
           whitepay: {{provider: whitepay, secret: {WHITEPAY_SECRET}}}
           w3block: {{provider: w3block, secret: {W3BLOCK_SECRET}}}
@@ -87,6 +74,7 @@ def config_text(bootstrap: str, receiver_url: str, *, journal: bool = True) -> s
             - {{name: alice, token: {OPERATOR_TOKEN}, role: operator}}
             - {{name: victor, token: {VIEWER_TOKEN}, role: viewer}}
         """)
+    )
 
 
 def whitepay_order(order_id: str) -> tuple[dict[str, str], bytes]:

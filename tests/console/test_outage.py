@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.broker import Broker, free_port, tansu_binary
+from gateway.broker import Broker
 from tests.console.conftest import OPERATOR_TOKEN, config_text, spawn_console, whitepay_order
 from tests.destinations.receiver import Receiver
-from tests.faults import Proxy, Served, serve, wait_ready
+from tests.faults import Proxy, Served, proxied_broker_in, serve, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -22,16 +22,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 @pytest.fixture
 def proxied_broker(tmp_path: Path) -> Iterator[tuple[Broker, Proxy]]:
     """A broker reachable only through a proxy the test can take down and bring back."""
-    port = free_port()
-    proxy = Proxy(port)
-    broker = Broker(
-        tansu_binary(), port, log_path=str(tmp_path / "tansu.log"), advertise_port=proxy.port
-    )
-    broker.start()
-    proxy.up()
-    yield broker, proxy
-    proxy.close()
-    broker.stop()
+    with proxied_broker_in(tmp_path) as pair:
+        yield pair
 
 
 async def _round(client: httpx.AsyncClient, gateway: Served, count: int) -> list[int]:

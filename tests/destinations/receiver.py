@@ -38,6 +38,19 @@ class Received:
 Behaviour = Callable[[int], Awaitable[web.StreamResponse] | web.StreamResponse]
 
 
+async def listen(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], shutdown_timeout: float
+) -> tuple[web.AppRunner, str]:
+    """Serve every POST with `handler` on a free 127.0.0.1 port: the runner and the base URL."""
+    app = web.Application()
+    app.router.add_post("/{path:.*}", handler)
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
 @dataclass
 class Receiver:
     """Records and verifies every request; `behaviours[path](nth)` decides each answer."""
@@ -52,14 +65,7 @@ class Receiver:
 
     async def start(self) -> str:
         """Listen on a free 127.0.0.1 port; the base URL."""
-        app = web.Application()
-        app.router.add_post("/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, self.url = await listen(self._handle, shutdown_timeout=0.5)
         return self.url
 
     async def stop(self) -> None:

@@ -24,9 +24,7 @@ import structlog
 import structlog.testing
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from litestar.testing import AsyncTestClient
 
-from gateway.app import create_app
 from gateway.broker import Broker
 from gateway.config import Config, parse_config
 from gateway.destinations.admin import list_destinations
@@ -41,6 +39,7 @@ from gateway.destinations.tasks import (
 )
 from gateway.destinations.worker import DeliveryWorkers
 from tests.conftest import Keys
+from tests.delivery_helpers import kafka_section, post_when_ready
 from tests.destinations.receiver import Receiver, event_body, new_secret
 from tests.ingress_helpers import sample, signed
 
@@ -95,22 +94,10 @@ def make_config(
     )
     first = next(iter(hooks))
     whitepay_secret = whitepay_secret or uuid.uuid4().hex
-    return f"""\
-kafka:
-  bootstrap_servers: {bootstrap}
-  enable_idempotence: false
-  compression: gzip
-  linger_ms: 1
-  create_topics: true
-  request_timeout: 5s
-  session_timeout: 3s
-  heartbeat_interval: 500ms
-  topic_partitions: 2
-  delivery_topic: deliveries-{suffix}
-  dead_letter_topic: dead-letters-{suffix}
-  consumer_group: workers-{suffix}
-  control_topic: control-{suffix}
-  {kafka_extra}
+    kafka = kafka_section(bootstrap, suffix, f"control_topic: control-{suffix}", kafka_extra)
+    return (
+        kafka
+        + f"""\
 sources:
   whitepay: {{provider: whitepay, secret: {whitepay_secret}}}
 destinations:
@@ -120,6 +107,7 @@ routes:
     match: {{provider: whitepay}}
     to: [{first}]
 """
+    )
 
 
 @pytest.fixture
@@ -150,13 +138,13 @@ def configure(
     return parse_config(make_config(broker.bootstrap, receiver.url, hooks, None, kafka_extra))
 
 
-@pytest.fixture
-async def running() -> AsyncIterator[list[DeliveryWorkers]]:
-    """Workers registered here are stopped when the test ends."""
-    started: list[DeliveryWorkers] = []
-    yield started
-    for workers in started:
-        await workers.stop(grace=0.5)
+async def ingest_one(config: Config, running: list[DeliveryWorkers], keys: Keys) -> str:
+    """Start workers for `config`, post one signed Whitepay order to a ready gateway; its event id."""
+    await start_workers(config, running)
+    headers, body = signed("whitepay", sample("whitepay", "order-declined.json"), keys)
+    response = await post_when_ready(config, body, headers)
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
 
 
 async def start_workers(
@@ -248,16 +236,7 @@ async def test_ingress_to_receiver_signed_with_both_secrets(
         broker.bootstrap, receiver.url, {"ledger": hook}, whitepay_secret=keys.whitepay
     )
     config = parse_config(text)
-    await start_workers(config, running)
-    headers, body = signed("whitepay", sample("whitepay", "order-declined.json"), keys)
-    async with AsyncTestClient(app=create_app(config, run_workers=False)) as client:
-        deadline = time.monotonic() + 15
-        while (await client.get("/readyz")).status_code != 200:
-            assert time.monotonic() < deadline, "gateway never became ready"
-            await asyncio.sleep(0.1)
-        response = await client.post("/webhooks/whitepay", content=body, headers=headers)
-    assert response.status_code == 200, response.text
-    event_id = response.json()["id"]
+    event_id = await ingest_one(config, running, keys)
     await receiver.wait(lambda: receiver.delivered("/ledger"), 15, "the delivery")
     [got] = receiver.on("/ledger")
     assert got.event_id == event_id
@@ -319,15 +298,30 @@ async def test_retry_after_is_honoured(
     assert second.at - first.at >= 0.95
 
 
+async def one_dead_letter(
+    broker: Broker,
+    receiver: Receiver,
+    queue: AIOKafkaProducer,
+    running: list[DeliveryWorkers],
+    name: str,
+    max_attempts: int,
+    status: int,
+) -> tuple[Config, dict[str, bytes], DeadLetter]:
+    """Destination `name` (path `/name`) always answers `status`: enqueue `evt-<status>` for it
+    and return the config, the enqueued bodies and the one dead letter that comes of it."""
+    config = configure(broker, receiver, {name: Hook(f"/{name}", max_attempts=max_attempts)})
+    receiver.behaviours[f"/{name}"] = lambda nth: web.Response(status=status)
+    await start_workers(config, running)
+    bodies = await enqueue(queue, config, name, [f"evt-{status}"])
+    [letter] = await dead_letters(broker.bootstrap, config, 1)
+    return config, bodies, letter
+
+
 async def test_400_is_dead_lettered_after_one_attempt(
     broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
 ) -> None:
     """A permanent 4xx: one request, then a dead letter carrying the status and the event."""
-    config = configure(broker, receiver, {"strict": Hook("/strict", max_attempts=5)})
-    receiver.behaviours["/strict"] = lambda nth: web.Response(status=400)
-    await start_workers(config, running)
-    bodies = await enqueue(queue, config, "strict", ["evt-400"])
-    [letter] = await dead_letters(broker.bootstrap, config, 1)
+    _, bodies, letter = await one_dead_letter(broker, receiver, queue, running, "strict", 5, 400)
     assert (letter.destination, letter.event_id, letter.attempts) == ("strict", "evt-400", 1)
     assert (letter.last_status, letter.last_error) == (400, "HTTP 400")
     assert bytes(letter.body) == bodies["evt-400"]
@@ -342,11 +336,7 @@ async def test_503_is_dead_lettered_after_max_attempts_then_replay_delivers(
     broker: Broker, receiver: Receiver, queue: AIOKafkaProducer, running: list[DeliveryWorkers]
 ) -> None:
     """Always 503: `max_attempts` requests, a dead letter; after a fix, `replay` delivers it once."""
-    config = configure(broker, receiver, {"down": Hook("/down", max_attempts=4)})
-    receiver.behaviours["/down"] = lambda nth: web.Response(status=503)
-    await start_workers(config, running)
-    await enqueue(queue, config, "down", ["evt-503"])
-    [letter] = await dead_letters(broker.bootstrap, config, 1)
+    config, _, letter = await one_dead_letter(broker, receiver, queue, running, "down", 4, 503)
     assert (letter.event_id, letter.attempts, letter.last_status) == ("evt-503", 4, 503)
     assert [r.answered for r in receiver.on("/down")] == [503] * 4
 

@@ -18,13 +18,12 @@ from gateway.broker import Broker
 from gateway.config import parse_config
 from gateway.destinations.tasks import DEAD_LETTER_DECODER
 from gateway.destinations.worker import DeliveryWorkers
-from tests.destinations.receiver import new_secret
+from tests.destinations.receiver import listen, new_secret
 from tests.integration.test_delivery import (  # noqa: F401 - fixtures used by name
     Hook,
     enqueue,
     make_config,
     queue,
-    running,
     start_workers,
 )
 
@@ -64,14 +63,7 @@ class Flapping:
         return web.Response(status=200)
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{path:.*}", self.handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.2, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, self.url = await listen(self.handle, shutdown_timeout=0.2)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -113,7 +105,7 @@ async def test_every_delivery_ends_delivered_or_dead_lettered(
     broker: Broker,
     flapping: Flapping,
     queue: object,  # noqa: F811 - the fixture imported above
-    running: list[DeliveryWorkers],  # noqa: F811
+    running: list[DeliveryWorkers],
 ) -> None:
     """With a receiver that flaps, each of N deliveries is delivered or dead-lettered; none vanishes."""
     hook = Hook(

@@ -50,7 +50,7 @@ from tests.integration.test_delivery import (
 from tests.redis_server import RedisServer
 
 # The fixtures of the delivery tests, shared by name.
-receiver, queue, running = base.receiver, base.queue, base.running
+receiver, queue = base.receiver, base.queue  # `running` comes from tests/integration/conftest.py
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

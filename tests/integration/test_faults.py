@@ -19,9 +19,9 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from gateway.broker import Broker, free_port, tansu_binary
+from gateway.broker import Broker
 from tests.conftest import Keys, write_config
-from tests.faults import Proxy, serve, wait_ready
+from tests.faults import Proxy, proxied_broker_in, serve, wait_ready
 from tests.ingress_helpers import sample, signed, with_field
 
 pytestmark = pytest.mark.integration
@@ -32,16 +32,8 @@ BODY = sample("whitepay", "order-declined.json")
 @pytest.fixture
 def proxied_broker(tmp_path: Path) -> Iterator[tuple[Broker, Proxy]]:
     """A broker reachable only through a proxy that the test can take down and bring back."""
-    port = free_port()
-    proxy = Proxy(port)
-    broker = Broker(
-        tansu_binary(), port, log_path=str(tmp_path / "tansu.log"), advertise_port=proxy.port
-    )
-    broker.start()
-    proxy.up()
-    yield broker, proxy
-    proxy.close()
-    broker.stop()
+    with proxied_broker_in(tmp_path) as pair:
+        yield pair
 
 
 class Stream:
@@ -81,6 +73,15 @@ class Stream:
         return asyncio.ensure_future(
             asyncio.gather(*(self._worker() for _ in range(self.concurrency)))
         )
+
+
+async def stream_when_ready(
+    url: str, keys: Keys, concurrency: int = 8
+) -> tuple[Stream, asyncio.Task[list[None]]]:
+    """Wait until the gateway at `url` is ready, then start a `Stream` to it."""
+    wait_ready(url)
+    stream = Stream(keys, concurrency)
+    return stream, await stream.run(url)
 
 
 async def topic_ids(bootstrap: str, topic: str, want: set[str], seconds: float = 60) -> set[str]:
@@ -128,9 +129,7 @@ async def test_broker_outage_mid_stream_loses_no_acked_event(
     topic = f"faults-{uuid.uuid4().hex[:8]}"
     served = serve(config(tmp_path, keys, broker.bootstrap, spool, topic), tmp_path / "gw.log")
     try:
-        wait_ready(served.url)
-        stream = Stream(keys)
-        task = await stream.run(served.url)
+        stream, task = await stream_when_ready(served.url, keys)
         await asyncio.sleep(2)
         proxy.down()
         await asyncio.sleep(4)
@@ -162,9 +161,7 @@ async def test_gateway_sigkill_with_spooled_events(
     topic = f"faults-{uuid.uuid4().hex[:8]}"
     cfg = config(tmp_path, keys, broker.bootstrap, True, topic)
     served = serve(cfg, tmp_path / "gw.log")
-    wait_ready(served.url)
-    stream = Stream(keys)
-    task = await stream.run(served.url)
+    stream, task = await stream_when_ready(served.url, keys)
     await asyncio.sleep(1.5)
     proxy.down()
     await asyncio.sleep(3)
@@ -197,9 +194,7 @@ async def test_graceful_shutdown_under_load_cuts_nothing_off(
     """SIGTERM under load: in-flight requests finish; no request is answered with a 5xx."""
     topic = f"faults-{uuid.uuid4().hex[:8]}"
     served = serve(config(tmp_path, keys, broker.bootstrap, False, topic), tmp_path / "gw.log")
-    wait_ready(served.url)
-    stream = Stream(keys, concurrency=16)
-    task = await stream.run(served.url)
+    stream, task = await stream_when_ready(served.url, keys, 16)
     await asyncio.sleep(2)
     code = await asyncio.to_thread(served.stop)
     stream.stop.set()

@@ -28,7 +28,7 @@ from tests.conftest import Keys, write_config
 from tests.faults import Served, wait_ready
 from tests.ingress_helpers import sample, signed, with_field
 from tests.integration.test_kafka_ingress import consume
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, running_redis
 
 pytestmark = pytest.mark.integration
 
@@ -68,10 +68,7 @@ def state_section(redis: RedisServer, **options: str) -> str:
 @pytest.fixture(scope="module")
 def fleet_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """This module's redis-server (one test SIGKILLs it)."""
-    server = RedisServer(tmp_path_factory.mktemp("fleet-redis"))
-    server.start()
-    yield server
-    server.stop()
+    yield from running_redis(tmp_path_factory.mktemp("fleet-redis"))
 
 
 @pytest.fixture(scope="module")
@@ -221,26 +218,7 @@ def serve_workers(config: Path, log: Path, workers: int, **env_vars: str) -> Ser
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_vars}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        cwd=faults.ROOT,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    process = faults.gateway_process("serve", config, log, port, env, "--workers", str(workers))
     served = Served(process, port, log)
     try:
         wait_ready(served.url, 200, seconds=60)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from cloudevents.v1.kafka import KafkaMessage, from_binary, from_structured
+from httpx import Response
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
@@ -73,6 +74,18 @@ async def gateway(
         yield client, suffix
 
 
+async def only_record(
+    client: AsyncTestClient, broker: Broker, keys: Keys, provider: str, name: str, topic: str
+) -> tuple[Response, Any]:
+    """POST the signed sample `name` of `provider`: a 200, then exactly one record on `topic`."""
+    headers, body = signed(provider, sample(provider, name), keys)
+    response = await client.post(f"/webhooks/{provider}", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    records = await consume(broker.bootstrap, topic, 1)
+    assert len(records) == 1
+    return response, records[0]
+
+
 def _message(record: Any) -> KafkaMessage:
     return KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
 
@@ -84,24 +97,20 @@ async def test_order_event_reaches_topic_as_structured_cloudevent(
     """An accepted order webhook is one structured CloudEvent on the topic, keyed by subject."""
     client, suffix = gateway
     name, _ = REPRESENTATIVE[provider]
-    headers, body = signed(provider, sample(provider, name), keys)
-    response = await client.post(f"/webhooks/{provider}", content=body, headers=headers)
-    assert response.status_code == 200, response.text
-    records = await consume(broker.bootstrap, f"orders-{suffix}", 1)
-    assert len(records) == 1
-    event = from_structured(_message(records[0]))
+    response, record = await only_record(client, broker, keys, provider, name, f"orders-{suffix}")
+    event = from_structured(_message(record))
     assert event["source"] == f"/webhooks/{provider}"
     assert event["type"].startswith("order.")
     assert event["provider"] == provider
-    assert records[0].key == event["partitionkey"].encode() == event["subject"].encode()
-    headers_seen = dict(records[0].headers)
+    assert record.key == event["partitionkey"].encode() == event["subject"].encode()
+    headers_seen = dict(record.headers)
     assert headers_seen["content-type"] == b"application/cloudevents+json; charset=UTF-8"
     if provider == "velafi":
         assert response.json() == {"callbackStatus": "SUCCESS"}
     else:
         assert response.json() == {"id": event["id"], "status": "accepted"}
     if provider == "w3block":  # the route omits the live payment secret
-        assert "clientSecret" not in records[0].value.decode()
+        assert "clientSecret" not in record.value.decode()
         assert event.data["payload"]["data"]["paymentInfo"]["publicKey"]
 
 
@@ -110,18 +119,16 @@ async def test_binary_mode_and_key_path(
 ) -> None:
     """A `mode: binary` destination carries data as value and attributes as ce_* headers."""
     client, suffix = gateway
-    headers, body = signed("whitepay", sample("whitepay", "transaction-completed.json"), keys)
-    response = await client.post("/webhooks/whitepay", content=body, headers=headers)
-    assert response.status_code == 200, response.text
-    records = await consume(broker.bootstrap, f"moves-{suffix}", 1)
-    assert len(records) == 1
-    event = from_binary(_message(records[0]))
+    _, record = await only_record(
+        client, broker, keys, "whitepay", "transaction-completed.json", f"moves-{suffix}"
+    )
+    event = from_binary(_message(record))
     assert event["type"] == "transaction.completed"
     assert event["specversion"] == "1.0"
     data = event.data if isinstance(event.data, dict) else json.loads(event.data)
     assert data["kind"] == "transaction"
-    assert records[0].key == data["id"].encode()  # key: data.id
-    assert dict(records[0].headers)["content-type"] == b"application/json"
+    assert record.key == data["id"].encode()  # key: data.id
+    assert dict(record.headers)["content-type"] == b"application/json"
 
 
 async def test_retried_webhook_is_duplicate_and_not_forwarded_again(

@@ -22,7 +22,7 @@ from gateway.broker import Broker
 from tests.conftest import Keys, write_config
 from tests.faults import Served, serve, wait_ready
 from tests.ingress_helpers import sample, signed, with_field
-from tests.integration.test_faults import Stream, topic_ids
+from tests.integration.test_faults import Stream, stream_when_ready, topic_ids
 
 pytestmark = pytest.mark.integration
 
@@ -160,9 +160,7 @@ async def test_two_workers_share_one_spool_and_return_to_direct_hand_off(
     cfg = fleet_config(tmp_path, keys, durable_broker.bootstrap, topic, spool=True)
     served = serve(cfg, tmp_path / "gw.log", workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(prom)})
     try:
-        wait_ready(served.url)
-        stream = Stream(keys, concurrency=8)
-        task = await stream.run(served.url)
+        stream, task = await stream_when_ready(served.url, keys)
         await asyncio.sleep(1.5)
         durable_broker.kill()
         await asyncio.sleep(3)
@@ -251,9 +249,7 @@ async def test_sigterm_drains_what_it_can_and_says_what_it_left(
     topic = f"term-{uuid.uuid4().hex[:8]}"
     cfg = fleet_config(tmp_path, keys, durable_broker.bootstrap, topic, spool=True)
     served = serve(cfg, tmp_path / "gw.log")
-    wait_ready(served.url)
-    stream = Stream(keys, concurrency=8)
-    task = await stream.run(served.url)
+    stream, task = await stream_when_ready(served.url, keys)
     await asyncio.sleep(1)
     durable_broker.kill()
     await asyncio.sleep(2)

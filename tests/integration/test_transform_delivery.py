@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,16 +10,14 @@ from typing import Any
 import jmespath
 import pytest
 from cloudevents.v1.kafka import KafkaMessage, from_binary
-from litestar.testing import AsyncTestClient
 
-from gateway.app import create_app
 from gateway.broker import Broker
 from gateway.config import parse_config
 from gateway.destinations.worker import DeliveryWorkers
 from tests.conftest import Keys
+from tests.delivery_helpers import kafka_section
 from tests.destinations.receiver import Receiver, new_secret
-from tests.ingress_helpers import sample, signed
-from tests.integration.test_delivery import read_topic, start_workers
+from tests.integration.test_delivery import ingest_one, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -43,32 +39,12 @@ async def receiver() -> AsyncIterator[Receiver]:
     await instance.stop()
 
 
-@pytest.fixture
-async def running() -> AsyncIterator[list[DeliveryWorkers]]:
-    """Workers registered here are stopped when the test ends."""
-    started: list[DeliveryWorkers] = []
-    yield started
-    for workers in started:
-        await workers.stop(grace=0.5)
-
-
 def config_text(bootstrap: str, receiver: Receiver, whitepay_secret: str) -> tuple[str, str]:
     """A config whose orders go untransformed to one topic and transformed to three places."""
     s = uuid.uuid4().hex[:10]
-    text = f"""\
-kafka:
-  bootstrap_servers: {bootstrap}
-  enable_idempotence: false
-  compression: gzip
-  linger_ms: 1
-  create_topics: true
-  request_timeout: 5s
-  session_timeout: 3s
-  heartbeat_interval: 500ms
-  topic_partitions: 2
-  delivery_topic: deliveries-{s}
-  dead_letter_topic: dead-letters-{s}
-  consumer_group: workers-{s}
+    text = (
+        kafka_section(bootstrap, s)
+        + f"""\
 sources:
   whitepay: {{provider: whitepay, secret: {whitepay_secret}}}
 destinations:
@@ -96,6 +72,7 @@ routes:
     to: [slim, slimbin, ledger]
     omit: [data.provider_status]
 """
+    )
     return text, s
 
 
@@ -105,16 +82,7 @@ async def test_transformed_records_and_webhook_equal_jmespath_of_the_event(
     """Each destination's `data` is jmespath.search(expr, event after omit); the envelope stays."""
     text, s = config_text(broker.bootstrap, receiver, keys.whitepay)
     config = parse_config(text)
-    await start_workers(config, running)
-    headers, body = signed("whitepay", sample("whitepay", "order-declined.json"), keys)
-    async with AsyncTestClient(app=create_app(config, run_workers=False)) as client:
-        deadline = time.monotonic() + 15
-        while (await client.get("/readyz")).status_code != 200:
-            assert time.monotonic() < deadline, "gateway never became ready"
-            await asyncio.sleep(0.1)
-        response = await client.post("/webhooks/whitepay", content=body, headers=headers)
-    assert response.status_code == 200, response.text
-    event_id = response.json()["id"]
+    event_id = await ingest_one(config, running, keys)
 
     [full] = await read_topic(broker.bootstrap, f"full-{s}", 1)
     event: dict[str, Any] = json.loads(full.value)

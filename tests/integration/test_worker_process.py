@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,9 +11,9 @@ import pytest
 
 from gateway.broker import Broker, free_port
 from tests.conftest import Keys, write_config
+from tests.faults import gateway_process
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_worker_process_serves_health_readiness_and_metrics(
@@ -39,24 +37,7 @@ def test_worker_process_serves_health_readiness_and_metrics(
     config.write_text(text)
     port = free_port()
     log = tmp_path / "worker.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "worker",
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    process = gateway_process("worker", config, log, port, {**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         deadline = time.monotonic() + 40
         ready = 0

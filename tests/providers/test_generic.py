@@ -54,6 +54,17 @@ WRONG = "not-the-secret"
 WRONG_SW = "whsec_" + base64.b64encode(b"an-entirely-different-secret-32b").decode()
 
 
+# The environment variables the commented generic sources of config/gateway.yaml and
+# config/dev.yaml take their secrets from.
+EXAMPLE_SECRET_VARS = (
+    "ACME_WHSEC",
+    "GITHUB_WEBHOOK_SECRET",
+    "SHOPIFY_WEBHOOK_SECRET",
+    "STRIPE_WEBHOOK_SECRET",
+    "PARTNER_SECRET",
+)
+
+
 def config_text(bootstrap: str, suffix: str, extra: str = "") -> str:
     """A config with one source per generic scheme, every secret rotated (new, old)."""
     return textwrap.dedent(f"""\
@@ -556,13 +567,7 @@ def test_documented_generic_sources_load_and_match_the_schema(
     root = Path(__file__).resolve().parents[2]
     lines = (root / "config" / "gateway.yaml").read_text().splitlines()
     block = "\n".join("  " + line.split("#> ", 1)[1] for line in lines if "#> " in line)
-    for name in (
-        "ACME_WHSEC",
-        "GITHUB_WEBHOOK_SECRET",
-        "SHOPIFY_WEBHOOK_SECRET",
-        "STRIPE_WEBHOOK_SECRET",
-        "PARTNER_SECRET",
-    ):
+    for name in EXAMPLE_SECRET_VARS:
         monkeypatch.setenv(name, SW_NEW)
     text = f"sources:\n{block}\ndestinations: {{k: {{kafka: {{topic: t}}}}}}\nunmatched: [k]\n"
     path = tmp_path / "gateway.yaml"
@@ -608,13 +613,7 @@ def test_dev_examples_of_generic_sources_are_accepted(monkeypatch: pytest.Monkey
     """`make dev` prints a signed curl line for every generic source of config/dev.yaml, each
     with its own scheme, and each verifies and normalizes."""
     root = Path(__file__).resolve().parents[2]
-    for name in (
-        "ACME_WHSEC",
-        "GITHUB_WEBHOOK_SECRET",
-        "SHOPIFY_WEBHOOK_SECRET",
-        "STRIPE_WEBHOOK_SECRET",
-        "PARTNER_SECRET",
-    ):
+    for name in EXAMPLE_SECRET_VARS:
         monkeypatch.delenv(name, raising=False)
     dev = str(root / "config" / "dev.yaml")
     pipeline = Pipeline(load_config(dev), sender=_Unused())

@@ -17,7 +17,7 @@ import pytest
 
 import routing
 from routing import match, program
-from tests.routing.test_properties import ref_route
+from tests.routing.reference import ref_route
 
 DESTINATIONS = [f"d{i}" for i in range(24)]
 

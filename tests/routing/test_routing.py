@@ -16,6 +16,7 @@ import pytest
 
 import routing
 from routing.paths import EVENT_SHAPE
+from tests.routing.test_spec_example import ROUTES as SPEC_ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
 DESTINATIONS = ("orders", "ledger", "audit", "risk")
@@ -357,27 +358,25 @@ def test_event_shape_matches_the_cloudevent_model() -> None:
     assert set(EVENT_SHAPE["data"]["fiat"]) == names(Money) == set(EVENT_SHAPE["data"]["crypto"])
 
 
+# The SPEC §4 example routes, with one nested `any`/`not` predicate more for the schema.
+_LARGE = SPEC_ROUTES[1]
 SPEC_EXAMPLE: dict[str, Any] = {
     "routes": [
-        {"name": "all-orders", "match": {"type": "order.*"}, "to": ["orders"]},
-        {
-            "name": "large-completed-orders-to-ledger",
-            "match": {
-                "provider": ["whitepay", "w3block"],
-                "type": "order.completed",
+        SPEC_ROUTES[0],
+        _LARGE
+        | {
+            "match": _LARGE["match"]
+            | {
                 "where": [
-                    {"path": "data.fiat.currency", "in": ["USD", "EUR"]},
-                    {"path": "data.fiat.amount", "gte": "1000"},
+                    *_LARGE["match"]["where"],
                     {
                         "any": [
                             {"path": "data.external_id", "exists": False},
                             {"not": {"path": "data.external_id", "prefix": "test-"}},
                         ]
                     },
-                ],
-            },
-            "to": ["ledger"],
-            "omit": ["data.payload.data.paymentInfo.clientSecret"],
+                ]
+            }
         },
     ],
     "unmatched": ["orders"],
