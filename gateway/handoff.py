@@ -99,8 +99,18 @@ class HandOff:
         started = time.monotonic()
         try:
             async with deadline(self._timeout):
-                if len(records) == 1:  # the usual case: no task and gathering future to build
-                    acks = [await self._produce(records[0])]
+                if len(records) == 1:  # the usual case: no task, no gathering, no coroutine
+                    record = records[0]
+                    sent = time.perf_counter()
+                    try:
+                        ack = await self._sender.send(
+                            record.topic, record.value, key=record.key, headers=record.headers
+                        )
+                    except BaseException as exc:
+                        _count_failed(record.topic, exc)
+                        raise
+                    _count_acked(record.topic, sent)
+                    acks = [ack]
                 else:
                     acks = list(await asyncio.gather(*(self._produce(r) for r in records)))
         except (TimeoutError, KafkaError) as exc:
@@ -161,17 +171,16 @@ class HandOff:
             self.on_spooled()
 
     async def _produce(self, record: SpooledRecord) -> Any:
+        """One record of several (a single record is sent inline by `__call__`)."""
         started = time.perf_counter()
         try:
             ack = await self._sender.send(
                 record.topic, record.value, key=record.key, headers=record.headers
             )
         except BaseException as exc:
-            result = "timeout" if isinstance(exc, asyncio.CancelledError) else "error"
-            metrics.KAFKA_PRODUCE.labels(record.topic, result).inc()
+            _count_failed(record.topic, exc)
             raise
-        metrics.KAFKA_PRODUCE.labels(record.topic, "ok").inc()
-        metrics.KAFKA_PRODUCE_LATENCY.labels(record.topic).observe(time.perf_counter() - started)
+        _count_acked(record.topic, started)
         return ack
 
     def _record(
@@ -215,3 +224,13 @@ class HandOff:
                     f"over the broker's {self._max_record}-byte limit (kafka.max_request_size)"
                 )
         return record
+
+
+def _count_failed(topic: str, exc: BaseException) -> None:
+    result = "timeout" if isinstance(exc, asyncio.CancelledError) else "error"
+    metrics.KAFKA_PRODUCE.labels(topic, result).inc()
+
+
+def _count_acked(topic: str, started: float) -> None:
+    metrics.KAFKA_PRODUCE.labels(topic, "ok").inc()
+    metrics.KAFKA_PRODUCE_LATENCY.labels(topic).observe(time.perf_counter() - started)

@@ -136,44 +136,83 @@ class Pipeline:
     ) -> Outcome:
         """Process one request end to end; raises a `GatewayError` for anything but a 2xx."""
         event = self.event(name, raw, headers, now)  # verify, decode, normalize
-
-        async def route_and_hand_off() -> Outcome:
-            view = to_builtins(event)
-            routed = self.config.router.route(view)
-            for route in routed.routes:
-                metrics.ROUTE_MATCHES.labels(route).inc()
-            if not routed.deliveries:
-                return Outcome("unrouted", event)
-            records = self.handoff.records(event, routed.deliveries, now)
-            acks = await self.handoff(event, records, now)  # None: spooled
-            targets = tuple(d.destination for d in routed.deliveries)
-            placed = self._placed(targets, records, acks)
-            encoded = (
-                None
-                if self.journal is None
-                else self.handoff.event_bytes(view, routed.deliveries, records)
-            )
-            return Outcome("accepted", event, routed.routes, targets, acks is None, placed, encoded)
-
-        async def dedupe_route_hand_off() -> Outcome:  # copies in this process share one run
-            key = f"{self._prefix}dedupe:{event.id}"
-            return await self._once_in_process(
-                event.id, lambda: self._until_durable(key, self._window, event, route_and_hand_off)
-            )
-
         ingress = self._sources[name]
         replay = None if ingress.replay_key is None else ingress.replay_key(headers)
-        if replay is None:
-            return await dedupe_route_hand_off()
+        if replay is None:  # the usual case: one coroutine below this one until the sender
+            return await self._deduped(event, now)
         nonce, ttl = replay
         key = f"{self._prefix}nonce:{name}:{nonce}"
         if ingress.provider.replay == "refuse":  # claimed only now: a refused one never burns it
             if not await self.store.once(key, ttl):
                 raise SignatureError("the request was already received (its nonce is used)")
-            return await dedupe_route_hand_off()
+            return await self._deduped(event, now)
         # A signed body: the same signed bytes again are a duplicate, whatever unsigned
         # headers (an id) changed; remembered like an event id, only once durable.
-        return await self._until_durable(key, ttl, event, dedupe_route_hand_off)
+        return await self._until_durable(key, ttl, event, lambda: self._deduped(event, now))
+
+    async def _deduped(self, event: CloudEvent, now: float) -> Outcome:
+        """Dedupe, route and hand off one event, in one coroutine.
+
+        What `_once_in_process(id, _until_durable(dedupe key, window, route and hand off))`
+        would do, flattened (the layers cost a coroutine each per webhook): copies in this
+        process share the first copy's run; the event id is claimed before the hand-off and
+        confirmed for the dedupe window only after it (released, shielded, when it fails).
+        """
+        event_id = event.id
+        pending = self._in_flight.get(event_id)
+        if pending is not None:
+            first = await asyncio.shield(pending)
+            return Outcome("duplicate", first.event, first.routes, first.destinations)
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._in_flight[event_id] = future
+        try:
+            key = f"{self._prefix}dedupe:{event_id}"
+            local = self._local
+            claimed = "pending" if local is None else local.claim_now(key, self._claim_ttl)
+            if claimed == "pending":  # the interface, or another copy holds the key: wait
+                claimed = await self._claim(key)
+            if claimed == "seen":
+                outcome = Outcome("duplicate", event)
+            else:
+                try:  # route and hand off
+                    view = to_builtins(event)
+                    routed = self.config.router.route(view)
+                    for route in routed.routes:
+                        metrics.ROUTE_MATCHES.labels(route).inc()
+                    if not routed.deliveries:
+                        outcome = Outcome("unrouted", event)
+                    else:
+                        records = self.handoff.records(event, routed.deliveries, now)
+                        acks = await self.handoff(event, records, now)  # None: spooled
+                        targets = tuple(d.destination for d in routed.deliveries)
+                        outcome = Outcome(
+                            "accepted",
+                            event,
+                            routed.routes,
+                            targets,
+                            acks is None,
+                            self._placed(targets, records, acks),
+                            None
+                            if self.journal is None
+                            else self.handoff.event_bytes(view, routed.deliveries, records),
+                        )
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self.store.release(key))
+                    raise
+                if local is not None:
+                    local.confirm_now(key, self._window)
+                else:
+                    await self.store.confirm(key, self._window)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
+            raise
+        else:
+            future.set_result(outcome)
+            return outcome
+        finally:
+            del self._in_flight[event_id]
 
     async def _until_durable(
         self, key: str, ttl: float, event: CloudEvent, run: Callable[[], Awaitable[Outcome]]
@@ -213,28 +252,6 @@ class Pipeline:
             for d, r, a in zip(targets, records, acks, strict=True)
             if hasattr(a, "offset")  # a RecordMetadata (test senders may return None)
         )
-
-    async def _once_in_process(
-        self, event_id: str, run: Callable[[], Awaitable[Outcome]]
-    ) -> Outcome:
-        """Run `run` for the first copy of an event; copies arriving meanwhile share its fate."""
-        pending = self._in_flight.get(event_id)
-        if pending is not None:
-            first = await asyncio.shield(pending)
-            return Outcome("duplicate", first.event, first.routes, first.destinations)
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._in_flight[event_id] = future
-        try:
-            outcome = await run()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
-            raise
-        else:
-            future.set_result(outcome)
-            return outcome
-        finally:
-            del self._in_flight[event_id]
 
     async def _claim(self, key: str) -> ClaimResult:
         """Claim the event's id; while another copy holds it, wait for that copy's outcome.

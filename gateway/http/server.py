@@ -23,6 +23,20 @@ _LINE_OVERHEAD = 4  # ": " and CRLF around every header; the request line's own 
 _JOIN = b"".join
 
 
+def head_within_bound(
+    fed: int, headers: int, max_head: int, max_field: int, max_headers: int
+) -> bool:
+    """Whether a head read from `fed` bytes with `headers` headers is surely within limits.
+
+    The target and every header's name and value are disjoint parts of the bytes fed since
+    the request began (uvicorn only lowercases names), so each is at most `fed` bytes and
+    the measured head (target + names + values + 4 per header) at most `fed + 4 * headers`.
+    """
+    return (
+        headers <= max_headers and fed <= max_field and fed + _LINE_OVERHEAD * headers <= max_head
+    )
+
+
 class _HeadTooLarge(Exception):
     """Raised inside a parser callback to stop parsing a head over the limits."""
 
@@ -33,6 +47,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     One watchdog timer per connection, every quarter of the deadline, instead of a timer
     armed and cancelled per request: the per-request part is one clock read.
     """
+
+    # A head that a size bound proves within every limit skips the exact check (False: the
+    # exact check on every head). Equivalence: tests/test_head_limits_fastpath.py.
+    # Benchmark: benchmarks/header_bench.py (`GuardedExact` against this class).
+    _bound = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -47,6 +66,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._unreported = 0  # head bytes received that the parser has not reported yet
         self._last_progress: tuple[int, int, int] | None = None  # after the last chunk
         self._refusal: str | None = None
+        self._chunk = 0  # the length of the chunk being fed
+        self._fed = 0  # bytes fed since the chunk in which this request began (a bound)
 
     def _watch(self) -> None:
         self._watchdog = None
@@ -67,9 +88,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._watchdog = self.loop.call_later(self._tick, self._watch)
 
     def data_received(self, data: bytes) -> None:
+        self._chunk = size = len(data)
         if not self._in_head:
             super().data_received(data)
             return
+        self._fed += size  # reset to this chunk's length if a request begins in it
         super().data_received(data)
         if not self._in_head or self._refusal is not None or self.transport.is_closing():
             return  # the usual case: the whole head arrived in this read
@@ -111,13 +134,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._unreported = 0
         self._last_progress = None  # a chunk in which a request began made progress
+        self._fed = self._chunk
         if self._reading_since is None:
             self._reading_since = self.loop.time()
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._refusal = self._head_refusal(0)
+        if not (
+            self._bound
+            and head_within_bound(
+                self._fed,
+                len(self.headers),
+                self._max_head,
+                self._max_field,
+                self._max_headers,
+            )
+        ):
+            self._refusal = self._head_refusal(0)
         if self._refusal is not None:
             raise _HeadTooLarge  # httptools re-raises it from feed_data as a parser error
         super().on_headers_complete()
