@@ -278,8 +278,13 @@ def test_memory_backend_with_two_workers_warns(tmp_path: Path, keys: Keys, broke
     assert "per process" in check.stdout
     served = serve_workers(config, tmp_path / "gateway.log", 2, GATEWAY_REPLICAS="3")
     try:
-        lines = served.log_lines()
-        warnings = [x for x in lines if x.get("event") == "state_per_process"]
+        # Ready means one worker answers; the other may still be starting: wait for its line.
+        deadline = time.monotonic() + 30
+        while True:
+            warnings = [x for x in served.log_lines() if x.get("event") == "state_per_process"]
+            if len(warnings) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert len(warnings) == 2  # one per process
         assert "3 replicas x 2 worker processes" in warnings[0]["detail"]
     finally:
