@@ -466,7 +466,10 @@ async def test_two_concurrent_replays_re_drive_each_dead_letter_once(
     )
     assert not set(a) & set(b)
     assert sorted(a + b) == [e for e in events if e != "evt-07"]
-    assert len(await replay(config, "a", None, now)) == 0
+    # Nothing is left to re-drive: read as a dry run (a reader from the group's committed
+    # positions, not a member). A third member joining right after two left can wait on
+    # tansu's group coordinator for longer than the test allows; Kafka's does not.
+    assert len(await replay(config, "a", None, now, dry_run=True)) == 0
     records = await read_topic(broker.bootstrap, cfg.delivery_topic, 30)
     redriven = Counter(TASK_DECODER.decode(r.value).event_id for r in records)
     assert redriven == Counter(dict.fromkeys(events, 1))  # each exactly once
