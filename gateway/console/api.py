@@ -204,7 +204,12 @@ async def run_replay(request: Request[Any, Any, Any], ask: ReplayRequest) -> dic
         events=sum(len(v) for v in chosen.values()),
         replayed=replayed,
     )
-    return {"replayed": replayed, "selection": chosen}
+    answer: dict[str, Any] = {"replayed": replayed, "selection": chosen}
+    if wanted is not None:
+        # Asked for by id but not waiting here: already replayed, never dead-lettered, or not yet
+        # read from the journal by this console (each console follows the topic on its own).
+        answer["unknown"] = sorted(wanted - {i for ids in selection.values() for i in ids})
+    return answer
 
 
 async def control_pauses(console: Console, fresh: bool = False) -> dict[str, Pause] | None:

@@ -253,7 +253,13 @@ async def test_what_happened_to_order_x(stack: Stack) -> None:
         headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
     )
     assert replayed.status_code == 200, replayed.text
-    assert replayed.json() == {"replayed": 1, "selection": {"ledger": [event_id]}}
+    assert replayed.json() == {"replayed": 1, "selection": {"ledger": [event_id]}, "unknown": []}
+    again = await stack.console.post(  # no longer waiting here: said, and nothing re-sent
+        "/api/dead-letters/replay",
+        json={"events": [event_id, "no-such-event"]},
+        headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+    )
+    assert again.json() == {"replayed": 0, "selection": {}, "unknown": [event_id, "no-such-event"]}
     await stack.receiver.wait(
         lambda: stack.receiver.delivered("/ledger").get(event_id) == 1, 30, "the replayed delivery"
     )
@@ -270,8 +276,12 @@ async def test_what_happened_to_order_x(stack: Stack) -> None:
         items: list[dict[str, object]] = (await stack.api("/api/actions"))["items"]
         return [a for a in items if a["action"] == "replay" and a["user"] == "alice"]
 
-    action = (await stack.until(journaled, "the replay in the journal's actions"))[0]
-    assert action["detail"] == {"selection": {"ledger": [event_id]}, "count": 1}
+    async def both() -> list[dict[str, object]]:
+        return found if len(found := await journaled()) == 2 else []
+
+    actions = await stack.until(both, "both replays in the journal's actions")  # newest first
+    assert actions[1]["detail"] == {"selection": {"ledger": [event_id]}, "count": 1}
+    assert actions[0]["detail"] == {"selection": {}, "count": 0}
     print(f"journey: {len(answers)} answers checked for {len(forbidden)} secrets; replayed 1")
 
 
