@@ -107,8 +107,11 @@ class Plan:
     memory_events: int
 
 
-FULL = Plan(runs=3, warmup=3, duration=10, corpus=60_000, warm_corpus=15_000, memory_events=200_000)
-QUICK = Plan(runs=1, warmup=1, duration=3, corpus=15_000, warm_corpus=4_000, memory_events=20_000)
+# Corpora hold more requests than a run sends at ~15k req/s, so no request repeats in a run.
+FULL = Plan(
+    runs=3, warmup=3, duration=10, corpus=200_000, warm_corpus=50_000, memory_events=200_000
+)
+QUICK = Plan(runs=1, warmup=1, duration=3, corpus=60_000, warm_corpus=20_000, memory_events=20_000)
 
 
 # --- corpus ---------------------------------------------------------------------------------
