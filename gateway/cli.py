@@ -104,6 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         loop="uvloop",
         http=GuardedHttpToolsProtocol,
+        ws="none",  # no WebSocket endpoint; an Upgrade is an ordinary (404/405) request
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # X-Forwarded-For is the gateway's call (server.trusted_proxies)

@@ -66,7 +66,7 @@ class KafkaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     acks: Literal["all", -1] = "all"
     enable_idempotence: bool = True
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
-    linger_ms: NonNegative = 5
+    linger_ms: NonNegative = 1
     max_batch_size: Positive = 65_536
     # Largest record the producer sends (aiokafka's `max_request_size`); keep it at or below
     # the broker's `message.max.bytes`. Default: server.max_body_bytes + ENVELOPE_ALLOWANCE.

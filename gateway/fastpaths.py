@@ -18,6 +18,7 @@ tests of its module.
 | amounts     | one regex for plain amounts (event.py `amount`)    | the Decimal check for every one  |
 | deadline    | `Deadline` bounds the hand-off (handoff.py)        | `asyncio.timeout`                |
 | memstore    | the memory store's claim/confirm called directly (pipeline.py) | awaiting `Store.claim`/`confirm` |
+| onewrite    | one write per connection per loop turn (http/server.py) | uvicorn's write per head and body |
 
 Not switched here: gateway/resp.py (the Redis client; `state.redis.client: redis-py` is
 its switch, measured by `ingest_bench.py --state-only`) and gateway/dedupe.py's flat table
@@ -36,7 +37,7 @@ __all__ = ["NAMES", "fast"]
 NAMES = frozenset(
     {
         "ingress", "logline", "metrics", "partitioner", "dupkeys", "gc",
-        "amounts", "deadline", "memstore",
+        "amounts", "deadline", "memstore", "onewrite",
     }
 )  # fmt: skip
 

@@ -46,6 +46,7 @@ from gateway import event, metrics, observability
 from gateway.cli import tune_gc
 from gateway.destinations import kafka
 from gateway import app, deadline, pipeline
+from gateway.http import server
 threshold = gc.get_threshold()
 tune_gc()
 print(json.dumps({
@@ -58,6 +59,7 @@ print(json.dumps({
     "amounts": event._FAST_AMOUNTS is False,
     "deadline": deadline._FAST is False,
     "memstore": pipeline._FAST_MEMSTORE is False,
+    "onewrite": server._ONE_WRITE is False,
 }))
 """
     done = subprocess.run(
@@ -79,6 +81,7 @@ def test_the_gateway_behaves_the_same_with_every_fast_path_off() -> None:
     tests = ["tests/test_ingress.py", "tests/test_event.py", "tests/test_webhook_line.py"]
     tests += ["tests/test_partitioner.py", "tests/test_log_secrets.py"]
     tests += ["tests/test_deadline.py", "tests/test_memstore_fastpath.py"]
+    tests += ["tests/test_hostile_serve.py", "tests/test_head_limits_fastpath.py"]
     done = subprocess.run(
         [
             *(sys.executable, "-m", "pytest", *tests, "-x", "-q", "-p", "no:cacheprovider"),

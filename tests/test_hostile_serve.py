@@ -145,6 +145,33 @@ def test_each_limit_answers_431_naming_it(gateway: Served, extra: bytes, detail:
     assert_431(response, detail)
 
 
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        HEAD + b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 2\r\n\r\n{}",
+        HEAD + b"Connection: keep-alive, upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\n{}",
+        b"CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n",
+    ],
+    ids=["websocket", "h2c", "connect"],
+)
+def test_an_upgrade_is_a_clear_400_at_once(gateway: Served, request_head: bytes) -> None:
+    """uvicorn's parser stops at an Upgrade or CONNECT: the body would never be read and a
+    WebSocket handshake would hang. The gateway upgrades nothing and answers 400 at once."""
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+    try:
+        sock.sendall(request_head)
+        response = _read_all(sock)  # and the connection is closed
+    finally:
+        sock.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), response[:300]
+    assert b"connection: close" in head.lower()
+    problem = json.loads(body)
+    assert problem["status"] == 400 and "does not upgrade" in problem["detail"], problem
+    assert_healthy(gateway)
+
+
 def test_a_head_just_under_the_limits_passes_even_when_trickled(gateway: Served) -> None:
     """A 7 KiB header and 90 more, written in small pieces: the request reaches the app."""
     head = (

@@ -7,6 +7,10 @@ descriptors. This protocol gives every request `GATEWAY_REQUEST_READ_TIMEOUT` se
 its last body byte, then closes the connection (checked every quarter of the deadline, at
 most once a second: it closes within 1.25 deadlines). Idle keep-alive time between
 requests stays governed by uvicorn's `timeout_keep_alive`.
+
+Its transport also sends what one turn of the event loop writes to a connection as one
+write: uvicorn writes a response's head and body separately, two system calls where one
+does (see `_OneWritePerTurn`).
 """
 
 from __future__ import annotations
@@ -14,13 +18,17 @@ from __future__ import annotations
 import asyncio
 import os
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.fastpaths import fast
+
 _LINE_OVERHEAD = 4  # ": " and CRLF around every header; the request line's own is ignored
 _JOIN = b"".join
+_ONE_WRITE = fast("onewrite")
+_TITLES = {400: "Bad Request", 431: "Request Header Fields Too Large"}
 
 
 def head_within_bound(
@@ -35,6 +43,48 @@ def head_within_bound(
     return (
         headers <= max_headers and fed <= max_field and fed + _LINE_OVERHEAD * headers <= max_head
     )
+
+
+class _OneWritePerTurn:
+    """A connection's transport whose writes during one loop turn go out as one write.
+
+    uvicorn writes a response's status line and headers, then its body: two `send` system
+    calls per response. Here the first write of a turn schedules a flush at the start of the
+    next turn (`call_soon`), and the writes until then are joined into it; `close` flushes
+    first, so nothing written is dropped or reordered. Everything else is the transport's.
+    Benchmark: benchmarks/ingest_bench.py --fast-paths (`onewrite`).
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            pending.append(data)
+
+    def writelines(self, data: Any) -> None:
+        for chunk in data:
+            self.write(bytes(chunk))
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else _JOIN(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class _HeadTooLarge(Exception):
@@ -66,6 +116,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._unreported = 0  # head bytes received that the parser has not reported yet
         self._last_progress: tuple[int, int, int] | None = None  # after the last chunk
         self._refusal: str | None = None
+        self._refusal_status = 431  # 400 for an upgrade (see on_headers_complete)
         self._chunk = 0  # the length of the chunk being fed
         self._fed = 0  # bytes fed since the chunk in which this request began (a bound)
 
@@ -84,6 +135,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if _ONE_WRITE:  # uvicorn's flow control keeps the real transport
+            self.transport = cast(asyncio.Transport, _OneWritePerTurn(transport, self.loop))
         self._reading_since = self.loop.time()  # a connection that never sends counts too
         self._watchdog = self.loop.call_later(self._tick, self._watch)
 
@@ -152,6 +205,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             )
         ):
             self._refusal = self._head_refusal(0)
+        if self._refusal is None and self.parser.should_upgrade():
+            # httptools stops parsing at an Upgrade (or CONNECT): the body would never be
+            # read and the connection would hang. The gateway upgrades nothing; say so.
+            self._refusal = "the gateway does not upgrade connections (Upgrade, CONNECT)"
+            self._refusal_status = 400
         if self._refusal is not None:
             raise _HeadTooLarge  # httptools re-raises it from feed_data as a parser error
         super().on_headers_complete()
@@ -169,18 +227,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             super().send_400_response(msg)
 
     def _refuse_head(self, detail: str) -> None:
-        """Answer 431 (RFC 6585) as problem details and close: the rest is never read."""
+        """Answer 431 (RFC 6585; 400 for an upgrade) as problem details and close: the rest
+        is never read."""
         self._refusal = detail
+        status = self._refusal_status
+        title = _TITLES[status]
         self.logger.warning("refusing a request head: %s", detail)
         body = msgspec.json.encode(
-            {
-                "type": "about:blank",
-                "title": "Request Header Fields Too Large",
-                "status": 431,
-                "detail": detail,
-            }
+            {"type": "about:blank", "title": title, "status": status, "detail": detail}
         )
-        head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, title.encode())]
         for name, value in self.server_state.default_headers:
             head.extend([name, b": ", value, b"\r\n"])
         head.append(b"content-type: application/problem+json\r\n")
