@@ -5,6 +5,8 @@ client (connection pool, command parsing, response callbacks on every command), 
 by `benchmarks/ingest_bench.py --state-only`. This client packs each command with hiredis,
 writes it to one shared connection and parses replies with hiredis's C reader; replies
 come back in the order commands were written, so each waiter is simply the oldest one.
+The commands of one event-loop turn (the claims of every request that arrived in it) go
+out as one write.
 `RedisStore` takes either client (`client="redis-py"` swaps the library back in; the
 benchmark measures both and the contract tests run against both).
 
@@ -34,6 +36,7 @@ class _Protocol(asyncio.Protocol):
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self._unsent: list[bytes] = []  # commands of this loop turn, written at its end
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
@@ -63,10 +66,22 @@ class _Protocol(asyncio.Protocol):
     def call(self, payload: bytes) -> asyncio.Future[Any]:
         if self.closed or self.transport is None or self.transport.is_closing():
             raise ConnectionError("the connection to redis is closed")
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
         self._waiting.append(waiter)
-        self.transport.write(payload)
+        unsent = self._unsent
+        if not unsent:  # the first command of this turn: write them all when it ends
+            loop.call_soon(self._flush)
+        unsent.append(payload)
         return waiter
+
+    def _flush(self) -> None:
+        unsent = self._unsent
+        self._unsent = []
+        transport = self.transport
+        if unsent and transport is not None and not transport.is_closing():
+            transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
+        # A closing transport's connection_lost fails every waiter, these included.
 
 
 class Client:

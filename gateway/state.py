@@ -32,6 +32,7 @@ import msgspec
 import structlog
 
 from gateway import metrics
+from gateway.deadline import deadline
 from gateway.dedupe import SeenIds
 from gateway.errors import Unavailable
 from gateway.secrets import Secret
@@ -433,7 +434,7 @@ class Guarded:
     ) -> T | None:
         if self._down_until is None or self._clock() >= self._down_until:
             try:
-                async with asyncio.timeout(self._timeout):
+                async with deadline(self._timeout):
                     result = await call(self.primary)
             except self._errors as exc:
                 self._mark_down(operation, exc)

@@ -37,6 +37,61 @@ async def test_replies_stay_matched_after_a_waiter_gives_up(redis_server: RedisS
         await client.aclose()
 
 
+async def test_the_commands_of_one_loop_turn_leave_in_one_write(
+    redis_server: RedisServer,
+) -> None:
+    """200 commands issued in one turn are one write to the socket; replies stay matched,
+    an error reply among them included, and a command of the next turn is a write of its own."""
+    client = Client(redis_server.url)
+    key = f"resp:{uuid.uuid4().hex}"
+    try:
+        assert await client.execute("SET", key, "v") == b"OK"  # connected
+        protocol = client._protocol
+        assert protocol is not None and protocol.transport is not None
+        transport = protocol.transport
+        writes: list[int] = []
+        real_write = transport.write
+
+        def counting_write(data: bytes) -> None:
+            writes.append(len(data))
+            real_write(data)
+
+        protocol.transport = type("Counted", (), {})()  # a view of the real transport
+        protocol.transport.write = counting_write  # type: ignore[attr-defined]
+        protocol.transport.is_closing = transport.is_closing  # type: ignore[attr-defined]
+        commands = [client.execute("INCR", key + ":n") for _ in range(199)]
+        commands.insert(100, client.execute("LPUSH", key, "x"))  # WRONGTYPE
+        replies = await asyncio.gather(*commands, return_exceptions=True)
+        assert len(writes) == 1
+        assert isinstance(replies[100], ReplyError)
+        assert [r for i, r in enumerate(replies) if i != 100] == list(range(1, 200))
+        assert await client.execute("GET", key) == b"v"
+        assert len(writes) == 2
+    finally:
+        protocol.transport = transport
+        await client.aclose()
+
+
+async def test_commands_not_yet_written_fail_when_the_connection_is_lost(
+    own_redis: RedisServer,
+) -> None:
+    """A connection lost before the turn's write fails those waiters; nothing hangs."""
+    client = Client(own_redis.url)
+    try:
+        assert await client.execute("PING") == b"PONG"
+        protocol = client._protocol
+        assert protocol is not None and protocol.transport is not None
+        pending = [asyncio.ensure_future(client.execute("PING")) for _ in range(3)]
+        await asyncio.sleep(0)  # the commands are queued, not written
+        protocol.transport.abort()
+        async with asyncio.timeout(5):
+            results = await asyncio.gather(*pending, return_exceptions=True)
+        assert all(isinstance(r, ConnectionError) for r in results), results
+        assert await client.execute("PING") == b"PONG"  # a new connection
+    finally:
+        await client.aclose()
+
+
 async def test_reconnects_after_the_server_restarts(own_redis: RedisServer) -> None:
     """A lost connection fails what was in flight with ConnectionError; the next command reconnects."""
     client = Client(own_redis.url)
