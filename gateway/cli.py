@@ -41,7 +41,7 @@ def app_factory() -> Any:
 def _count(variable: str) -> int:
     """A process or replica count from the environment (1 when unset or not a number)."""
     value = os.environ.get(variable, "1")
-    return int(value) if value.isdigit() else 1
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 6 else 1
 
 
 def log_state(config: Config, workers: int, replicas: int = 1) -> None:

@@ -548,7 +548,11 @@ def _console(raw: Any, doc: _Loaded) -> Any:
     if console is _MISSING:
         return console
     host, _, port = console.listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if (
+        not host
+        or not (port.isascii() and port.isdigit() and len(port) <= 5)
+        or not (0 < int(port) < 65536)
+    ):
         doc.error(("console", "listen"), "expected `host:port`, e.g. `0.0.0.0:8081`")
     names: set[str] = set()
     tokens: set[str] = set()

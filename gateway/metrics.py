@@ -320,7 +320,12 @@ def forget_dead_processes() -> list[int]:
     dead: set[int] = set()
     for name in os.listdir(directory):
         digits = name.removesuffix(".db").rpartition("_")[2]
-        if name.startswith("gauge_live") and digits.isdigit() and not _alive(int(digits)):
+        if (
+            name.startswith("gauge_live")
+            and digits.isascii()
+            and digits.isdigit()
+            and not _alive(int(digits))
+        ):
             dead.add(int(digits))
     for pid in dead:
         multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]

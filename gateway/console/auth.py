@@ -64,7 +64,11 @@ class Auth:
     def by_session(self, value: str, now: float) -> ConsoleUser | None:
         """The user of a valid, unexpired session cookie."""
         parts = value.split(".")
-        if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) < now:
+        expires = parts[1] if len(parts) == 3 else ""
+        # ASCII digits only (`isdigit` also takes `²`, which int() refuses), at most 12.
+        if not (expires.isascii() and expires.isdigit() and len(expires) <= 12):
+            return None
+        if int(expires) < now:
             return None
         try:
             user = self._by_name.get(_unb64(parts[0]).decode())

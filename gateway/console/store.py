@@ -378,8 +378,9 @@ class Store:
 
     def event(self, ref: str) -> dict[str, Any] | None:
         """One event (by id, or `r<row>` for a request without an id) with everything known."""
-        if ref.startswith("r") and ref[1:].isdigit():
-            rows = self._db.execute("SELECT * FROM requests WHERE id = ?", (int(ref[1:]),))
+        row = ref[1:]
+        if ref.startswith("r") and row.isascii() and row.isdigit() and len(row) <= 18:
+            rows = self._db.execute("SELECT * FROM requests WHERE id = ?", (int(row),))
         else:
             rows = self._db.execute(
                 "SELECT * FROM requests WHERE event_id = ? ORDER BY at, id", (ref,)
