@@ -4,7 +4,7 @@ Every optimisation on the request path that stands in for a library or stdlib pi
 name here. `GATEWAY_SLOW=name,name` (read once, when this module is first imported) makes
 those fast paths use the reference they replace, with the same behaviour, so that
 `benchmarks/ingest_bench.py --fast-paths` can drop each one alone and measure what it buys
-(docs/livable.md has the latest figures). Each fast path's equivalence test sits beside the
+(docs/performance.md has the latest figures). Each fast path's equivalence test sits beside the
 tests of its module.
 
 | name        | fast path (where)                                  | reference it replaces            |
@@ -20,12 +20,13 @@ tests of its module.
 | memstore    | the memory store's claim/confirm called directly (pipeline.py) | awaiting `Store.claim`/`confirm` |
 | onewrite    | one write per connection per loop turn (http/server.py) | uvicorn's write per head and body |
 
-Not switched here: gateway/resp.py (the Redis client; `state.redis.client: redis-py` is
-its switch, measured by `ingest_bench.py --state-only`) and gateway/dedupe.py's flat table
+Not switched here: gateway/resp.py (the Redis client; `RedisStore.from_config(config,
+client="redis-py")` swaps redis-py back in, a code argument rather than a config key, used
+by `ingest_bench.py --state-only` and the store's contract tests) and gateway/dedupe.py's flat table
 (it buys memory, not speed: the memory phase of `ingest_bench.py` measures it).
 Removed because they no longer paid (docs/performance.md has the figures): a hand-written
 `msgspec.to_builtins`. `Deadline` was removed too and came back, re-measured
-(docs/perf-notes.md).
+(docs/performance.md).
 """
 
 from __future__ import annotations
