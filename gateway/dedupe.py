@@ -1,9 +1,17 @@
-"""Remembers accepted event ids for the dedupe window, in bounded, compact memory."""
+"""Remembers accepted event ids for the dedupe window, in bounded, compact memory.
+
+Fast path `seentable` (gateway/fastpaths.py; off, `seen_ids()` is `PlainSeenIds`, an
+OrderedDict of strings and floats). Equivalence: tests/test_dedupe.py. Benchmark: the
+memory phase of benchmarks/ingest_bench.py (it buys memory, not speed).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import mmap
+from collections import OrderedDict
+
+from gateway.fastpaths import fast
 
 _KEY = 16  # bytes per id: the 128 bits of a gateway event id
 _EMPTY = bytes(_KEY)
@@ -169,3 +177,41 @@ class SeenIds:
             where[hole] = where[probe]
             hole = probe
         keys[hole * _KEY : (hole + 1) * _KEY] = _EMPTY
+
+
+class PlainSeenIds:
+    """`SeenIds` as an OrderedDict of id -> time: the reference the flat table replaces."""
+
+    def __init__(self, window: float, max_entries: int) -> None:
+        self._window = window
+        self._max = max_entries
+        self._ids: OrderedDict[str, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
+    def seen(self, event_id: str, now: float) -> bool:
+        """True if `event_id` was accepted within the window before `now`."""
+        ids = self._ids
+        while ids and next(iter(ids.values())) <= now - self._window:
+            ids.popitem(last=False)
+        return event_id in ids
+
+    def remember(self, event_id: str, now: float) -> None:
+        """Record `event_id` as accepted at `now`."""
+        ids = self._ids
+        ids[event_id] = now
+        ids.move_to_end(event_id)
+        while len(ids) > self._max:
+            ids.popitem(last=False)
+
+
+def seen_ids(window: float, max_entries: int) -> SeenIds | PlainSeenIds:
+    """The dedupe window's table: `SeenIds`, or `PlainSeenIds` with GATEWAY_SLOW=seentable."""
+    return SeenIds(window, max_entries) if _FAST else PlainSeenIds(window, max_entries)
+
+
+_FAST = fast("seentable")

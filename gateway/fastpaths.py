@@ -19,11 +19,13 @@ tests of its module.
 | deadline    | `Deadline` bounds the hand-off (handoff.py)        | `asyncio.timeout`                |
 | memstore    | the memory store's claim/confirm called directly (pipeline.py) | awaiting `Store.claim`/`confirm` |
 | onewrite    | one write per connection per loop turn (http/server.py) | uvicorn's write per head and body |
+| seentable   | the dedupe window as flat mmap arrays (dedupe.py `SeenIds`) | an OrderedDict (`PlainSeenIds`) |
 
 Not switched here: gateway/resp.py (the Redis client; `RedisStore.from_config(config,
 client="redis-py")` swaps redis-py back in, a code argument rather than a config key, used
-by `ingest_bench.py --state-only` and the store's contract tests) and gateway/dedupe.py's flat table
-(it buys memory, not speed: the memory phase of `ingest_bench.py` measures it).
+by `ingest_bench.py --state-only` and the store's contract tests).
+The flat dedupe table (`seentable`) buys memory, not speed: the memory phase of
+`ingest_bench.py` measures it.
 Removed because they no longer paid (docs/performance.md has the figures): a hand-written
 `msgspec.to_builtins`. `Deadline` was removed too and came back, re-measured
 (docs/performance.md).
@@ -38,7 +40,7 @@ __all__ = ["NAMES", "fast"]
 NAMES = frozenset(
     {
         "ingress", "logline", "metrics", "partitioner", "dupkeys", "gc",
-        "amounts", "deadline", "memstore", "onewrite",
+        "amounts", "deadline", "memstore", "onewrite", "seentable",
     }
 )  # fmt: skip
 

@@ -33,7 +33,7 @@ import structlog
 
 from gateway import metrics
 from gateway.deadline import deadline
-from gateway.dedupe import SeenIds
+from gateway.dedupe import seen_ids
 from gateway.errors import Unavailable
 from gateway.secrets import Secret
 from gateway.types import Duration
@@ -161,7 +161,7 @@ class MemoryStore:
     ) -> None:
         self._window = window
         self._clock = clock
-        self._seen = SeenIds(window, max_entries)
+        self._seen = seen_ids(window, max_entries)
         self._claims = _Expiring(max_entries)
         self._nonces = _Expiring(max_nonces)
         self._locks: dict[str, tuple[str, float]] = {}

@@ -45,7 +45,7 @@ import prometheus_client
 from gateway import event, metrics, observability
 from gateway.cli import tune_gc
 from gateway.destinations import kafka
-from gateway import app, deadline, pipeline
+from gateway import app, deadline, pipeline, state
 from gateway.http import server
 threshold = gc.get_threshold()
 tune_gc()
@@ -60,6 +60,7 @@ print(json.dumps({
     "deadline": deadline._FAST is False,
     "memstore": pipeline._FAST_MEMSTORE is False,
     "onewrite": server._ONE_WRITE is False,
+    "seentable": type(state.MemoryStore()._seen).__name__ == "PlainSeenIds",
 }))
 """
     done = subprocess.run(
@@ -82,6 +83,7 @@ def test_the_gateway_behaves_the_same_with_every_fast_path_off() -> None:
     tests += ["tests/test_partitioner.py", "tests/test_log_secrets.py"]
     tests += ["tests/test_deadline.py", "tests/test_memstore_fastpath.py"]
     tests += ["tests/test_hostile_serve.py", "tests/test_head_limits_fastpath.py"]
+    tests += ["tests/test_pipeline_state.py"]  # dedupe through the plain window
     done = subprocess.run(
         [
             *(sys.executable, "-m", "pytest", *tests, "-x", "-q", "-p", "no:cacheprovider"),
