@@ -115,9 +115,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_workers(config: Config, *, consumer_options: dict[str, Any] | None = None) -> int:
+    """`gateway worker`: run delivery workers until SIGTERM/SIGINT; 1 if they stop on their own."""
+    import asyncio
+
+    import uvloop
+
+    tune_gc()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_serve_workers(config, consumer_options))
+
+
+async def _serve_workers(config: Config, consumer_options: dict[str, Any] | None) -> int:
+    import asyncio
+    import signal
+
+    import structlog
+
+    from gateway.destinations.worker import DeliveryWorkers
+
+    workers = DeliveryWorkers(config, consumer_options=consumer_options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await workers.start()
+    runner = workers._runner
+    assert runner is not None
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({stopping, runner}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    crashed = runner in done
+    if crashed and not runner.cancelled() and runner.exception() is not None:
+        structlog.get_logger("gateway.delivery").error(
+            "delivery_workers_crashed", error=repr(runner.exception())
+        )
+    await workers.stop()
+    return 1 if crashed else 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run delivery workers only (scale them separately from the ingress)."""
-    from gateway.destinations.worker import main as worker_main
     from gateway.observability import config_secret_values, configure_logging
 
     config = _load(args.config)
@@ -129,7 +167,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
         tracing.setup(config.tracing)
         try:
-            return worker_main(config)
+            return run_workers(config)
         finally:
             tracing.shutdown()
     import uvicorn

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
-import signal
 import socket
 import time
 from collections.abc import Mapping
@@ -40,7 +38,6 @@ from typing import Any
 
 import msgspec
 import structlog
-import uvloop
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -562,29 +559,3 @@ def _undecodable(job: Job) -> DeliveryTask:
     return DeliveryTask(
         destination="", event_id="", enqueued_at=0.0, body=msgspec.Raw(ENCODER.encode(original))
     )
-
-
-def main(config: Config, *, consumer_options: Mapping[str, Any] | None = None) -> int:
-    """`gateway worker`: run delivery workers until SIGTERM/SIGINT; 1 if they stop on their own."""
-    # Start-up objects (modules, config) never die: keep them out of every GC pass.
-    gc.freeze()
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve(config, consumer_options))
-
-
-async def _serve(config: Config, consumer_options: Mapping[str, Any] | None) -> int:
-    workers = DeliveryWorkers(config, consumer_options=consumer_options)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await workers.start()
-    assert workers._runner is not None
-    stopping = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({stopping, workers._runner}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    crashed = workers._runner in done
-    if crashed and not workers._runner.cancelled() and workers._runner.exception() is not None:
-        log.error("delivery_workers_crashed", error=repr(workers._runner.exception()))
-    await workers.stop()
-    return 1 if crashed else 0

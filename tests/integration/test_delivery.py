@@ -473,10 +473,10 @@ def _spawn_worker(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
     code = (
         "import sys\n"
         "from gateway.config import load_config\n"
-        "from gateway.destinations import worker\n"
+        "from gateway.cli import run_workers\n"
         "from gateway.observability import configure_logging\n"
         "configure_logging('info', 'json')\n"
-        f"sys.exit(worker.main(load_config(sys.argv[1]), consumer_options={FAST_GROUP!r}))\n"
+        f"sys.exit(run_workers(load_config(sys.argv[1]), consumer_options={FAST_GROUP!r}))\n"
     )
     with log_path.open("ab") as log:
         return subprocess.Popen(
