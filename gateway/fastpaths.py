@@ -19,6 +19,7 @@ tests of its module.
 | deadline    | `Deadline` bounds the hand-off (handoff.py)        | `asyncio.timeout`                |
 | memstore    | the memory store's claim/confirm called directly (pipeline.py) | awaiting `Store.claim`/`confirm` |
 | onewrite    | one write per connection per loop turn (http/server.py) | uvicorn's write per head and body |
+| headbound   | a byte-count bound skips the exact head-limit check (http/server.py) | the exact check on every head |
 | seentable   | the dedupe window as flat mmap arrays (dedupe.py `SeenIds`) | an OrderedDict (`PlainSeenIds`) |
 
 Not switched here: gateway/resp.py (the Redis client; `RedisStore.from_config(config,
@@ -40,7 +41,7 @@ __all__ = ["NAMES", "fast"]
 NAMES = frozenset(
     {
         "ingress", "logline", "metrics", "partitioner", "dupkeys", "gc",
-        "amounts", "deadline", "memstore", "onewrite", "seentable",
+        "amounts", "deadline", "memstore", "onewrite", "seentable", "headbound",
     }
 )  # fmt: skip
 

@@ -60,6 +60,7 @@ print(json.dumps({
     "deadline": deadline._FAST is False,
     "memstore": pipeline._FAST_MEMSTORE is False,
     "onewrite": server._ONE_WRITE is False,
+    "headbound": server.GuardedHttpToolsProtocol._bound is False,
     "seentable": type(state.MemoryStore()._seen).__name__ == "PlainSeenIds",
 }))
 """

@@ -98,10 +98,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     armed and cancelled per request: the per-request part is one clock read.
     """
 
-    # A head that a size bound proves within every limit skips the exact check (False: the
-    # exact check on every head). Equivalence: tests/test_head_limits_fastpath.py.
-    # Benchmark: benchmarks/header_bench.py (`GuardedExact` against this class).
-    _bound = True
+    # Fast path `headbound` (gateway/fastpaths.py): a head that a size bound proves within
+    # every limit skips the exact check (off: the exact check on every head). Equivalence:
+    # tests/test_head_limits_fastpath.py. Benchmark: benchmarks/header_bench.py.
+    _bound = fast("headbound")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

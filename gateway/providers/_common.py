@@ -153,8 +153,9 @@ RESTYLE_MAX_BYTES = 16_384
 Decoding into Python values costs up to ~100x more per byte than HMAC-SHA256 (a body of
 tiny floats), the whitespace compaction under 10x. So re-escaping is bounded: real Whitepay
 and W3Block notifications are 1-3 KB (the documented samples are all under 2.2 KB), 16 KiB
-leaves a margin of 8, and a forged body at the cap costs about 1 ms, what the compaction of
-a 1 MiB body costs. Bigger bodies still get the raw and the compacted candidates.
+leaves a margin of 8, and a forged body at the cap costs about what the compaction of a
+1 MiB body costs (benchmarks/forged_bench.py). Bigger bodies still get the raw and the
+compacted candidates.
 """
 
 # Floats stay as written (`1.50`, `1E2`): msgspec.Raw re-emits the token verbatim.
