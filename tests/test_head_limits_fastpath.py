@@ -17,31 +17,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from gateway.http.server import GuardedHttpToolsProtocol, head_within_bound
-
-
-class _Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.written = bytearray()
-        self.closed = False
-
-    def write(self, data: Any) -> None:
-        self.written += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 1), "sockname": ("127.0.0.1", 2)}.get(name, default)
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
+from tests.fake_transport import RecordingTransport
 
 
 async def _app(scope: Any, receive: Any, send: Any) -> None:
@@ -57,7 +33,7 @@ async def _feed(chunks: list[bytes], limits: tuple[int, int, int], bound: bool) 
     protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
     protocol._bound = bound
     protocol._max_head, protocol._max_field, protocol._max_headers = limits
-    transport = _Transport()
+    transport = RecordingTransport()
     protocol.connection_made(transport)
     for chunk in chunks:
         if transport.closed:

@@ -21,37 +21,7 @@ from uvicorn.server import ServerState
 
 from gateway.http import server
 from gateway.http.server import GuardedHttpToolsProtocol, _OneWritePerTurn
-
-
-class _Transport(asyncio.Transport):
-    """Records every write as the socket would see it (one entry per `send`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.events: list[str] = []
-
-    def write(self, data: Any) -> None:
-        assert not self.closed, "write after close"
-        self.writes.append(bytes(data))
-        self.events.append("write")
-
-    def close(self) -> None:
-        self.closed = True
-        self.events.append("close")
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 1), "sockname": ("127.0.0.1", 2)}.get(name, default)
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
+from tests.fake_transport import RecordingTransport
 
 
 async def _app(scope: Any, receive: Any, send: Any) -> None:
@@ -75,7 +45,7 @@ async def _feed(
     config = Config(app=_app, log_level="critical", lifespan="off")
     config.load()
     protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-    transport = _Transport()
+    transport = RecordingTransport()
     protocol.connection_made(transport)
     assert isinstance(protocol.transport, _OneWritePerTurn) is wrapped
     for chunk in chunks:
@@ -126,8 +96,8 @@ def test_a_response_head_and_body_leave_in_one_write(monkeypatch: pytest.MonkeyP
 
 
 def test_close_sends_what_is_pending_first_and_nothing_after() -> None:
-    async def run() -> _Transport:
-        transport = _Transport()
+    async def run() -> RecordingTransport:
+        transport = RecordingTransport()
         wrapper = _OneWritePerTurn(transport, asyncio.get_running_loop())
         wrapper.write(b"a")
         wrapper.writelines([b"b", bytearray(b"c")])
@@ -144,8 +114,8 @@ def test_close_sends_what_is_pending_first_and_nothing_after() -> None:
 
 
 def test_writes_in_separate_turns_stay_in_order() -> None:
-    async def run() -> _Transport:
-        transport = _Transport()
+    async def run() -> RecordingTransport:
+        transport = RecordingTransport()
         wrapper = _OneWritePerTurn(transport, asyncio.get_running_loop())
         for turn in range(3):
             wrapper.write(b"%d" % turn)
@@ -160,7 +130,7 @@ def test_writes_in_separate_turns_stay_in_order() -> None:
 
 def test_the_wrapper_delegates_everything_else() -> None:
     async def run() -> None:
-        transport = _Transport()
+        transport = RecordingTransport()
         wrapper = _OneWritePerTurn(transport, asyncio.get_running_loop())
         assert wrapper.get_extra_info("peername") == ("127.0.0.1", 1)
         assert wrapper.is_closing() is False
