@@ -104,10 +104,16 @@ class CircuitBreaker:
         self.probing = False
         self.current_cooldown = 0.0
 
-    def record_failure(self, now: float) -> None:
-        """A retryable failure (5xx, 408/409/425/429, timeout, connection error)."""
+    def record_failure(self, now: float, probe: bool = False) -> None:
+        """A retryable failure (5xx, 408/409/425/429, timeout, connection error).
+
+        `probe`: this was the half-open probe. Only the probe's failure re-opens a half-open
+        breaker; a straggler sent before it opened, failing while the probe is out, is no
+        news (taking it for the probe's answer would hand the probe to a second caller while
+        the first one is still out).
+        """
         if self.state is BreakerState.HALF_OPEN:
-            if not self.probing:  # a straggler from before the breaker opened: no news
+            if not (probe and self.probing):
                 return
             self.probing = False
             self._open(now, min(self.max_cooldown, max(self.current_cooldown, self.cooldown) * 2))

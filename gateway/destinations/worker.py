@@ -436,25 +436,27 @@ class DeliveryWorkers:
             if job.released:
                 return None
         probe = breaker.state is BreakerState.HALF_OPEN
+        # The attempts waiting now wait on this probe's own event: it is set when this
+        # probe ends, even if a later probe has replaced `lane.probe_done` by then.
+        done = lane.probe_done = asyncio.Event() if probe else lane.probe_done
         if probe:
-            lane.probe_done = asyncio.Event()
             self._circuit_changed(lane)
         try:
             result = await self._client.send(lane.endpoint, event_id, body, time.time())
         except BaseException:
             if probe:  # cancelled mid-probe: the next attempt may probe instead
                 breaker.release_probe()
-                lane.probe_done.set()
+                done.set()
             raise
         state = breaker.state
         if result.verdict == "retry":
-            breaker.record_failure(time.monotonic())
+            breaker.record_failure(time.monotonic(), probe=probe)
         else:  # delivered, or refused for good: either way the receiver is up
             breaker.record_success()
         if breaker.state is not state:
             self._circuit_changed(lane)
         if probe:
-            lane.probe_done.set()
+            done.set()
         lane.latency.observe(result.duration)
         return result
 

@@ -150,12 +150,12 @@ def test_failed_probe_reopens_with_a_longer_cooldown() -> None:
     breaker = CircuitBreaker(threshold=2, cooldown=10.0, max_cooldown=30.0)
     _open(breaker, 0.0)
     assert breaker.allow(10.0)
-    breaker.record_failure(10.5)
+    breaker.record_failure(10.5, probe=True)
     assert breaker.state is BreakerState.OPEN
     assert breaker.retry_at() == 30.5
     assert not breaker.allow(30.0)
     assert breaker.allow(30.5)
-    breaker.record_failure(31.0)
+    breaker.record_failure(31.0, probe=True)
     assert breaker.retry_at() == 61.0  # 20 doubled to 40, capped at 30
     assert breaker.allow(61.0)
     breaker.record_success()
@@ -170,8 +170,25 @@ def test_stragglers_do_not_move_an_open_breaker() -> None:
     breaker.record_failure(5.0)  # a straggler while open
     assert breaker.retry_at() == 10.0
     assert breaker.allow(10.0)  # probe granted
-    breaker.record_failure(10.0)  # this is the probe's failure
+    breaker.record_failure(10.0, probe=True)  # this is the probe's failure
     assert breaker.state is BreakerState.OPEN
+
+
+def test_a_straggler_failing_while_the_probe_is_out_is_no_news() -> None:
+    """Only the probe's own failure re-opens a half-open breaker.
+
+    Taken for the probe's answer, a straggler's failure would re-open the breaker and, one
+    cool-down later, grant a second probe while the first is still out.
+    """
+    breaker = CircuitBreaker(threshold=2, cooldown=10.0, max_cooldown=100.0)
+    _open(breaker, 0.0)
+    assert breaker.allow(10.0)  # the probe goes out
+    breaker.record_failure(10.5)  # a request sent before the breaker opened fails now
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert not breaker.allow(100.0)  # the probe is still out: nobody else is let through
+    breaker.record_failure(11.0, probe=True)
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.retry_at() == 31.0
 
 
 def test_straggler_success_closes() -> None:
