@@ -18,6 +18,7 @@ from gateway.cli_support import signed_curl
 from gateway.config import Config, settings_summary
 from gateway.errors import GatewayError
 from gateway.event import CloudEvent
+from gateway.types import ascii_int
 
 
 def app_factory() -> Any:
@@ -40,8 +41,8 @@ def app_factory() -> Any:
 
 def _count(variable: str) -> int:
     """A process or replica count from the environment (1 when unset or not a number)."""
-    value = os.environ.get(variable, "1")
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 6 else 1
+    count = ascii_int(os.environ.get(variable, "1"), 5)
+    return 1 if count is None else count
 
 
 def log_state(config: Config, workers: int, replicas: int = 1) -> None:

@@ -31,7 +31,7 @@ from gateway.providers import registry
 from gateway.secrets import Secret
 from gateway.state import StateConfig
 from gateway.tracing import TracingConfig
-from gateway.types import Duration, RateLimit, Secrets, dec_hook
+from gateway.types import Duration, RateLimit, Secrets, ascii_int, dec_hook
 from routing import Router, RoutingConfigError, compile_routes, format_path
 
 PathT = tuple[str | int, ...]
@@ -548,11 +548,8 @@ def _console(raw: Any, doc: _Loaded) -> Any:
     if console is _MISSING:
         return console
     host, _, port = console.listen.rpartition(":")
-    if (
-        not host
-        or not (port.isascii() and port.isdigit() and len(port) <= 5)
-        or not (0 < int(port) < 65536)
-    ):
+    number = ascii_int(port, 5)
+    if not host or number is None or not 0 < number < 65536:
         doc.error(("console", "listen"), "expected `host:port`, e.g. `0.0.0.0:8081`")
     names: set[str] = set()
     tokens: set[str] = set()

@@ -30,6 +30,7 @@ from prometheus_client.utils import floatToGoString
 
 from gateway import __version__
 from gateway.fastpaths import fast
+from gateway.types import ascii_int
 
 
 class _CachedLabels:
@@ -319,14 +320,9 @@ def forget_dead_processes() -> list[int]:
         return []
     dead: set[int] = set()
     for name in os.listdir(directory):
-        digits = name.removesuffix(".db").rpartition("_")[2]
-        if (
-            name.startswith("gauge_live")
-            and digits.isascii()
-            and digits.isdigit()
-            and not _alive(int(digits))
-        ):
-            dead.add(int(digits))
+        pid = ascii_int(name.removesuffix(".db").rpartition("_")[2], 10)
+        if name.startswith("gauge_live") and pid is not None and not _alive(pid):
+            dead.add(pid)
     for pid in dead:
         multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
     return sorted(dead)

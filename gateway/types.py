@@ -7,6 +7,18 @@ from typing import Any
 
 from gateway.secrets import Secret
 
+
+def ascii_int(text: str, max_digits: int) -> int | None:
+    """`text` as an integer if it is 1 to `max_digits` ASCII digits, else None.
+
+    `str.isdigit` also takes `²` (which `int()` refuses) and other scripts' digits (which
+    `int()` takes); the length bound keeps a huge number away from `int()` and the caller.
+    """
+    if text.isascii() and text.isdigit() and len(text) <= max_digits:
+        return int(text)
+    return None
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 

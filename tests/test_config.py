@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from gateway.config import ConfigError, load_config, parse_config
+from gateway.types import ascii_int
 from tests.conftest import Keys, write_config
 
 MINIMAL = """\
@@ -203,3 +204,26 @@ def test_request_timeout_must_exceed_session_timeout() -> None:
     assert found == [
         "cfg.yaml:13: kafka.request_timeout: must exceed `session_timeout`, or consumer-group joins time out"
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", 0),
+        ("8081", 8081),
+        ("00042", 42),
+        ("12345", 12345),
+        ("123456", None),  # over the bound: never reaches int()
+        ("", None),
+        ("-1", None),
+        ("+1", None),
+        (" 1", None),
+        ("1.0", None),
+        ("\u00b2", None),  # superscript two: str.isdigit says yes, int() raises
+        ("\u0663", None),  # Arabic-Indic three: int() would take it
+        ("\uff11", None),  # fullwidth one
+    ],
+)
+def test_ascii_int_takes_only_bounded_ascii_digits(text: str, expected: int | None) -> None:
+    """Every digit check before `int()` (ports, counts, cookie expiry, row ids, list indexes)."""
+    assert ascii_int(text, 5) == expected

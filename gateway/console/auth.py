@@ -22,6 +22,7 @@ import time
 from collections import defaultdict, deque
 
 from gateway.config import ConsoleConfig, ConsoleUser
+from gateway.types import ascii_int
 
 COOKIE = "gw_console"
 LOGIN_LIMIT = 5
@@ -64,11 +65,8 @@ class Auth:
     def by_session(self, value: str, now: float) -> ConsoleUser | None:
         """The user of a valid, unexpired session cookie."""
         parts = value.split(".")
-        expires = parts[1] if len(parts) == 3 else ""
-        # ASCII digits only (`isdigit` also takes `²`, which int() refuses), at most 12.
-        if not (expires.isascii() and expires.isdigit() and len(expires) <= 12):
-            return None
-        if int(expires) < now:
+        expires = ascii_int(parts[1], 12) if len(parts) == 3 else None
+        if expires is None or expires < now:
             return None
         try:
             user = self._by_name.get(_unb64(parts[0]).decode())

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.observability import SECRET_KEY, Redactor
+from gateway.types import ascii_int
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -378,9 +379,9 @@ class Store:
 
     def event(self, ref: str) -> dict[str, Any] | None:
         """One event (by id, or `r<row>` for a request without an id) with everything known."""
-        row = ref[1:]
-        if ref.startswith("r") and row.isascii() and row.isdigit() and len(row) <= 18:
-            rows = self._db.execute("SELECT * FROM requests WHERE id = ?", (int(row),))
+        row = ascii_int(ref[1:], 18) if ref.startswith("r") else None
+        if row is not None:
+            rows = self._db.execute("SELECT * FROM requests WHERE id = ?", (row,))
         else:
             rows = self._db.execute(
                 "SELECT * FROM requests WHERE event_id = ? ORDER BY at, id", (ref,)

@@ -33,6 +33,7 @@ from gateway.config import Config, KafkaConfig, KafkaDestination
 from gateway.destinations.delays import tier_topics
 from gateway.event import encode
 from gateway.fastpaths import fast
+from gateway.types import ascii_int
 
 log = structlog.get_logger("gateway.kafka")
 
@@ -50,12 +51,10 @@ def lookup(event: Mapping[str, Any], path: str) -> Any:
             value = value.get(part)
         elif (
             isinstance(value, list)
-            and part.isascii()
-            and part.isdigit()
-            and len(part) < 10
-            and int(part) < len(value)
+            and (index := ascii_int(part, 9)) is not None
+            and index < len(value)
         ):
-            value = value[int(part)]
+            value = value[index]
         else:
             return None
     return value
