@@ -141,7 +141,7 @@ async def _serve_workers(config: Config, consumer_options: dict[str, Any] | None
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await workers.start()
-    runner = workers._runner
+    runner = workers.consumer_task
     assert runner is not None
     stopping = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({stopping, runner}, return_when=asyncio.FIRST_COMPLETED)

@@ -117,6 +117,11 @@ class DeliveryWorkers:
         return self._queue.consuming and not self._stop.is_set()
 
     @property
+    def consumer_task(self) -> asyncio.Task[None] | None:
+        """The consumer loop once started; done when it ends, by `stop` or on its own (a crash)."""
+        return self._runner
+
+    @property
     def lanes(self) -> Mapping[str, Lane]:
         """The destinations' lanes, by name."""
         return self._lanes
