@@ -91,6 +91,18 @@ class Store(Protocol):
         """Let go of `key` if `owner` still holds it."""
         ...
 
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        """Keep `value` under `key` for `ttl` seconds (replacing what was there)."""
+        ...
+
+    async def get(self, key: str) -> bytes | None:
+        """The value under `key`, or None if there is none (or it expired)."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Forget `key`."""
+        ...
+
     async def close(self) -> None:
         """Release connections; the store is not used afterwards."""
         ...
@@ -166,6 +178,7 @@ class MemoryStore:
         self._nonces = _Expiring(max_nonces)
         self._locks: dict[str, tuple[str, float]] = {}
         self._buckets: dict[str, float] = {}  # key -> theoretical arrival time (GCRA)
+        self._values: dict[str, tuple[bytes, float]] = {}  # key -> (value, expiry)
 
     async def claim(self, key: str, ttl: float) -> ClaimResult:
         """See `Store.claim`."""
@@ -235,6 +248,24 @@ class MemoryStore:
         held = self._locks.get(key)
         if held is not None and held[0] == owner:
             del self._locks[key]
+
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        """See `Store.put`."""
+        now = self._clock()
+        self._values[key] = (value, now + ttl)
+        if len(self._values) > 10_000:
+            self._values = {k: v for k, v in self._values.items() if v[1] > now}
+
+    async def get(self, key: str) -> bytes | None:
+        """See `Store.get`."""
+        held = self._values.get(key)
+        if held is None or held[1] <= self._clock():
+            return None
+        return held[0]
+
+    async def delete(self, key: str) -> None:
+        """See `Store.delete`."""
+        self._values.pop(key, None)
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -374,6 +405,19 @@ class RedisStore:
         """See `Store.unlock`."""
         await self._script(_UNLOCK_SCRIPT, key, owner)
 
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        """See `Store.put`."""
+        await self._execute("SET", key, value, "PX", _ms(ttl))
+
+    async def get(self, key: str) -> bytes | None:
+        """See `Store.get`."""
+        value = await self._execute("GET", key)
+        return None if value is None else bytes(value)
+
+    async def delete(self, key: str) -> None:
+        """See `Store.delete`."""
+        await self._execute("DEL", key)
+
     async def close(self) -> None:
         """Close the connection(s)."""
         await self._close()
@@ -501,6 +545,18 @@ class Guarded:
     async def unlock(self, key: str, owner: str) -> None:
         """See `Store.unlock`."""
         await self._run("unlock", lambda s: s.unlock(key, owner), decides=False)
+
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        """See `Store.put`."""
+        await self._run("put", lambda s: s.put(key, value, ttl), decides=False)
+
+    async def get(self, key: str) -> bytes | None:
+        """See `Store.get` (None too when the store is unavailable and `reject` is set)."""
+        return await self._run("get", lambda s: s.get(key), decides=False)
+
+    async def delete(self, key: str) -> None:
+        """See `Store.delete`."""
+        await self._run("delete", lambda s: s.delete(key), decides=False)
 
     async def close(self) -> None:
         """Close the shared store's connections."""

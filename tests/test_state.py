@@ -137,6 +137,25 @@ async def test_lock_unlock(store: Store, key: str) -> None:
     assert await store.lock(key, "a", 30) is False
 
 
+async def test_put_get_delete(store: Store, key: str) -> None:
+    """Values: binary-safe, replaced by a later put, gone after delete or their ttl."""
+    assert await store.get(key) is None
+    value = bytes(range(256)) * 4
+    await store.put(key, value, 30)
+    assert await store.get(key) == value
+    await store.put(key, b"second", 30)
+    assert await store.get(key) == b"second"
+    await store.delete(key)
+    assert await store.get(key) is None
+    await store.delete(key)  # deleting nothing is fine
+    await store.put(key, b"brief", 0.2)
+
+    async def expired() -> bool:
+        return await store.get(key) is None
+
+    await _eventually(expired)
+
+
 async def test_redis_is_shared_between_processes(redis_server: RedisServer, key: str) -> None:
     """Two clients (two processes) see one another's claims, confirmations and nonces."""
     first = RedisStore.from_config(_redis_config(redis_server.url))

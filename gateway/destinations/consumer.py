@@ -4,7 +4,9 @@
 `kafka.consumer_group` and hands every record to the workers (`Delivery.admit`). It owns
 what is about offsets rather than deliveries:
 
-- commit points (`offsets.PartitionProgress`), committed every `COMMIT_INTERVAL`;
+- commit points (`offsets.PartitionProgress`), committed every `COMMIT_INTERVAL`, and
+  what is done beyond them (a retry or a paused destination holds a commit point back),
+  saved in the state store then, so that a partition's next owner skips it (`offsets.py`);
 - delay tiers: a tier partition whose next record is not ripe is paused and sought back
   to it until it is (`delays.py`);
 - backpressure: past `max_pending` jobs in hand, fetching pauses (resumes below 80 %);
@@ -30,8 +32,9 @@ from gateway import metrics
 from gateway.config import Config
 from gateway.destinations.delays import ripe_at
 from gateway.destinations.kafka import client_options
-from gateway.destinations.offsets import PartitionProgress
+from gateway.destinations.offsets import Done, PartitionProgress
 from gateway.destinations.tasks import TASK_DECODER
+from gateway.state import Store
 
 log = structlog.get_logger("gateway.delivery")
 
@@ -40,6 +43,10 @@ COMMIT_INTERVAL = 0.5
 _FETCH_TIMEOUT_MS = 200
 _FETCH_MAX_RECORDS = 500
 _RESUME_FRACTION = 0.8
+# A saved done-window lives this long in the state store, and is saved again (unchanged)
+# after `_RESAVE` so that a partition held back for days keeps it.
+_DONE_TTL = 86_400.0
+_RESAVE = 3_600.0
 
 
 class Delivery(Protocol):
@@ -81,10 +88,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka i
         await self._queue.revoke(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        tps = set(assigned)
         log.info(
             "delivery_partitions_assigned",
-            partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned),
+            partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in tps),
         )
+        await self._queue.restore(tps)
 
 
 class QueueConsumer:
@@ -99,8 +108,15 @@ class QueueConsumer:
         *,
         max_pending: int,
         options: Mapping[str, Any] | None = None,
+        store: Store | None = None,
     ) -> None:
         self._config = config
+        self._store = store
+        self._done_prefix = (
+            f"{config.state.key_prefix}done:{config.kafka.consumer_group}:"  # + topic:partition
+        )
+        self._saved_at: dict[TopicPartition, float] = {}
+        self._restoring: dict[TopicPartition, asyncio.Future[None]] = {}
         self._delivery = delivery
         self._tiers = dict(tiers)  # topic -> seconds
         self._stop = stop
@@ -154,6 +170,7 @@ class QueueConsumer:
             finally:
                 self._consumer = None
                 self._progress.clear()
+                self._saved_at.clear()
                 self._unhold_all()
                 with contextlib.suppress(KafkaError, OSError):
                     await consumer.stop()
@@ -185,11 +202,17 @@ class QueueConsumer:
             for tp, records in batch.items():
                 if tp not in assigned:  # revoked while the batch was in hand: not ours now
                     continue
+                restoring = self._restoring.get(tp)
+                if restoring is not None:
+                    await asyncio.wait({restoring})
                 tier = self._tiers.get(tp.topic)
+                progress = self._progress_of(tp)
                 for record in records:
+                    if progress.already_done(record.offset):
+                        continue  # finished by this partition's previous owner
                     if tier is not None and not self._ripe(consumer, tp, record, tier):
                         break  # the rest of this delay partition is due later still
-                    self._delivery.admit(tp, self._progress_of(tp), record)
+                    self._delivery.admit(tp, progress, record)
             if time.monotonic() - last_commit >= COMMIT_INTERVAL:
                 await self._commit(consumer)
                 await self._measure_lag(consumer)
@@ -240,17 +263,88 @@ class QueueConsumer:
             self._paused = False
             log.info("delivery_fetch_resumed", pending=pending)
 
+    def _done_key(self, tp: TopicPartition) -> str:
+        return f"{self._done_prefix}{tp.topic}:{tp.partition}"
+
+    async def restore(self, tps: set[TopicPartition]) -> None:
+        """Newly assigned partitions: load what their previous owner finished past the
+        commit point, so those records are skipped instead of delivered again.
+
+        A saved window is trusted only if the partition has a committed offset no later
+        than the window's end (a recreated topic has none: its offsets start over).
+        """
+        consumer, store = self._consumer, self._store
+        if consumer is None or store is None or not tps:
+            return
+
+        async def one(tp: TopicPartition) -> None:
+            blob = await store.get(self._done_key(tp))
+            done = Done.decode(blob) if blob is not None else None
+            if done is None:
+                return
+            try:
+                committed = await consumer.committed(tp)
+            except KafkaError:
+                return
+            if committed is None or committed > done.end:
+                return
+            progress = self._progress[tp] = PartitionProgress(known=done)
+            progress.saved = done
+            self._saved_at[tp] = time.monotonic()
+            log.info(
+                "delivery_progress_restored",
+                partition=f"{tp.topic}:{tp.partition}",
+                committed=committed,
+                done_until=done.end,
+            )
+
+        # The fetcher may hand out records of these partitions meanwhile: `_consume`
+        # waits for a partition's restore before it takes any of them.
+        loading = {tp: asyncio.ensure_future(one(tp)) for tp in tps}
+        self._restoring.update(loading)
+        try:
+            await asyncio.gather(*loading.values(), return_exceptions=True)
+        finally:
+            for tp, task in loading.items():
+                if self._restoring.get(tp) is task:
+                    del self._restoring[tp]
+
+    async def _save_done(self, tps: list[TopicPartition]) -> None:
+        """Save (or clear) what is done past each partition's commit point."""
+        store = self._store
+        if store is None:
+            return
+        now = time.monotonic()
+        writes = []
+        for tp in tps:
+            progress = self._progress[tp]
+            done = progress.done_beyond()
+            if done is not None and (
+                done != progress.saved or now - self._saved_at.get(tp, 0.0) >= _RESAVE
+            ):
+                writes.append(store.put(self._done_key(tp), done.encode(), _DONE_TTL))
+                self._saved_at[tp] = now
+            elif done is None and progress.saved is not None:
+                writes.append(store.delete(self._done_key(tp)))
+            progress.saved = done
+        if writes:
+            await asyncio.gather(*writes)
+
     async def _commit(
         self, consumer: AIOKafkaConsumer, only: set[TopicPartition] | None = None
     ) -> None:
         assigned = consumer.assignment()
         offsets: dict[TopicPartition, int] = {}
+        mine: list[TopicPartition] = []
         for tp, progress in self._progress.items():
             if tp not in assigned or (only is not None and tp not in only):
                 continue
+            mine.append(tp)
             point = progress.commit_point()
             if point is not None and point != progress.committed:
                 offsets[tp] = point
+        # Before the commit: a crash between the two then costs nothing more than before.
+        await self._save_done(mine)
         if not offsets:
             return
         try:
@@ -290,6 +384,7 @@ class QueueConsumer:
         self._unhold_all(revoked)
         for tp in revoked:
             self._progress.pop(tp, None)
+            self._saved_at.pop(tp, None)
         if busy or handed_back:
             log.info(
                 "delivery_partitions_revoked",

@@ -13,7 +13,8 @@ recorded outcome. The pieces it works with live beside it:
 - `offsets.py`: an offset is committed only when every record before it has a recorded
   outcome: delivered, dead-lettered, or handed to a delay tier (acked there). A crash at
   any point leaves the task uncommitted: delivered again (at least once; receivers dedupe
-  on `webhook-id`), never lost.
+  on `webhook-id`), never lost. What is done behind a record that still waits is saved
+  in the state store, so the partition's next owner skips it instead of re-sending it.
 - `delays.py`: a retry waiting longer than the shortest tier is written to a delay topic
   instead of waiting in memory, so it never pins the commit point of finished deliveries
   and costs a bounded number of writes. Shorter waits are timers in memory.
@@ -101,12 +102,18 @@ class DeliveryWorkers:
         self._grace = self.default_grace()
         self._log = self._outcomes.log
         self._control = ControlFollower(config, self.set_paused)
+        # Rate limits, and what is done past held-back commit points (`offsets.py`); no
+        # dedupe table here, so the memory store's is sized small.
+        self._store = state.open_store(config.state, max_entries=1024)
         self._queue = QueueConsumer(
-            config, self, self._tiers, self._stop, max_pending=max_pending, options=consumer_options
+            config,
+            self,
+            self._tiers,
+            self._stop,
+            max_pending=max_pending,
+            options=consumer_options,
+            store=self._store,
         )
-        # Only rate limits use the store here; a config without them never connects to it.
-        limited = any(lane.rate is not None for lane in self._lanes.values())
-        self._store = state.store_for(config) if limited else None
         self._rate_prefix = config.state.key_prefix + "rate:"
         self._worker_name = f"{socket.gethostname()}-{os.getpid()}"
         self._published: set[bytes] = set()  # circuit keys this process wrote
@@ -175,8 +182,7 @@ class DeliveryWorkers:
                 await runner
         await self._control.stop()
         await self._unpublish_circuits()
-        if self._store is not None:
-            await self._store.close()
+        await self._store.close()
         await self._client.close()
         if self._own_journal and self._journal is not None:
             await self._journal.stop()
@@ -408,7 +414,7 @@ class DeliveryWorkers:
         shared by every process using that store. False: the job was released or the lane
         paused meanwhile (then it is back in line).
         """
-        if lane.rate is None or self._store is None:
+        if lane.rate is None:
             return True
         rate, burst = lane.rate
         key = self._rate_prefix + lane.name

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.destinations.offsets import PartitionProgress
+from gateway.destinations.offsets import Done, PartitionProgress
 
 
 def test_nothing_consumed_commits_nothing() -> None:
@@ -51,3 +52,85 @@ def test_commit_point_is_never_past_an_unfinished_record(count: int, seed: int) 
         done.add(index)
         expected = next((i for i in range(count) if i not in done), count)
         assert progress.commit_point() == expected
+
+
+# -- what is done beyond the commit point (saved for the partition's next owner) -------------
+
+
+def test_nothing_done_beyond_the_commit_point_saves_nothing() -> None:
+    """All done, or only the head waiting with nothing after it finished: no window."""
+    progress = PartitionProgress()
+    entries = [progress.add(offset) for offset in range(5)]
+    assert progress.done_beyond() is None
+    for entry in entries:
+        entry.done = True
+    assert progress.done_beyond() is None
+
+
+def test_a_window_round_trips_and_says_exactly_what_is_done() -> None:
+    """Head 10 waits, 11-14 done except 13; offset 16 is a gap (no record): done too."""
+    progress = PartitionProgress()
+    entries = {o: progress.add(o) for o in (10, 11, 12, 13, 14, 15, 17)}
+    for offset in (11, 12, 14, 17):
+        entries[offset].done = True
+    done = progress.done_beyond()
+    assert done is not None and (done.point, done.end) == (10, 18)
+    again = Done.decode(done.encode())
+    assert again == done
+    assert [o for o in range(8, 20) if o in again] == [8, 9, 11, 12, 14, 16, 17]
+
+
+def test_the_next_owner_skips_what_the_window_says_is_done() -> None:
+    """Skipped records are tracked as done; the rest are handed out; past the window, all."""
+    old = PartitionProgress()
+    entries = [old.add(o) for o in range(6)]
+    for entry in entries[2:4]:
+        entry.done = True
+    window = old.done_beyond()
+    assert window is not None
+    new = PartitionProgress(known=window)
+    handed = {o: new.add(o) for o in range(10) if not new.already_done(o)}  # as admit does
+    assert list(handed) == [0, 1, 4, 5, 6, 7, 8, 9]
+    assert new.known is None
+    assert new.commit_point() == 0
+    handed[0].done = handed[1].done = True
+    assert new.commit_point() == 4
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"",
+        b"garbage",
+        b"d2 0 8 eJz7/wcAAf8B/w==",
+        b"d1 -1 8 eJz7/wcAAf8B/w==",
+        b"d1 9 8 eJz7/wcAAf8B/w==",
+        b"d1 0 9000 eJz7/wcAAf8B/w==",  # says more offsets than it has bits for
+        b"d1 0 8 not-base64!",
+        b"d1 0 8 aGVsbG8=",  # base64, not zlib
+        b"d1 0 2000000 " + b"eJz7/wcAAf8B/w==",
+        "d1 0 8 ²".encode(),
+    ],
+)
+def test_a_window_that_is_not_one_is_ignored(blob: bytes) -> None:
+    """Anything else in the store's slot is ignored: the records are delivered again."""
+    assert Done.decode(blob) is None
+
+
+@given(
+    st.lists(st.booleans(), min_size=1, max_size=300),
+    st.integers(min_value=0, max_value=2**40),
+)
+def test_a_window_never_claims_an_unfinished_record(flags: list[bool], base: int) -> None:
+    """Whatever finished, every record not done is outside the saved window's done set."""
+    progress = PartitionProgress()
+    entries = [progress.add(base + i) for i in range(len(flags))]
+    for entry, flag in zip(entries, flags, strict=True):
+        entry.done = flag
+    window = progress.done_beyond()
+    restored = Done.decode(window.encode()) if window is not None else None
+    for entry in entries:
+        if not entry.done:
+            assert restored is None or entry.offset not in restored
+        elif restored is not None:
+            assert entry.offset in restored
