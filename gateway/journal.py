@@ -72,6 +72,37 @@ class Attempt(msgspec.Struct, frozen=True):
         }
 
 
+class Placed(msgspec.Struct, frozen=True):
+    """Where one destination's record of an accepted event went."""
+
+    destination: str
+    topic: str
+    partition: int
+    offset: int
+
+
+class _Answered(msgspec.Struct):
+    """A `request` entry of a 200 (a Struct: encoded without building a dict per request)."""
+
+    kind: str
+    at: float
+    node: str
+    source: str
+    provider: str
+    outcome: str
+    status: int
+    event_id: str
+    type: str
+    subject: str | None
+    routes: tuple[str, ...]
+    destinations: tuple[str, ...]
+    records: tuple[Placed, ...]
+    spooled: bool
+    request_id: str | None
+    duration_ms: float
+    event: Any
+
+
 # The node that wrote a record: which pod and process, for the console's event detail.
 NODE = f"{socket.gethostname()}:{os.getpid()}"
 # Entries are packed into Kafka records of about this size (below the default batch size).
@@ -103,7 +134,7 @@ class Journal:
 
     # -- what the gateway records ----------------------------------------------------------
 
-    def record(self, entry: Mapping[str, Any]) -> None:
+    def record(self, entry: Mapping[str, Any] | msgspec.Struct) -> None:
         """Queue one record; never blocks, never raises (a full buffer drops and counts it)."""
         if len(self._buffer) >= self._limit or self._stopping:
             self._full.inc()
@@ -111,7 +142,8 @@ class Journal:
         try:
             line = _ENCODER.encode(entry)
         except (TypeError, ValueError) as exc:  # a bug, not an outage: say so, never raise
-            log.error("journal_unencodable", kind=entry.get("kind"), error=str(exc))
+            kind = entry.get("kind") if isinstance(entry, Mapping) else getattr(entry, "kind", None)
+            log.error("journal_unencodable", kind=kind, error=str(exc))
             self._failed.inc()
             return
         self._buffer.append(line)
@@ -160,29 +192,29 @@ class Journal:
         """A 200 (accepted, duplicate, unrouted): the event, its routes and where it went."""
         event = outcome.event
         self.record(
-            {
-                "kind": "request",
-                "at": time.time(),
-                "node": NODE,
-                "source": source,
-                "provider": provider,
-                "outcome": outcome.status,
-                "status": 200,
-                "event_id": event.id,
-                "type": event.type,
-                "subject": event.subject,
-                "routes": outcome.routes,
-                "destinations": outcome.destinations,
-                "records": outcome.placed,
-                "spooled": outcome.spooled,
-                "request_id": request_id,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "event": None
+            _Answered(
+                "request",
+                time.time(),
+                NODE,
+                source,
+                provider,
+                outcome.status,
+                200,
+                event.id,
+                event.type,
+                event.subject,
+                outcome.routes,
+                outcome.destinations,
+                outcome.placed,
+                outcome.spooled,
+                request_id,
+                round((time.perf_counter() - started) * 1000, 2),
+                None
                 if outcome.status != "accepted"
                 else event
                 if outcome.encoded is None
                 else msgspec.Raw(outcome.encoded),  # a record's bytes of the same event
-            }
+            )
         )
 
     def attempt(self, attempt: Attempt, retry_in: float | None, replayed: bool) -> None:

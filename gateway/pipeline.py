@@ -22,7 +22,7 @@ from gateway.errors import SignatureError, Unavailable, UnknownSource
 from gateway.event import CloudEvent, reject_duplicate_keys, to_builtins
 from gateway.fastpaths import fast
 from gateway.handoff import HandOff, Sender
-from gateway.journal import Journal
+from gateway.journal import Journal, Placed
 from gateway.providers import Provider, Verifier, registry
 from gateway.spool import Spool, SpooledRecord
 from gateway.state import ClaimResult, MemoryStore, Store, store_for
@@ -44,7 +44,7 @@ class Outcome:
     destinations: tuple[str, ...] = ()
     spooled: bool = False
     # Where each destination's record went ({destination, topic, partition, offset}): the journal's.
-    placed: tuple[dict[str, Any], ...] = ()
+    placed: tuple[Placed, ...] = ()
     # The event's JSON as one of its records already holds it (journal on only), or None.
     encoded: bytes | None = None
 
@@ -243,12 +243,12 @@ class Pipeline:
 
     def _placed(
         self, targets: tuple[str, ...], records: list[SpooledRecord], acks: list[Any] | None
-    ) -> tuple[dict[str, Any], ...]:
+    ) -> tuple[Placed, ...]:
         """Where each record went, for the journal (nothing when there is none, or spooled)."""
         if self.journal is None or acks is None:
             return ()
         return tuple(
-            {"destination": d, "topic": r.topic, "partition": a.partition, "offset": a.offset}
+            Placed(d, r.topic, a.partition, a.offset)
             for d, r, a in zip(targets, records, acks, strict=True)
             if hasattr(a, "offset")  # a RecordMetadata (test senders may return None)
         )
