@@ -208,7 +208,7 @@ class QueueConsumer:
                 tier = self._tiers.get(tp.topic)
                 progress = self._progress_of(tp)
                 for record in records:
-                    if progress.already_done(record.offset):
+                    if progress.already_done(record.offset, record.timestamp or 0):
                         continue  # finished by this partition's previous owner
                     if tier is not None and not self._ripe(consumer, tp, record, tier):
                         break  # the rest of this delay partition is due later still
@@ -270,8 +270,8 @@ class QueueConsumer:
         """Newly assigned partitions: load what their previous owner finished past the
         commit point, so those records are skipped instead of delivered again.
 
-        A saved window is trusted only if the partition has a committed offset no later
-        than the window's end (a recreated topic has none: its offsets start over).
+        A saved window is trusted only if the partition's committed offset is the window's
+        commit point (and, when consumed, the record there is the one it was saved for).
         """
         consumer, store = self._consumer, self._store
         if consumer is None or store is None or not tps:
@@ -286,7 +286,7 @@ class QueueConsumer:
                 committed = await consumer.committed(tp)
             except KafkaError:
                 return
-            if committed is None or committed > done.end:
+            if committed != done.point:  # the commit after the save failed, or another topic
                 return
             progress = self._progress[tp] = PartitionProgress(known=done)
             progress.saved = done
@@ -309,16 +309,17 @@ class QueueConsumer:
                 if self._restoring.get(tp) is task:
                     del self._restoring[tp]
 
-    async def _save_done(self, tps: list[TopicPartition]) -> None:
-        """Save (or clear) what is done past each partition's commit point."""
+    async def _save_done(self, windows: dict[TopicPartition, Done | None]) -> None:
+        """Save (or clear) what is done past each partition's (committed) commit point."""
         store = self._store
         if store is None:
             return
         now = time.monotonic()
         writes = []
-        for tp in tps:
-            progress = self._progress[tp]
-            done = progress.done_beyond()
+        for tp, done in windows.items():
+            progress = self._progress.get(tp)
+            if progress is None:
+                continue
             if done is not None and (
                 done != progress.saved or now - self._saved_at.get(tp, 0.0) >= _RESAVE
             ):
@@ -335,25 +336,25 @@ class QueueConsumer:
     ) -> None:
         assigned = consumer.assignment()
         offsets: dict[TopicPartition, int] = {}
-        mine: list[TopicPartition] = []
+        windows: dict[TopicPartition, Done | None] = {}
         for tp, progress in self._progress.items():
             if tp not in assigned or (only is not None and tp not in only):
                 continue
-            mine.append(tp)
             point = progress.commit_point()
             if point is not None and point != progress.committed:
                 offsets[tp] = point
-        # Before the commit: a crash between the two then costs nothing more than before.
-        await self._save_done(mine)
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:  # includes CommitFailedError after a rebalance
-            log.warning("delivery_commit_failed", error=type(exc).__name__)
-            return
-        for tp, point in offsets.items():
-            self._progress[tp].committed = point
+            # Taken now, at the point being committed (more may finish while it commits).
+            windows[tp] = progress.done_beyond()
+        if offsets:
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:  # includes CommitFailedError after a rebalance
+                log.warning("delivery_commit_failed", error=type(exc).__name__)
+                return  # the windows saved before still match what is committed
+            for tp, point in offsets.items():
+                self._progress[tp].committed = point
+        # After the commit: a window is only ever saved for a committed point.
+        await self._save_done(windows)
 
     async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Queue lag: tasks on this worker's partitions without a recorded outcome yet."""

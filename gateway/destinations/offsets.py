@@ -7,6 +7,12 @@ not sent again after a crash or a rebalance, the consumer also saves which recor
 beyond the commit point are done (`Done`: a bitmap over `[point, end)`) in the state store,
 and a partition's next owner skips them (`PartitionProgress.known`). With `state.backend:
 redis` that covers the fleet; with `memory` only this process's own rebalances.
+
+A window is saved right after its commit point was committed, and says which record it
+was saved for: the timestamp of the record at the commit point. The next owner trusts it
+only if the partition's committed offset is that point and the first record it consumes
+there has that timestamp; otherwise (a failed commit, a topic deleted and created again
+under the same name) it is dropped and everything is delivered, never skipped.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import dataclass
 # A saved window covers at most this many offsets past the commit point (the bitmap is
 # 125 KB raw, far less compressed); done records further on are sent again after a crash.
 MAX_WINDOW = 1_000_000
-_VERSION = "d1"
+_VERSION = "d2"
 
 
 @dataclass(eq=False, slots=True)
@@ -27,6 +33,7 @@ class Entry:
     """One consumed record's place in its partition; `done` once its outcome is recorded."""
 
     offset: int
+    stamp: int = 0  # the record's timestamp (ms): identifies it, with the offset
     done: bool = False
 
 
@@ -36,6 +43,7 @@ class Done:
 
     point: int
     end: int
+    stamp: int  # the timestamp of the record at `point` (not done: it is what waits)
     bits: bytes  # bit i (LSB first) set: offset point + i is done
 
     def __contains__(self, offset: int) -> bool:
@@ -47,30 +55,30 @@ class Done:
         return bool(self.bits[index // 8] >> (index % 8) & 1)
 
     def encode(self) -> bytes:
-        """`d1 <point> <end> <base64 of the zlib'd bitmap>`: what the state store keeps."""
+        """`d2 <point> <end> <stamp> <base64 of the zlib'd bitmap>`: what the store keeps."""
         packed = base64.b64encode(zlib.compress(self.bits, 6)).decode()
-        return f"{_VERSION} {self.point} {self.end} {packed}".encode()
+        return f"{_VERSION} {self.point} {self.end} {self.stamp} {packed}".encode()
 
     @classmethod
     def decode(cls, blob: bytes) -> Done | None:
         """The saved window, or None for anything that is not one (never trusted blindly)."""
         try:
-            version, point, end, packed = blob.decode("ascii").split(" ")
-            if version != _VERSION:
+            version, point, end, stamp, packed = blob.decode("ascii").split(" ")
+            if version != _VERSION or not (point + end + stamp.lstrip("-")).isdigit():
                 return None
-            start, stop = int(point), int(end)
+            start, stop, at = int(point), int(end), int(stamp)
             bits = zlib.decompress(base64.b64decode(packed, validate=True))
         except (ValueError, UnicodeDecodeError, zlib.error):
             return None
         if start < 0 or not start <= stop <= start + MAX_WINDOW or len(bits) * 8 < stop - start:
             return None
-        return cls(start, stop, bits)
+        return cls(start, stop, at, bits)
 
 
 class PartitionProgress:
     """Consumed offsets of one partition and the commit point: the first one not yet done."""
 
-    __slots__ = ("_end", "_open", "committed", "known", "saved")
+    __slots__ = ("_checked", "_end", "_open", "committed", "known", "saved")
 
     def __init__(self, known: Done | None = None) -> None:
         self._open: deque[Entry] = deque()
@@ -78,20 +86,30 @@ class PartitionProgress:
         self.committed: int | None = None
         # Done beyond the commit point, as a previous owner saved it: skipped when consumed.
         self.known = known
+        self._checked = False  # the first record consumed matched the window's
         self.saved: Done | None = None  # what this owner last saved
 
-    def add(self, offset: int) -> Entry:
+    def add(self, offset: int, stamp: int = 0) -> Entry:
         """Track a newly consumed offset (offsets arrive in increasing order)."""
-        entry = Entry(offset)
+        entry = Entry(offset, stamp)
         self._open.append(entry)
         self._end = offset + 1
         return entry
 
-    def already_done(self, offset: int) -> bool:
-        """True if a previous owner finished this record: tracked as done, not delivered."""
+    def already_done(self, offset: int, stamp: int) -> bool:
+        """True if a previous owner finished this record: tracked as done, not delivered.
+
+        The first record consumed must be the one the window was saved for (its offset
+        and timestamp), else the window is dropped.
+        """
         known = self.known
         if known is None:
             return False
+        if not self._checked:
+            if offset != known.point or stamp != known.stamp:
+                self.known = None
+                return False
+            self._checked = True
         if offset >= known.end:
             self.known = None  # past the saved window: everything from here is new
             return False
@@ -129,4 +147,4 @@ class PartitionProgress:
                 bits[index // 8] &= ~(1 << (index % 8)) & 0xFF
         if not any_done:
             return None
-        return Done(point, end, bytes(bits))
+        return Done(point, end, self._open[0].stamp, bytes(bits))

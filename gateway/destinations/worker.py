@@ -239,7 +239,8 @@ class DeliveryWorkers:
             error = ""
         except msgspec.DecodeError as exc:
             task, error = None, str(exc)
-        job = Job(tp, progress.add(record.offset), record.key, value, task, error)
+        entry = progress.add(record.offset, record.timestamp or 0)
+        job = Job(tp, entry, record.key, value, task, error)
         self._jobs.add(job)
         lane = self._lanes.get(task.destination) if task is not None else None
         if task is None or lane is None:

@@ -78,6 +78,7 @@ def test_a_window_round_trips_and_says_exactly_what_is_done() -> None:
     again = Done.decode(done.encode())
     assert again == done
     assert [o for o in range(8, 20) if o in again] == [8, 9, 11, 12, 14, 16, 17]
+    assert Done.decode(b"d2 0 8 5 eJz7DwABAAEA") == Done(0, 8, 5, b"\xff")
 
 
 def test_the_next_owner_skips_what_the_window_says_is_done() -> None:
@@ -89,7 +90,7 @@ def test_the_next_owner_skips_what_the_window_says_is_done() -> None:
     window = old.done_beyond()
     assert window is not None
     new = PartitionProgress(known=window)
-    handed = {o: new.add(o) for o in range(10) if not new.already_done(o)}  # as admit does
+    handed = {o: new.add(o) for o in range(10) if not new.already_done(o, 0)}  # as admit does
     assert list(handed) == [0, 1, 4, 5, 6, 7, 8, 9]
     assert new.known is None
     assert new.commit_point() == 0
@@ -102,14 +103,16 @@ def test_the_next_owner_skips_what_the_window_says_is_done() -> None:
     [
         b"",
         b"garbage",
-        b"d2 0 8 eJz7/wcAAf8B/w==",
-        b"d1 -1 8 eJz7/wcAAf8B/w==",
-        b"d1 9 8 eJz7/wcAAf8B/w==",
-        b"d1 0 9000 eJz7/wcAAf8B/w==",  # says more offsets than it has bits for
-        b"d1 0 8 not-base64!",
-        b"d1 0 8 aGVsbG8=",  # base64, not zlib
-        b"d1 0 2000000 " + b"eJz7/wcAAf8B/w==",
-        "d1 0 8 ²".encode(),
+        b"d1 0 8 eJz7DwABAAEA",  # the format of another version
+        b"d2 -1 8 5 eJz7DwABAAEA",
+        b"d2 9 8 5 eJz7DwABAAEA",
+        b"d2 0 9000 5 eJz7DwABAAEA",  # says more offsets than it has bits for
+        b"d2 0 8 5 not-base64!",
+        b"d2 0 8 5 aGVsbG8=",  # base64, not zlib
+        b"d2 0 2000000 5 eJz7DwABAAEA",
+        b"d2 0 8 x eJz7DwABAAEA",
+        "d2 0 8 \u00b2 eJz7DwABAAEA".encode(),
+        "d2 \u0663 8 5 eJz7DwABAAEA".encode(),  # a non-ASCII digit
     ],
 )
 def test_a_window_that_is_not_one_is_ignored(blob: bytes) -> None:
@@ -134,3 +137,26 @@ def test_a_window_never_claims_an_unfinished_record(flags: list[bool], base: int
             assert restored is None or entry.offset not in restored
         elif restored is not None:
             assert entry.offset in restored
+
+
+def test_a_window_for_another_record_at_the_point_is_dropped() -> None:
+    """Same offsets, another record there (a topic created again): nothing is skipped."""
+    old = PartitionProgress()
+    head, *rest = [old.add(o, stamp=1_700_000_000_000 + o) for o in range(4)]
+    for entry in rest:
+        entry.done = True
+    window = old.done_beyond()
+    assert window is not None and window.stamp == head.stamp
+    same = PartitionProgress(known=window)
+    assert [same.already_done(o, 1_700_000_000_000 + o) for o in range(5)] == [
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]
+    other = PartitionProgress(known=window)
+    assert [other.already_done(o, 5 + o) for o in range(5)] == [False] * 5
+    assert other.known is None
+    late = PartitionProgress(known=window)  # the first record seen is not the point's
+    assert [late.already_done(o, 1_700_000_000_000 + o) for o in range(1, 4)] == [False] * 3
