@@ -22,10 +22,13 @@ import zlib
 from collections import deque
 from dataclasses import dataclass
 
+from gateway.types import ascii_int
+
 # A saved window covers at most this many offsets past the commit point (the bitmap is
 # 125 KB raw, far less compressed); done records further on are sent again after a crash.
 MAX_WINDOW = 1_000_000
 _VERSION = "d2"
+_DIGITS = 19  # offsets and timestamps are int64
 
 
 @dataclass(eq=False, slots=True)
@@ -64,15 +67,16 @@ class Done:
         """The saved window, or None for anything that is not one (never trusted blindly)."""
         try:
             version, point, end, stamp, packed = blob.decode("ascii").split(" ")
-            if version != _VERSION or not (point + end + stamp.lstrip("-")).isdigit():
+            start, stop = ascii_int(point, _DIGITS), ascii_int(end, _DIGITS)
+            at = ascii_int(stamp.removeprefix("-"), _DIGITS)  # -1: a record without one
+            if version != _VERSION or start is None or stop is None or at is None:
                 return None
-            start, stop, at = int(point), int(end), int(stamp)
             bits = zlib.decompress(base64.b64decode(packed, validate=True))
         except (ValueError, UnicodeDecodeError, zlib.error):
             return None
-        if start < 0 or not start <= stop <= start + MAX_WINDOW or len(bits) * 8 < stop - start:
+        if not start <= stop <= start + MAX_WINDOW or len(bits) * 8 < stop - start:
             return None
-        return cls(start, stop, at, bits)
+        return cls(start, stop, -at if stamp.startswith("-") else at, bits)
 
 
 class PartitionProgress:
