@@ -115,7 +115,6 @@ class QueueConsumer:
         self._done_prefix = (
             f"{config.state.key_prefix}done:{config.kafka.consumer_group}:"  # + topic:partition
         )
-        self._saved_at: dict[TopicPartition, float] = {}
         self._restoring: dict[TopicPartition, asyncio.Future[None]] = {}
         self._delivery = delivery
         self._tiers = dict(tiers)  # topic -> seconds
@@ -170,7 +169,6 @@ class QueueConsumer:
             finally:
                 self._consumer = None
                 self._progress.clear()
-                self._saved_at.clear()
                 self._unhold_all()
                 with contextlib.suppress(KafkaError, OSError):
                     await consumer.stop()
@@ -289,8 +287,7 @@ class QueueConsumer:
             if committed != done.point:  # the commit after the save failed, or another topic
                 return
             progress = self._progress[tp] = PartitionProgress(known=done)
-            progress.saved = done
-            self._saved_at[tp] = time.monotonic()
+            progress.saved, progress.saved_at = done, time.monotonic()
             log.info(
                 "delivery_progress_restored",
                 partition=f"{tp.topic}:{tp.partition}",
@@ -320,11 +317,9 @@ class QueueConsumer:
             progress = self._progress.get(tp)
             if progress is None:
                 continue
-            if done is not None and (
-                done != progress.saved or now - self._saved_at.get(tp, 0.0) >= _RESAVE
-            ):
+            if done is not None and (done != progress.saved or now - progress.saved_at >= _RESAVE):
                 writes.append(store.put(self._done_key(tp), done.encode(), _DONE_TTL))
-                self._saved_at[tp] = now
+                progress.saved_at = now
             elif done is None and progress.saved is not None:
                 writes.append(store.delete(self._done_key(tp)))
             progress.saved = done
@@ -385,7 +380,6 @@ class QueueConsumer:
         self._unhold_all(revoked)
         for tp in revoked:
             self._progress.pop(tp, None)
-            self._saved_at.pop(tp, None)
         if busy or handed_back:
             log.info(
                 "delivery_partitions_revoked",

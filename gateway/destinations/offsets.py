@@ -82,7 +82,7 @@ class Done:
 class PartitionProgress:
     """Consumed offsets of one partition and the commit point: the first one not yet done."""
 
-    __slots__ = ("_checked", "_end", "_open", "committed", "known", "saved")
+    __slots__ = ("_checked", "_end", "_open", "committed", "known", "saved", "saved_at")
 
     def __init__(self, known: Done | None = None) -> None:
         self._open: deque[Entry] = deque()
@@ -92,6 +92,7 @@ class PartitionProgress:
         self.known = known
         self._checked = False  # the first record consumed matched the window's
         self.saved: Done | None = None  # what this owner last saved
+        self.saved_at = 0.0  # when (monotonic), to save it again before it expires
 
     def add(self, offset: int, stamp: int = 0) -> Entry:
         """Track a newly consumed offset (offsets arrive in increasing order)."""
