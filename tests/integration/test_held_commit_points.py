@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -63,9 +64,9 @@ def partition_of(config: Config, destination: str, key: str) -> int:
     return int(DefaultPartitioner()(task_key(destination, key), [0, 1], [0, 1]))
 
 
-async def kill(process: object) -> None:
-    process.send_signal(signal.SIGKILL)  # type: ignore[attr-defined]
-    await asyncio.to_thread(process.wait, 10)  # type: ignore[attr-defined]
+async def kill(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(process.wait, 10)
 
 
 def successes(receiver: Receiver, path: str) -> Counter[str]:
